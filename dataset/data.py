@@ -1,0 +1,136 @@
+"""Load the splits a config asks for: files or a built-in data set, labels checked and mapped to ids."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from dataset.builtin import BUILTIN
+from dataset.readers import Rows, read_rows
+from trainer.config import DataConfig
+from trainer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: np.ndarray  # int32 class ids
+
+
+@dataclass
+class DataBundle:
+    label_names: list[str]
+    train: Split
+    dev: Split
+    test: Split
+    unlabeled: list[str] = field(default_factory=list)
+
+
+def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Split indices into len(fractions) parts, each class divided by the same fractions.
+
+    Parts after the first get round(n_class * fraction) examples of each class; the first part gets the
+    rest. Returns sorted index arrays.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for cls in sorted(set(labels.tolist())):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        start = 0
+        for k in range(len(fractions) - 1, 0, -1):
+            n = int(round(len(idx) * fractions[k]))
+            parts[k] += idx[start:start + n].tolist()
+            start += n
+        parts[0] += idx[start:].tolist()
+    return [np.array(sorted(p), dtype=np.int64) for p in parts]
+
+
+def _sort_labels(labels: set[str]) -> list[str]:
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _to_ids(rows: Rows, names: list[str], what: str) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    ids = []
+    for label, line in zip(rows.labels, rows.lines):
+        if label not in index:
+            raise UserError(f"{rows.path}: line {line}: label '{label}' of the {what} split is not in the "
+                            f"label list ({', '.join(names)})")
+        ids.append(index[label])
+    return np.array(ids, dtype=np.int32)
+
+
+def _subset(rows: Rows, idx: np.ndarray) -> Rows:
+    return Rows(rows.path, [rows.texts[i] for i in idx], [rows.labels[i] for i in idx],
+                [rows.lines[i] for i in idx])
+
+
+def _read_labelled(cfg: DataConfig, path: str) -> Rows:
+    rows = read_rows(path, cfg.format, cfg.text_column, cfg.label_column)
+    if rows.empty:
+        log.info("%s: skipped %d rows with empty text", path, rows.empty)
+    return rows
+
+
+def load_data(cfg: DataConfig) -> DataBundle:
+    if cfg.dataset:
+        texts, labels = BUILTIN[cfg.dataset]()
+        source = Rows(f"built-in data set {cfg.dataset}", texts, labels, list(range(1, len(texts) + 1)))
+        splits = {"train": source, "dev": None, "test": None}
+    else:
+        splits = {name: _read_labelled(cfg, path) if path else None
+                  for name, path in (("train", cfg.train), ("dev", cfg.dev), ("test", cfg.test))}
+    missing = [name for name in ("dev", "test") if splits[name] is None]
+    if missing:
+        fractions = dict(zip(("train", "dev", "test"), cfg.split))
+        parts = ["train"] + missing
+        if any(fractions[name] <= 0 for name in missing):
+            raise UserError(f"data.split: the {' and '.join(missing)} split comes from the training data "
+                            f"but its fraction is 0 in {cfg.split}")
+        wanted = [fractions[name] for name in parts]
+        wanted[0] = 1.0 - sum(wanted[1:])
+        idx = stratified_split(splits["train"].labels, wanted, cfg.seed)
+        source = splits["train"]
+        for name, part in zip(parts, idx):
+            splits[name] = _subset(source, part)
+
+    train = splits["train"]
+    names = list(cfg.labels) if cfg.labels else _sort_labels(set(train.labels))
+    bundle_splits = {name: Split(rows.texts, _to_ids(rows, names, name)) for name, rows in splits.items()}
+    present = np.unique(bundle_splits["train"].labels)
+    if len(present) < 2:
+        raise UserError(f"{train.path}: the training split has a single class "
+                        f"('{names[present[0]]}'); a classifier needs at least two")
+
+    unlabeled: list[str] = []
+    if cfg.num_labeled is not None or cfg.labeled_fraction is not None:
+        full = bundle_splits["train"]
+        n = len(full.texts)
+        keep = cfg.num_labeled if cfg.num_labeled is not None else int(round(n * cfg.labeled_fraction))
+        if keep >= n:
+            raise UserError(f"data.num_labeled: {keep} is not below the {n} training examples")
+        keep_idx, rest_idx = stratified_split(full.labels, [keep / n, 1 - keep / n], cfg.seed)
+        bundle_splits["train"] = Split([full.texts[i] for i in keep_idx], full.labels[keep_idx])
+        unlabeled += [full.texts[i] for i in rest_idx]
+        log.info("few labels: kept %d labelled training examples, moved %d to the unlabeled stream",
+                 len(keep_idx), len(rest_idx))
+    if cfg.unlabeled:
+        rows = read_rows(cfg.unlabeled, cfg.format, cfg.text_column, None)
+        if rows.empty:
+            log.info("%s: skipped %d rows with empty text", cfg.unlabeled, rows.empty)
+        unlabeled += rows.texts
+
+    for name, split in bundle_splits.items():
+        counts = np.bincount(split.labels, minlength=len(names))
+        log.info("%s: %d examples (%s)", name, len(split.texts),
+                 ", ".join(f"{label}: {c}" for label, c in zip(names, counts)))
+    if unlabeled:
+        log.info("unlabeled: %d texts", len(unlabeled))
+    return DataBundle(names, bundle_splits["train"], bundle_splits["dev"], bundle_splits["test"], unlabeled)

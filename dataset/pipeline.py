@@ -1,0 +1,37 @@
+"""tf.data pipelines: seeded shuffling, in-graph encoding, padding per batch, prefetch."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from dataset.tokenizer import TextEncoder
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _encoded(texts: tf.data.Dataset, encoder: TextEncoder, batch_size: int) -> tf.data.Dataset:
+    return texts.batch(batch_size).map(lambda t: {"token_ids": encoder(t)}, num_parallel_calls=AUTOTUNE)
+
+
+def labelled_dataset(texts, labels, encoder: TextEncoder, batch_size: int, shuffle: bool = False,
+                     seed: int = 0, shuffle_buffer: int = 20000) -> tf.data.Dataset:
+    """Batches of ({'token_ids': (B, T) int32}, labels (B,) int32), each batch padded to its longest text."""
+    ds = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels, np.int32)))
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, len(texts)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda t, y: ({"token_ids": encoder(t)}, y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def with_unlabeled(labelled: tf.data.Dataset, texts, encoder: TextEncoder, batch_size: int, seed: int,
+                   shuffle_buffer: int = 20000) -> tf.data.Dataset:
+    """Attach an unlabeled batch to every labelled one, under features['unlabeled'].
+
+    The unlabeled stream repeats and reshuffles on its own, independent of the labelled epochs; the
+    labelled stream alone decides where an epoch ends.
+    """
+    unlabeled = tf.data.Dataset.from_tensor_slices(list(texts)).repeat()
+    unlabeled = unlabeled.shuffle(min(shuffle_buffer, len(texts)), seed=seed + 1)
+    unlabeled = _encoded(unlabeled, encoder, batch_size)
+    zipped = tf.data.Dataset.zip((labelled, unlabeled))
+    return zipped.map(lambda xy, u: ({**xy[0], "unlabeled": u}, xy[1])).prefetch(AUTOTUNE)

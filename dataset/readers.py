@@ -1,0 +1,145 @@
+"""Readers for labelled text files: TSV and CSV with a header row, and JSON lines; each may be gzipped.
+
+Every reader returns the texts, the labels as strings (integers are kept as their decimal text) and the
+1-based line number of each row, so that later checks can name the row that is wrong.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from dataclasses import dataclass, field
+
+from trainer.errors import UserError
+
+FORMATS = ("tsv", "csv", "jsonl")
+
+
+@dataclass
+class Rows:
+    """Rows of one file. `labels` is None when the file was read without a label column."""
+    path: str
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] | None = None
+    lines: list[int] = field(default_factory=list)
+    empty: int = 0  # rows skipped because their text was empty
+
+
+def detect_format(path: str, fmt: str | None = None) -> str:
+    if fmt:
+        return fmt
+    name = path[:-3] if path.endswith(".gz") else path
+    ext = os.path.splitext(name)[1].lower().lstrip(".")
+    ext = {"json": "jsonl", "ndjson": "jsonl", "txt": "tsv"}.get(ext, ext)
+    if ext not in FORMATS:
+        raise UserError(f"{path}: cannot tell the format from the extension '.{ext}'; "
+                        f"set data.format to one of: {', '.join(FORMATS)}")
+    return ext
+
+
+def _open_text(path: str):
+    if not os.path.exists(path):
+        raise UserError(f"{path}: file not found")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, expected a file")
+    try:
+        raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+        data = raw.read()
+        raw.close()
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+    try:
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not valid UTF-8 text (byte {e.start})") from None
+
+
+def _label_text(value, path: str, line: int, column: str) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list, float)):
+        raise UserError(f"{path}: line {line}: label column '{column}' holds {value!r}, "
+                        "expected a string or an integer")
+    return str(value).strip()
+
+
+def _rows_from_records(path, records, text_column, label_column, header):
+    rows = Rows(path, labels=[] if label_column else None)
+    for line, record in records:
+        text = record.get(text_column)
+        if text is None:
+            raise UserError(f"{path}: line {line}: no text column '{text_column}'"
+                            + (f"; columns: {', '.join(header)}" if header else ""))
+        if not isinstance(text, str):
+            raise UserError(f"{path}: line {line}: text column '{text_column}' holds {text!r}, "
+                            "expected a string")
+        if label_column:
+            if label_column not in record:
+                raise UserError(f"{path}: line {line}: no label column '{label_column}'"
+                                + (f"; columns: {', '.join(header)}" if header else ""))
+            label = _label_text(record[label_column], path, line, label_column)
+            if not label:
+                raise UserError(f"{path}: line {line}: empty label in column '{label_column}'")
+        if not text.strip():
+            rows.empty += 1
+            continue
+        rows.texts.append(text)
+        rows.lines.append(line)
+        if label_column:
+            rows.labels.append(label)
+    return rows
+
+
+def _delimited_records(path, stream, delimiter):
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UserError(f"{path}: file is empty (expected a header row)") from None
+    header = [h.strip() for h in header]
+
+    def records():
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(header):
+                raise UserError(f"{path}: line {reader.line_num}: {len(row)} fields, but the header "
+                                f"has {len(header)} ({', '.join(header)})")
+            yield reader.line_num, dict(zip(header, row))
+
+    return header, records()
+
+
+def _jsonl_records(path, stream):
+    for line_no, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {line_no}: not valid JSON: {e.msg}") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: line {line_no}: expected a JSON object")
+        yield line_no, record
+
+
+def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | None) -> Rows:
+    """Read one file; `label_column=None` reads texts only (unlabeled data)."""
+    fmt = detect_format(path, fmt)
+    stream = _open_text(path)
+    try:
+        if fmt == "jsonl":
+            header, records = None, _jsonl_records(path, stream)
+        else:
+            header, records = _delimited_records(path, stream, "\t" if fmt == "tsv" else ",")
+            for column in (text_column, label_column):
+                if column and column not in header:
+                    raise UserError(f"{path}: no column '{column}'; columns: {', '.join(header)}")
+        rows = _rows_from_records(path, records, text_column, label_column, header)
+    except csv.Error as e:
+        raise UserError(f"{path}: malformed {fmt.upper()}: {e}") from None
+    if not rows.texts:
+        raise UserError(f"{path}: no rows with text in column '{text_column}'")
+    return rows

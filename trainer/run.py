@@ -1,0 +1,164 @@
+"""One training run: data, vocabulary, model, fit with callbacks, final evaluation, files in the run dir.
+
+Everything that can fail because of the user's input (config, data, labels) is checked before the run
+directory is created, so a mistake never leaves a directory that looks like a result.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from dataset.data import DataBundle, load_data
+from dataset.pipeline import labelled_dataset, with_unlabeled
+from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+from model.classifier import TextClassifier
+from trainer.adversarial_model import AdversarialModel
+from trainer.config import Config, TrainConfig, save_config
+from trainer.errors import UserError
+from trainer.metrics import classification_report, format_report
+
+log = logging.getLogger(__name__)
+
+
+def default_run_dir(config_path: str, root: str = "runs") -> str:
+    name = os.path.splitext(os.path.basename(config_path))[0]
+    return os.path.join(root, name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def make_run_dir(path: str) -> None:
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise UserError(f"{path}: run directory exists and is not empty; choose another --run-dir "
+                        "(nothing is overwritten)")
+    os.makedirs(path, exist_ok=True)
+
+
+@dataclass
+class Prepared:
+    data: DataBundle
+    vocab: Vocabulary
+    encoder: TextEncoder
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Loads and checks the data and builds the vocabulary; raises UserError on bad input."""
+    data = load_data(cfg.data)
+    d = cfg.data
+    tokenizer = TextTokenizer(d.tokenizer, lowercase=d.lowercase, split_punctuation=d.split_punctuation,
+                              strip_html=d.strip_html)
+    vocab = Vocabulary.build(data.train.texts, tokenizer, min_freq=d.min_freq, max_size=d.max_vocab_size)
+    known = sum(vocab.counts[2:])
+    log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
+             len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))
+    return Prepared(data, vocab, TextEncoder(tokenizer, vocab.tokens, d.max_length))
+
+
+def make_optimizer(cfg: TrainConfig):
+    clip = {"global_clipnorm": cfg.clip_norm} if cfg.clip_norm else {}
+    if cfg.optimizer == "adamw":
+        return tf_keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay, **clip)
+    if cfg.optimizer == "sgd":
+        return tf_keras.optimizers.SGD(cfg.learning_rate, momentum=0.9, **clip)
+    return tf_keras.optimizers.Adam(cfg.learning_rate, **clip)
+
+
+def build_model(cfg: Config, vocab: Vocabulary, num_classes: int) -> AdversarialModel:
+    classifier = TextClassifier(cfg.model, len(vocab), num_classes, counts=vocab.counts, name="classifier")
+    model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight,
+                             seed=cfg.train.seed)
+    model({"token_ids": tf.ones([1, 1], tf.int32)})  # build every variable before the optimizer sees them
+    model.compile(optimizer=make_optimizer(cfg.train))
+    return model
+
+
+def uses_unlabeled(cfg: Config) -> bool:
+    return any(r.name == "vat" for r in cfg.active_regularizers)
+
+
+def datasets(cfg: Config, prepared: Prepared):
+    d, data, enc = cfg.data, prepared.data, prepared.encoder
+    train = labelled_dataset(data.train.texts, data.train.labels, enc, d.batch_size, shuffle=True,
+                             seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer)
+    if cfg.train.steps_per_epoch:
+        train = train.repeat()
+    if data.unlabeled and uses_unlabeled(cfg):
+        train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed,
+                               d.shuffle_buffer)
+    elif data.unlabeled:
+        log.info("the %d unlabeled texts are not used: only a vat regularizer learns from them",
+                 len(data.unlabeled))
+    dev = labelled_dataset(data.dev.texts, data.dev.labels, enc, d.batch_size)
+    test = labelled_dataset(data.test.texts, data.test.labels, enc, d.batch_size)
+    return train, dev, test
+
+
+def evaluate(model, ds, labels, label_names) -> dict:
+    logits = model.predict(ds, verbose=0)
+    return classification_report(labels, np.argmax(logits, axis=-1), label_names)
+
+
+def train(cfg: Config, run_dir: str) -> dict:
+    """Runs training end to end and returns the final metrics (also written to metrics.json)."""
+    tf_keras.utils.set_random_seed(cfg.train.seed)
+    prepared = prepare(cfg)
+    data = prepared.data
+    make_run_dir(run_dir)
+    save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
+    with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
+        json.dump(data.label_names, f, ensure_ascii=False)
+    log.info("run directory: %s", run_dir)
+
+    train_ds, dev_ds, test_ds = datasets(cfg, prepared)
+    model = build_model(cfg, prepared.vocab, len(data.label_names))
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    best = os.path.join(ckpt_dir, "best")
+    mode = "min" if cfg.train.monitor == "val_loss" else "max"
+    callbacks = [
+        tf_keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
+                                       update_freq=cfg.train.tensorboard_update_freq),
+        tf_keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "epoch-{epoch:03d}"),
+                                           save_weights_only=True),
+        tf_keras.callbacks.ModelCheckpoint(best, monitor=cfg.train.monitor, mode=mode, save_best_only=True,
+                                           save_weights_only=True),
+        tf_keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
+        tf_keras.callbacks.TerminateOnNaN(),
+    ]
+    if cfg.train.early_stopping_patience:
+        callbacks.append(tf_keras.callbacks.EarlyStopping(cfg.train.monitor, mode=mode,
+                                                          patience=cfg.train.early_stopping_patience))
+    start = time.time()
+    history = model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
+                        steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks, verbose=2)
+    train_seconds = time.time() - start
+    losses = history.history.get("loss", [])
+    if not losses or not np.all(np.isfinite(losses)):
+        raise RuntimeError(f"training diverged (loss {losses[-1] if losses else None}); "
+                           f"{run_dir} holds no result")
+
+    monitored = history.history[cfg.train.monitor]
+    best_epoch = int(np.argmin(monitored) if mode == "min" else np.argmax(monitored)) + 1
+    model.load_weights(best).expect_partial()
+    dev_report = evaluate(model, dev_ds, data.dev.labels, data.label_names)
+    test_report = evaluate(model, test_ds, data.test.labels, data.label_names)
+    print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {train_seconds:.0f} s")
+    print(format_report(dev_report, "dev"))
+    print(format_report(test_report, "test"))
+
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "test"))
+    with writer.as_default():
+        for key in ("accuracy", "macro_f1"):
+            tf.summary.scalar(f"final/{key}", test_report[key], step=best_epoch)
+    writer.close()
+    metrics = {"best_epoch": best_epoch, "epochs_run": len(losses), "train_seconds": round(train_seconds, 1),
+               "dev": dev_report, "test": test_report}
+    with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2, ensure_ascii=False)
+    return metrics
