@@ -20,8 +20,9 @@ def l2_normalize(x, mask):
     Divides by the largest absolute value first so that tiny gradients do not underflow when squared.
     """
     x = x * _mask3(mask, x.dtype)
-    x = x / (tf.reduce_max(tf.abs(x), axis=[1, 2], keepdims=True) + 1e-12)
-    return x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=[1, 2], keepdims=True), 1e-30))
+    largest = tf.reduce_max(tf.abs(x), axis=[1, 2], keepdims=True)
+    x = x / tf.where(largest > 0, largest, tf.ones_like(largest))  # now the largest entry is 1 (or x = 0)
+    return x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=[1, 2], keepdims=True), 1.0))
 
 
 def per_example_norms(r):

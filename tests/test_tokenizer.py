@@ -1,0 +1,61 @@
+import numpy as np
+
+import tensorflow as tf
+
+from dataset.pipeline import labelled_dataset, with_unlabeled
+from dataset.tokenizer import PAD, UNK, TextEncoder, TextTokenizer, Vocabulary
+
+
+def tokens(tok, text):
+    return [t.decode() for t in tok(tf.constant([text]))[0].numpy()]
+
+
+def test_char_tokenizer_keeps_fullwidth_punctuation_and_collapses_whitespace():
+    tok = TextTokenizer("char")
+    assert tokens(tok, "好，不错 \t 啊AB") == ["好", "，", "不", "错", " ", "啊", "a", "b"]
+
+
+def test_word_tokenizer_options():
+    text = "Great<br />film, REALLY!"
+    assert tokens(TextTokenizer("word", strip_html=True), text) == ["great", "film", ",", "really", "!"]
+    assert tokens(TextTokenizer("word", lowercase=False, split_punctuation=False), text) == \
+        ["Great<br", "/>film,", "REALLY!"]
+
+
+def test_vocabulary_ids_frequencies_and_file_round_trip(tmp_path):
+    tok = TextTokenizer("word")
+    vocab = Vocabulary.build(["a b a c", "a b d"], tok, min_freq=2)
+    assert vocab.tokens == [PAD, UNK, "a", "b"] and vocab.counts == [0, 2, 3, 2]
+    vocab.save(str(tmp_path / "vocab.tsv"))
+    assert Vocabulary.load(str(tmp_path / "vocab.tsv")) == vocab
+    assert Vocabulary.build(["a b c d e"], tok, max_size=4).tokens == [PAD, UNK, "a", "b"]
+
+
+def test_encoder_pads_per_batch_truncates_and_maps_oov_to_1():
+    tok = TextTokenizer("word")
+    vocab = Vocabulary.build(["x y z"], tok)
+    enc = TextEncoder(tok, vocab.tokens, max_length=3)
+    x, y, z = (vocab.tokens.index(t) for t in "xyz")
+    ids = enc(tf.constant(["x q", "z y x x x", "y"])).numpy()
+    np.testing.assert_array_equal(ids, [[x, 1, 0], [z, y, x], [y, 0, 0]])
+    assert enc(tf.constant(["x", "y"])).shape == (2, 1)  # padded to this batch's longest, not max_length
+    assert enc(tf.constant([" ", "  "])).shape == (2, 1)
+
+
+def test_dataset_is_seeded_and_unlabeled_stream_cycles_independently():
+    tok = TextTokenizer("word")
+    texts = [f"w{i}" for i in range(10)]
+    vocab = Vocabulary.build(texts + ["u0", "u1", "u2"], tok)
+    enc = TextEncoder(tok, vocab.tokens, 8)
+    labels = np.arange(10) % 2
+
+    def order(seed):
+        return [x["token_ids"].numpy()[:, 0].tolist()
+                for x, _ in labelled_dataset(texts, labels, enc, 4, shuffle=True, seed=seed)]
+
+    assert order(1) == order(1) and order(1) != order(2)
+    ds = with_unlabeled(labelled_dataset(texts, labels, enc, 2), ["u0", "u1", "u2"], enc, 2, seed=0)
+    batches = list(ds)
+    assert len(batches) == 5  # the labelled stream decides the epoch
+    seen = [i for x, _ in batches for i in x["unlabeled"]["token_ids"].numpy()[:, 0]]
+    assert len(seen) == 10 and set(seen) == {vocab.tokens.index(u) for u in ("u0", "u1", "u2")}

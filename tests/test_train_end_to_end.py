@@ -1,0 +1,98 @@
+"""train.py on a tiny fixture data set: files written, config reproducible, user errors exit 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import train
+from trainer.config import load_config
+
+from conftest import ROOT, tiny_config_dict
+
+
+def write_config(tmp_path, cfg, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_train_writes_tensorboard_config_vocab_and_metrics(tmp_path, tiny_files):
+    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],
+                                                       data={"num_labeled": 24}))
+    run_dir = str(tmp_path / "run")
+    assert train.main(["--config", cfg_path, "--run-dir", run_dir, "--set", "train.epochs=2"]) == 0
+
+    files = set(os.listdir(run_dir))
+    assert {"config.yaml", "metrics.json", "vocab.tsv", "labels.json", "history.csv", "tensorboard",
+            "checkpoints"} <= files
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and set(metrics["test"]["per_class"]) == {"neg", "pos"}
+    assert metrics["epochs_run"] == 2
+
+    import tensorflow as tf
+    tags = set()
+    for sub in ("train", "validation"):
+        folder = os.path.join(run_dir, "tensorboard", sub)
+        for event_file in os.listdir(folder):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, event_file)):
+                tags |= {v.tag for v in event.summary.value}
+    for tag in ("epoch_loss", "epoch_clean_loss", "epoch_fgm_loss", "epoch_vat_loss", "epoch_accuracy",
+                "epoch_fgm_perturbation_l2", "epoch_embedding_grad_norm", "epoch_learning_rate"):
+        assert tag in tags, tags
+
+    saved = load_config(os.path.join(run_dir, "config.yaml"))
+    assert saved == load_config(cfg_path, ["train.epochs=2"])
+
+
+def test_reloaded_config_reproduces_the_run(tmp_path, tiny_files):
+    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, {"name": "fgsm", "epsilon": 0.1}))
+    first = str(tmp_path / "first")
+    assert train.main(["--config", cfg_path, "--run-dir", first]) == 0
+    second = str(tmp_path / "second")
+    assert train.main(["--config", os.path.join(first, "config.yaml"), "--run-dir", second]) == 0
+    a = json.load(open(os.path.join(first, "metrics.json")))
+    b = json.load(open(os.path.join(second, "metrics.json")))
+    assert a["test"] == b["test"] and a["dev"] == b["dev"]
+    assert open(os.path.join(first, "vocab.tsv")).read() == open(os.path.join(second, "vocab.tsv")).read()
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path, tiny_files, capsys):
+    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, "none"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    assert train.main(["--config", cfg_path, "--run-dir", str(run_dir)]) == 2
+    assert "run directory exists" in capsys.readouterr().err
+    assert (run_dir / "metrics.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("problem,expected", [
+    ("unknown_key", "unknown key 'epocs'"),
+    ("bad_yaml", "malformed YAML"),
+    ("missing_file", "file not found"),
+    ("unknown_label", "label 'maybe' of the dev split is not in the label list"),
+])
+def test_user_errors_exit_2_with_one_line_and_no_run_dir(tmp_path, tiny_files, problem, expected):
+    cfg = tiny_config_dict(tiny_files, "fgm")
+    if problem == "unknown_key":
+        cfg["train"]["epocs"] = 3
+    elif problem == "missing_file":
+        cfg["data"]["dev"] = str(tmp_path / "missing.tsv")
+    elif problem == "unknown_label":
+        with open(tiny_files["dev"], "a") as f:
+            f.write("maybe\tsome text\n")
+    cfg_path = write_config(tmp_path, cfg)
+    if problem == "bad_yaml":
+        with open(cfg_path, "a") as f:
+            f.write("model: [oops\n")
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--config", cfg_path,
+                           "--run-dir", str(run_dir)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and expected in error_lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not run_dir.exists()
