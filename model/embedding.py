@@ -1,9 +1,14 @@
 """Token embeddings with optional frequency-weighted normalization (Miyato et al. 2017, sec. 2)."""
 from __future__ import annotations
 
+import gzip
+import os
+
 import numpy as np
 import tensorflow as tf
 import tf_keras
+
+from trainer.errors import UserError
 
 
 class TokenEmbedding(tf_keras.layers.Layer):
@@ -44,3 +49,44 @@ class TokenEmbedding(tf_keras.layers.Layer):
 
     def call(self, token_ids):
         return tf.gather(self.normalized_table(), token_ids)
+
+
+def load_word2vec(path: str, tokens: list[str], dim: int, seed: int = 0):
+    """Reads word vectors in word2vec text format ('word v1 ... vD' per line, an optional 'count dim'
+    header; optionally gzipped) for the given vocabulary.
+
+    Returns (matrix (len(tokens), dim) float32, number of tokens found). Tokens without a vector keep a
+    small random initialization; padding's row is zero.
+    """
+    if not os.path.exists(path):
+        raise UserError(f"{path}: pretrained embeddings file not found")
+    index = {t: i for i, t in enumerate(tokens)}
+    matrix = np.random.default_rng(seed).uniform(-0.05, 0.05, (len(tokens), dim)).astype(np.float32)
+    matrix[0] = 0.0
+    found = set()
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                parts = line.rstrip().split(" ")
+                if line_no == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    if int(parts[1]) != dim:
+                        raise UserError(f"{path}: vectors have {parts[1]} dimensions but model.embedding_dim "
+                                        f"is {dim}")
+                    continue
+                if len(parts) < 2:
+                    continue
+                if len(parts) - 1 != dim:
+                    raise UserError(f"{path}: line {line_no}: {len(parts) - 1} values, expected {dim} "
+                                    "(model.embedding_dim)")
+                i = index.get(parts[0])
+                if i is not None and i > 1:
+                    try:
+                        matrix[i] = np.asarray(parts[1:], dtype=np.float32)
+                    except ValueError:
+                        raise UserError(f"{path}: line {line_no}: not a vector of numbers") from None
+                    found.add(i)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (word2vec binary files are not supported; "
+                        "convert to the text format)") from None
+    return matrix, len(found)

@@ -21,6 +21,7 @@ from trainer.errors import UserError
 
 REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
 BACKBONES = ("lstm", "bilstm")
+DEFAULT_EPSILON = {"fgsm": 0.05}
 # Keys holding file paths: resolved relative to the YAML file that sets them.
 PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings",)}
 
@@ -77,7 +78,8 @@ class ModelConfig:
 class RegularizerConfig:
     name: str = _f("none", choices=REGULARIZERS)
     weight: float = _f(1.0, min=0.0)
-    # None: 5.0 for the (normalized) LSTM embeddings, as in Miyato et al. 2017.
+    # None: 5.0 (L2) for the normalized LSTM embeddings, as in Miyato et al. 2017; 0.05 per coordinate
+    # for fgsm (L-inf).
     epsilon: Optional[float] = _f(None, min=0.0)
     xi: float = _f(0.1, min_exclusive=0.0)
     power_iterations: int = _f(1, min=1)
@@ -327,7 +329,7 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         cfg.model.normalize_embeddings = bool(cfg.active_regularizers)
     for reg in cfg.regularizer:
         if reg.epsilon is None:
-            reg.epsilon = 5.0
+            reg.epsilon = DEFAULT_EPSILON.get(reg.name, 5.0)
         if reg.step_size is None:
             reg.step_size = 2.5 * reg.epsilon / reg.steps
 

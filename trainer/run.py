@@ -20,6 +20,7 @@ from dataset.data import DataBundle, load_data
 from dataset.pipeline import labelled_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
 from model.classifier import TextClassifier
+from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, TrainConfig, save_config
 from trainer.errors import UserError
@@ -45,6 +46,7 @@ class Prepared:
     data: DataBundle
     vocab: Vocabulary
     encoder: TextEncoder
+    initial_vectors: np.ndarray | None = None
 
 
 def prepare(cfg: Config) -> Prepared:
@@ -57,7 +59,13 @@ def prepare(cfg: Config) -> Prepared:
     known = sum(vocab.counts[2:])
     log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
              len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))
-    return Prepared(data, vocab, TextEncoder(tokenizer, vocab.tokens, d.max_length))
+    vectors = None
+    if cfg.model.pretrained_embeddings:
+        vectors, found = load_word2vec(cfg.model.pretrained_embeddings, vocab.tokens, cfg.model.embedding_dim,
+                                       seed=cfg.train.seed)
+        log.info("pretrained embeddings: %d of %d vocabulary tokens found (%.1f%%) in %s", found,
+                 len(vocab) - 2, 100.0 * found / max(1, len(vocab) - 2), cfg.model.pretrained_embeddings)
+    return Prepared(data, vocab, TextEncoder(tokenizer, vocab.tokens, d.max_length), vectors)
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -69,8 +77,9 @@ def make_optimizer(cfg: TrainConfig):
     return tf_keras.optimizers.Adam(cfg.learning_rate, **clip)
 
 
-def build_model(cfg: Config, vocab: Vocabulary, num_classes: int) -> AdversarialModel:
-    classifier = TextClassifier(cfg.model, len(vocab), num_classes, counts=vocab.counts, name="classifier")
+def build_model(cfg: Config, vocab: Vocabulary, num_classes: int, initial_vectors=None) -> AdversarialModel:
+    classifier = TextClassifier(cfg.model, len(vocab), num_classes, counts=vocab.counts,
+                                initial_vectors=initial_vectors, name="classifier")
     model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight,
                              seed=cfg.train.seed)
     model({"token_ids": tf.ones([1, 1], tf.int32)})  # build every variable before the optimizer sees them
@@ -117,7 +126,7 @@ def train(cfg: Config, run_dir: str) -> dict:
     log.info("run directory: %s", run_dir)
 
     train_ds, dev_ds, test_ds = datasets(cfg, prepared)
-    model = build_model(cfg, prepared.vocab, len(data.label_names))
+    model = build_model(cfg, prepared.vocab, len(data.label_names), prepared.initial_vectors)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     best = os.path.join(ckpt_dir, "best")
     mode = "min" if cfg.train.monitor == "val_loss" else "max"

@@ -1,0 +1,67 @@
+"""Every shipped config trains one step (on a tiny model and data set) with finite losses."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import tensorflow as tf
+
+from trainer.config import load_config
+from trainer.run import build_model, datasets, prepare
+
+from conftest import ROOT
+
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=8", "data.dataset=null",
+        "data.tokenizer=word", "data.unlabeled_batch_size=4"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
+def test_config_trains_one_step(path, tiny_files):
+    files = [f"data.{k}={v}" for k, v in tiny_files.items()]
+    cfg = load_config(path, TINY + files)
+    if cfg.data.num_labeled:
+        cfg.data.num_labeled = 16
+    prepared = prepare(cfg)
+    train_ds, _, _ = datasets(cfg, prepared)
+    model = build_model(cfg, prepared.vocab, len(prepared.data.label_names))
+    model.compile(optimizer=model.optimizer, run_eagerly=True)
+    batch = next(iter(train_ds))
+    assert ("unlabeled" in batch[0]) == bool(cfg.data.num_labeled)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    logs = model.make_train_function()(iter(tf.data.Dataset.from_tensors(batch)))
+    assert all(np.isfinite(float(v)) for v in logs.values()), logs
+    for reg in cfg.active_regularizers:
+        assert float(logs[f"{reg.name}_loss"]) >= 0.0
+    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
+    assert all(changed)
+
+
+def test_pretrained_word_vectors_initialize_the_table_and_coverage_is_counted(tmp_path, tiny_files, caplog):
+    vectors = tmp_path / "vec.txt"
+    vectors.write_text("3 8\ngood " + " ".join(["0.5"] * 8) + "\nbad " + " ".join(["-0.25"] * 8)
+                       + "\nunseenword " + " ".join(["9"] * 8) + "\n")
+    cfg = load_config(os.path.join(ROOT, "configs", "bilstm_none.yaml"),
+                      TINY + [f"data.{k}={v}" for k, v in tiny_files.items()]
+                      + [f"model.pretrained_embeddings={vectors}"])
+    with caplog.at_level("INFO"):
+        prepared = prepare(cfg)
+    assert "2 of" in caplog.text and "pretrained embeddings" in caplog.text
+    model = build_model(cfg, prepared.vocab, 2, prepared.initial_vectors)
+    table = model.classifier.embedding.table.numpy()
+    np.testing.assert_allclose(table[prepared.vocab.tokens.index("good")], [0.5] * 8)
+    np.testing.assert_allclose(table[prepared.vocab.tokens.index("bad")], [-0.25] * 8)
+    np.testing.assert_allclose(table[0], 0.0)
+
+
+def test_pretrained_vectors_of_the_wrong_size_are_a_user_error(tmp_path, tiny_files):
+    from trainer.errors import UserError
+
+    vectors = tmp_path / "vec.txt"
+    vectors.write_text("good 0.1 0.2 0.3\n")
+    cfg = load_config(os.path.join(ROOT, "configs", "bilstm_none.yaml"),
+                      TINY + [f"data.{k}={v}" for k, v in tiny_files.items()]
+                      + [f"model.pretrained_embeddings={vectors}"])
+    with pytest.raises(UserError, match=r"vec\.txt: line 1: 3 values, expected 8"):
+        prepare(cfg)
