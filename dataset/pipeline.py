@@ -4,26 +4,25 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from dataset.tokenizer import TextEncoder
-
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _encoded(texts: tf.data.Dataset, encoder: TextEncoder, batch_size: int) -> tf.data.Dataset:
-    return texts.batch(batch_size).map(lambda t: {"token_ids": encoder(t)}, num_parallel_calls=AUTOTUNE)
+def _encoded(texts: tf.data.Dataset, encoder, batch_size: int) -> tf.data.Dataset:
+    return texts.batch(batch_size).map(encoder, num_parallel_calls=AUTOTUNE)
 
 
-def labelled_dataset(texts, labels, encoder: TextEncoder, batch_size: int, shuffle: bool = False,
+def labelled_dataset(texts, labels, encoder, batch_size: int, shuffle: bool = False,
                      seed: int = 0, shuffle_buffer: int = 20000) -> tf.data.Dataset:
-    """Batches of ({'token_ids': (B, T) int32}, labels (B,) int32), each batch padded to its longest text."""
+    """Batches of (features, labels (B,) int32); `encoder` maps raw strings (B,) to the features, a dict
+    of (B, T) tensors padded to the batch's longest text (TextEncoder, WordPieceEncoder)."""
     ds = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels, np.int32)))
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, len(texts)), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda t, y: ({"token_ids": encoder(t)}, y), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size).map(lambda t, y: (encoder(t), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
-def with_unlabeled(labelled: tf.data.Dataset, texts, encoder: TextEncoder, batch_size: int, seed: int,
+def with_unlabeled(labelled: tf.data.Dataset, texts, encoder, batch_size: int, seed: int,
                    shuffle_buffer: int = 20000) -> tf.data.Dataset:
     """Attach an unlabeled batch to every labelled one, under features['unlabeled'].
 

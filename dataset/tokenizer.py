@@ -97,7 +97,7 @@ class Vocabulary:
 
 
 class TextEncoder(tf_keras.layers.Layer):
-    """Raw strings (B,) -> token ids (B, T), T = the longest text in the batch, at most `max_length`."""
+    """Raw strings (B,) -> {'token_ids': (B, T) int32}, T = the batch's longest text, at most `max_length`."""
 
     def __init__(self, tokenizer: TextTokenizer, vocabulary: list[str], max_length: int, **kwargs):
         super().__init__(trainable=False, **kwargs)
@@ -112,4 +112,4 @@ class TextEncoder(tf_keras.layers.Layer):
         ids = tokens.with_flat_values(tf.cast(self.lookup(tokens.flat_values), tf.int32) + 1)
         ids = ids.to_tensor(default_value=0)
         # A batch whose texts all tokenize to nothing still gets one (padding) position.
-        return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+        return {"token_ids": tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])}

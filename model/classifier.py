@@ -42,6 +42,10 @@ class TextClassifier(tf_keras.Model):
         """(B, T) bool, true at real tokens."""
         return tf.not_equal(inputs["token_ids"], 0)
 
+    def example_inputs(self):
+        """A one-token batch, to build every variable before training."""
+        return {"token_ids": tf.ones([1, 1], tf.int32)}
+
     def embed(self, inputs):
         """Looked-up (and, if configured, normalized) embeddings (B, T, D): what regularizers perturb."""
         return self.embedding(inputs["token_ids"])

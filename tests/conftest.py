@@ -51,3 +51,26 @@ def tiny_config_dict(files, regularizer="fgm", **sections):
     for key, values in sections.items():
         cfg[key] = {**cfg.get(key, {}), **values}
     return cfg
+
+
+WORDS = sorted(set(FILLER + POSITIVE + NEGATIVE + ["cafe", "un", "##believ", "##able", "is", "no"]))
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+BERT_VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + [c for c in LETTERS if c not in WORDS]
+              + [f"##{c}" for c in LETTERS] + list(".,!?'，。好不错") + ["##s"])
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A randomly initialized two-layer BERT saved with save_pretrained (tf_model.h5), with vocab.txt."""
+    from transformers import BertConfig, TFBertModel
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    config = BertConfig(vocab_size=len(BERT_VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    model = TFBertModel(config)
+    model.build_in_name_scope()
+    model.save_pretrained(str(path))
+    (path / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+    (path / "tokenizer_config.json").write_text('{"do_lower_case": true}')
+    return str(path)

@@ -18,14 +18,15 @@ TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=8", "da
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
-def test_config_trains_one_step(path, tiny_files):
+def test_config_trains_one_step(path, tiny_files, tiny_bert_dir):
     files = [f"data.{k}={v}" for k, v in tiny_files.items()]
-    cfg = load_config(path, TINY + files)
+    bert = ["model.pretrained=" + tiny_bert_dir] if os.path.basename(path).startswith("bert") else []
+    cfg = load_config(path, TINY + files + bert)
     if cfg.data.num_labeled:
         cfg.data.num_labeled = 16
     prepared = prepare(cfg)
     train_ds, _, _ = datasets(cfg, prepared)
-    model = build_model(cfg, prepared.vocab, len(prepared.data.label_names))
+    model = build_model(cfg, prepared, len(prepared.data.label_names))
     model.compile(optimizer=model.optimizer, run_eagerly=True)
     batch = next(iter(train_ds))
     assert ("unlabeled" in batch[0]) == bool(cfg.data.num_labeled)
@@ -48,7 +49,7 @@ def test_pretrained_word_vectors_initialize_the_table_and_coverage_is_counted(tm
     with caplog.at_level("INFO"):
         prepared = prepare(cfg)
     assert "2 of" in caplog.text and "pretrained embeddings" in caplog.text
-    model = build_model(cfg, prepared.vocab, 2, prepared.initial_vectors)
+    model = build_model(cfg, prepared, 2)
     table = model.classifier.embedding.table.numpy()
     np.testing.assert_allclose(table[prepared.vocab.tokens.index("good")], [0.5] * 8)
     np.testing.assert_allclose(table[prepared.vocab.tokens.index("bad")], [-0.25] * 8)

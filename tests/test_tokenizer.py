@@ -36,10 +36,10 @@ def test_encoder_pads_per_batch_truncates_and_maps_oov_to_1():
     vocab = Vocabulary.build(["x y z"], tok)
     enc = TextEncoder(tok, vocab.tokens, max_length=3)
     x, y, z = (vocab.tokens.index(t) for t in "xyz")
-    ids = enc(tf.constant(["x q", "z y x x x", "y"])).numpy()
+    ids = enc(tf.constant(["x q", "z y x x x", "y"]))["token_ids"].numpy()
     np.testing.assert_array_equal(ids, [[x, 1, 0], [z, y, x], [y, 0, 0]])
-    assert enc(tf.constant(["x", "y"])).shape == (2, 1)  # padded to this batch's longest, not max_length
-    assert enc(tf.constant([" ", "  "])).shape == (2, 1)
+    assert enc(tf.constant(["x", "y"]))["token_ids"].shape == (2, 1)  # the batch's longest, not max_length
+    assert enc(tf.constant([" ", "  "]))["token_ids"].shape == (2, 1)
 
 
 def test_dataset_is_seeded_and_unlabeled_stream_cycles_independently():

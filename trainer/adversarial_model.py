@@ -34,7 +34,8 @@ def _add(total, grad):
 
 def concat_batches(a: dict, b: dict) -> dict:
     """Stacks two input dicts of (B, T) tensors along the batch, padding both to the longer T."""
-    length = tf.maximum(tf.shape(a["token_ids"])[1], tf.shape(b["token_ids"])[1])
+    key = next(iter(a))
+    length = tf.maximum(tf.shape(a[key])[1], tf.shape(b[key])[1])
 
     def pad(x):
         return tf.pad(x, [[0, 0], [0, length - tf.shape(x)[1]]])
@@ -57,8 +58,9 @@ class AdversarialModel(tf_keras.Model):
     passes run with dropout on (training=True), with fresh dropout masks, as in Miyato et al.'s
     reference implementation; validation and prediction run the clean model without dropout.
 
-    Inputs: (features, labels) with features {'token_ids': (B, T)} and, in semi-supervised training,
-    features['unlabeled'] = {'token_ids': (B_u, T_u)}, which only VAT uses (it needs no labels).
+    Inputs: (features, labels) with features a dict of (B, T) tensors ({'token_ids'} for the LSTMs,
+    {'input_ids', 'attention_mask', 'token_type_ids'} for Hugging Face encoders) and, in semi-supervised
+    training, features['unlabeled'] with the same keys, which only VAT uses (it needs no labels).
     """
 
     def __init__(self, classifier, regularizers: list[RegularizerConfig], clean_weight=1.0, seed=0,

@@ -20,10 +20,13 @@ import yaml
 from trainer.errors import UserError
 
 REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
-BACKBONES = ("lstm", "bilstm")
+BACKBONES = ("lstm", "bilstm", "bert")
 DEFAULT_EPSILON = {"fgsm": 0.05}
+DEFAULT_EPSILON_BERT = {"fgsm": 0.01}
 # Keys holding file paths: resolved relative to the YAML file that sets them.
-PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings",)}
+PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings", "vocab_file")}
+# Keys that hold a local path or a hub name: resolved relative to the YAML file only if that path exists.
+PATH_OR_NAME_KEYS = {"model": ("pretrained",)}
 
 
 def _f(default, **checks):
@@ -68,10 +71,20 @@ class ModelConfig:
     num_layers: int = _f(1, min=1)
     dropout: float = _f(0.2, min=0.0, max=0.99)
     head_dropout: float = _f(0.2, min=0.0, max=0.99)
-    pooling: str = _f("max", choices=("last", "max", "mean"))
-    # None: on exactly when a regularizer perturbs the embeddings (Miyato et al. 2017).
+    # None: 'max' for the LSTMs, 'cls' for Hugging Face encoders.
+    pooling: Optional[str] = _f(None, choices=("last", "max", "mean", "cls", "first_token"))
+    # None: on exactly when a regularizer perturbs the embeddings (Miyato et al. 2017). LSTMs only.
     normalize_embeddings: Optional[bool] = None
     pretrained_embeddings: Optional[str] = None
+    # Hugging Face encoders (name: bert): a local checkpoint directory or a hub name ...
+    pretrained: Optional[str] = None
+    # ... and/or config values; without `pretrained` they build a randomly initialized encoder and must
+    # name model_type (e.g. {model_type: bert, hidden_size: 128, num_hidden_layers: 2}).
+    config_overrides: Optional[dict] = None
+    # WordPiece vocabulary; None: vocab.txt of the checkpoint.
+    vocab_file: Optional[str] = None
+    # None: do_lower_case of the checkpoint's tokenizer_config.json.
+    lower_case: Optional[bool] = None
 
 
 @dataclass
@@ -103,6 +116,9 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = _f(None, min=1)
     steps_per_epoch: Optional[int] = _f(None, min=1)
     tensorboard_update_freq: int = _f(50, min=1)
+    # 'linear': warm up over warmup_ratio of the steps, then decay linearly to 0 (BERT fine-tuning).
+    lr_schedule: str = _f("constant", choices=("constant", "linear"))
+    warmup_ratio: float = _f(0.0, min=0.0, max=1.0)
 
 
 @dataclass
@@ -149,14 +165,17 @@ def _unknown_key(key: str, valid, where: str) -> UserError:
 
 
 def _resolve_paths(raw: dict, base_dir: str, where: str) -> None:
-    for section, keys in PATH_KEYS.items():
-        values = raw.get(section)
-        if not isinstance(values, dict):
-            continue
-        for key in keys:
-            value = values.get(key)
-            if isinstance(value, str) and value and not os.path.isabs(value):
-                values[key] = os.path.normpath(os.path.join(base_dir, value))
+    for table, must_exist in ((PATH_KEYS, False), (PATH_OR_NAME_KEYS, True)):
+        for section, keys in table.items():
+            values = raw.get(section)
+            if not isinstance(values, dict):
+                continue
+            for key in keys:
+                value = values.get(key)
+                if isinstance(value, str) and value and not os.path.isabs(value):
+                    resolved = os.path.normpath(os.path.join(base_dir, value))
+                    if not must_exist or os.path.exists(resolved):
+                        values[key] = resolved
 
 
 def _merge(base: dict, top: dict) -> dict:
@@ -229,7 +248,9 @@ def _apply_override(raw: dict, assignment: str) -> None:
         raise _unknown_key(parts[1], valid, f"{where}: section '{section}'")
     target = raw.get(section)
     raw[section] = dict(target) if isinstance(target, dict) else {}
-    value = os.path.abspath(value) if parts[1] in PATH_KEYS.get(section, ()) and value else value
+    if isinstance(value, str) and value and (parts[1] in PATH_KEYS.get(section, ()) or (
+            parts[1] in PATH_OR_NAME_KEYS.get(section, ()) and os.path.exists(value))):
+        value = os.path.abspath(value)
     raw[section][parts[1]] = value
 
 
@@ -325,11 +346,27 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         d.unlabeled_batch_size = d.batch_size
     if d.labels is not None and len(set(d.labels)) != len(d.labels):
         raise UserError(f"data.labels: labels must be distinct, got {d.labels}")
-    if cfg.model.normalize_embeddings is None:
-        cfg.model.normalize_embeddings = bool(cfg.active_regularizers)
+    m = cfg.model
+    bert = m.name == "bert"
+    if bert and not (m.pretrained or m.config_overrides):
+        raise UserError(f"{source}: model.name bert needs model.pretrained (a checkpoint directory or hub "
+                        "name) or model.config_overrides (to build a randomly initialized encoder)")
+    if not bert and (m.pretrained or m.config_overrides or m.vocab_file or m.lower_case is not None):
+        raise UserError(f"{source}: model.pretrained, config_overrides, vocab_file and lower_case are for "
+                        f"model.name bert, not {m.name}")
+    if m.pooling is None:
+        m.pooling = "cls" if bert else "max"
+    valid_pooling = ("cls", "first_token", "mean") if bert else ("last", "max", "mean")
+    if m.pooling not in valid_pooling:
+        raise UserError(f"model.pooling: '{m.pooling}' is not one of {', '.join(valid_pooling)} for {m.name}")
+    if m.normalize_embeddings is None:
+        m.normalize_embeddings = bool(cfg.active_regularizers) and not bert
+    if bert and m.normalize_embeddings:
+        raise UserError("model.normalize_embeddings: only for the LSTM backbones (a pretrained encoder's "
+                        "embeddings are used as they are)")
     for reg in cfg.regularizer:
         if reg.epsilon is None:
-            reg.epsilon = DEFAULT_EPSILON.get(reg.name, 5.0)
+            reg.epsilon = DEFAULT_EPSILON_BERT.get(reg.name, 1.0) if bert else DEFAULT_EPSILON.get(reg.name, 5.0)
         if reg.step_size is None:
             reg.step_size = 2.5 * reg.epsilon / reg.steps
 

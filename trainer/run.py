@@ -19,6 +19,8 @@ import tf_keras
 from dataset.data import DataBundle, load_data
 from dataset.pipeline import labelled_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab
+from model.bert import TransformerClassifier, load_encoder
 from model.classifier import TextClassifier
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
@@ -43,15 +45,21 @@ def make_run_dir(path: str) -> None:
 
 @dataclass
 class Prepared:
+    """What a run needs before its model is built. `encoder` maps raw strings to model inputs; `vocab` is
+    the LSTM vocabulary (a Vocabulary) or the WordPiece vocabulary (a list of tokens)."""
     data: DataBundle
-    vocab: Vocabulary
-    encoder: TextEncoder
+    vocab: Vocabulary | list[str]
+    encoder: TextEncoder | WordPieceEncoder
     initial_vectors: np.ndarray | None = None
+    hf_encoder: object = None
 
 
 def prepare(cfg: Config) -> Prepared:
-    """Loads and checks the data and builds the vocabulary; raises UserError on bad input."""
+    """Loads and checks the data, the vocabulary and any pretrained weights; raises UserError on bad
+    input. Runs before the run directory exists."""
     data = load_data(cfg.data)
+    if cfg.model.name == "bert":
+        return _prepare_transformer(cfg, data)
     d = cfg.data
     tokenizer = TextTokenizer(d.tokenizer, lowercase=d.lowercase, split_punctuation=d.split_punctuation,
                               strip_html=d.strip_html)
@@ -68,22 +76,77 @@ def prepare(cfg: Config) -> Prepared:
     return Prepared(data, vocab, TextEncoder(tokenizer, vocab.tokens, d.max_length), vectors)
 
 
-def make_optimizer(cfg: TrainConfig):
+def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
+    m = cfg.model
+    hf_encoder, _ = load_encoder(m.pretrained, m.config_overrides)
+    local = m.pretrained if m.pretrained and os.path.isdir(m.pretrained) else None
+    vocab_file = m.vocab_file or (os.path.join(local, "vocab.txt") if local else None)
+    if vocab_file is None and m.pretrained:
+        from transformers.utils import cached_file
+        vocab_file = cached_file(m.pretrained, "vocab.txt", _raise_exceptions_for_missing_entries=False)
+    if vocab_file is None or not os.path.exists(vocab_file):
+        raise UserError(f"model.vocab_file: no WordPiece vocab.txt for {m.pretrained or 'the encoder'}; "
+                        "set model.vocab_file (checkpoints with SentencePiece or BPE vocabularies are not "
+                        "supported yet)")
+    vocab = read_vocab(vocab_file)
+    size = hf_encoder.config.vocab_size
+    if len(vocab) != size:
+        raise UserError(f"{vocab_file}: {len(vocab)} tokens, but the encoder's config has vocab_size {size}: "
+                        "the vocabulary does not match the checkpoint")
+    lower = m.lower_case if m.lower_case is not None else (checkpoint_lowercases(local) if local else True)
+    encoder = WordPieceEncoder(vocab, lower, cfg.data.max_length)
+    log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), lower)
+    return Prepared(data, vocab, encoder, hf_encoder=hf_encoder)
+
+
+class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak` over the first `warmup_steps`, then linear decay to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+        self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        # Counting the step being taken (step + 1), so that the first update is not a no-op.
+        warm = self.peak * (step + 1.0) / max(1, self.warmup_steps)
+        decay = self.peak * tf.maximum(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+        return tf.where(step < self.warmup_steps, warm, decay)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int | None = None):
     clip = {"global_clipnorm": cfg.clip_norm} if cfg.clip_norm else {}
+    lr = cfg.learning_rate
+    if cfg.lr_schedule == "linear" and total_steps:
+        lr = WarmupLinearDecay(cfg.learning_rate, total_steps, int(round(cfg.warmup_ratio * total_steps)))
     if cfg.optimizer == "adamw":
-        return tf_keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay, **clip)
+        optimizer = tf_keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
+        # As in BERT: no weight decay on biases and LayerNorm parameters.
+        optimizer.exclude_from_weight_decay(var_names=["bias", "LayerNorm", "layer_norm"])
+        return optimizer
     if cfg.optimizer == "sgd":
-        return tf_keras.optimizers.SGD(cfg.learning_rate, momentum=0.9, **clip)
-    return tf_keras.optimizers.Adam(cfg.learning_rate, **clip)
+        return tf_keras.optimizers.SGD(lr, momentum=0.9, **clip)
+    return tf_keras.optimizers.Adam(lr, **clip)
 
 
-def build_model(cfg: Config, vocab: Vocabulary, num_classes: int, initial_vectors=None) -> AdversarialModel:
-    classifier = TextClassifier(cfg.model, len(vocab), num_classes, counts=vocab.counts,
-                                initial_vectors=initial_vectors, name="classifier")
+def steps_per_epoch(cfg: Config, n_train: int) -> int:
+    return cfg.train.steps_per_epoch or -(-n_train // cfg.data.batch_size)
+
+
+def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> AdversarialModel:
+    if cfg.model.name == "bert":
+        classifier = TransformerClassifier(prepared.hf_encoder, num_classes, cfg.model.pooling,
+                                           cfg.model.head_dropout, name="classifier")
+    else:
+        classifier = TextClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
+                                    initial_vectors=prepared.initial_vectors, name="classifier")
     model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight,
                              seed=cfg.train.seed)
-    model({"token_ids": tf.ones([1, 1], tf.int32)})  # build every variable before the optimizer sees them
-    model.compile(optimizer=make_optimizer(cfg.train))
+    model(classifier.example_inputs())  # build every variable before the optimizer sees them
+    total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts))
+    model.compile(optimizer=make_optimizer(cfg.train, total_steps))
     return model
 
 
@@ -120,13 +183,17 @@ def train(cfg: Config, run_dir: str) -> dict:
     data = prepared.data
     make_run_dir(run_dir)
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
-    prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
+    if isinstance(prepared.vocab, Vocabulary):
+        prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
+    else:
+        with open(os.path.join(run_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token in prepared.vocab)
     with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(data.label_names, f, ensure_ascii=False)
     log.info("run directory: %s", run_dir)
 
     train_ds, dev_ds, test_ds = datasets(cfg, prepared)
-    model = build_model(cfg, prepared.vocab, len(data.label_names), prepared.initial_vectors)
+    model = build_model(cfg, prepared, len(data.label_names))
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     best = os.path.join(ckpt_dir, "best")
     mode = "min" if cfg.train.monitor == "val_loss" else "max"

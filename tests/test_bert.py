@@ -1,0 +1,143 @@
+"""Hugging Face encoders: loading, in-graph WordPiece parity, one train step with each regularizer."""
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+import tensorflow as tf
+
+from dataset.wordpiece import WordPieceEncoder
+from trainer.config import load_config
+from trainer.errors import UserError
+from trainer.run import build_model, datasets, prepare
+
+from conftest import BERT_VOCAB as VOCAB, tiny_config_dict
+
+def test_wordpiece_encoder_matches_the_hugging_face_tokenizer(tiny_bert_dir):
+    from transformers import BertTokenizerFast
+
+    hf = BertTokenizerFast(os.path.join(tiny_bert_dir, "vocab.txt"), do_lower_case=True)
+    texts = ["The movie was unbelievable!", "Café is GOOD,  no?", "好，不错。\u3000好", "tab\there\x00and\u200bzero",
+             "x" * 30, "", "Ünbelievable's plots"]
+    ours = WordPieceEncoder(VOCAB, lower_case=True, max_length=512)(tf.constant(texts))
+    for i, text in enumerate(texts):
+        want = hf(text)["input_ids"]
+        mask = ours["attention_mask"].numpy()[i] == 1
+        assert ours["input_ids"].numpy()[i][mask].tolist() == want, text
+
+
+@pytest.mark.parametrize("max_length", [5, 6, 7, 9, 12, 40])
+def test_pair_truncation_matches_the_hugging_face_tokenizer(tiny_bert_dir, max_length):
+    from transformers import BertTokenizerFast
+
+    hf = BertTokenizerFast(os.path.join(tiny_bert_dir, "vocab.txt"), do_lower_case=True)
+    a = ["good", "the movie was bad", "a b c d e f g", "the plot", "nice nice nice nice nice", "a b c d e f",
+         "a b c d e f g h i"]
+    b = ["the plot was a very bad plot", "fine", "a b c d e f g", "love it", "bad", "a b c d e f g h i",
+         "a b c d e f"]
+    out = WordPieceEncoder(VOCAB, lower_case=True, max_length=max_length)(tf.constant(a), tf.constant(b))
+    for i in range(len(a)):
+        want = hf(a[i], b[i], truncation="longest_first", max_length=max_length)
+        mask = out["attention_mask"].numpy()[i] == 1
+        assert out["input_ids"].numpy()[i][mask].tolist() == want["input_ids"], (a[i], b[i])
+        assert out["token_type_ids"].numpy()[i][mask].tolist() == want["token_type_ids"]
+
+
+def test_wordpiece_pairs_truncation_and_batch_padding():
+    enc = WordPieceEncoder(VOCAB, lower_case=True, max_length=8)
+    out = enc(tf.constant(["good movie", "the plot was a very bad plot and"]),
+              tf.constant(["bad", "fine fine fine"]))
+    ids = VOCAB.index
+    first = [ids("[CLS]"), ids("good"), ids("movie"), ids("[SEP]"), ids("bad"), ids("[SEP]"), 0, 0]
+    assert out["input_ids"].numpy()[0].tolist() == first
+    assert out["token_type_ids"].numpy()[0].tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert out["attention_mask"].numpy()[1].tolist() == [1] * 8  # longest-first trimming to max_length
+    single = enc(tf.constant(["good", "bad"]))
+    assert single["input_ids"].shape == (2, 3)  # padded to the batch's longest, not max_length
+
+
+def tiny_bert_config(tmp_path, tiny_files, tiny_bert_dir, regularizer):
+    cfg = tiny_config_dict(tiny_files, regularizer)
+    cfg["model"] = {"name": "bert", "pretrained": tiny_bert_dir, "head_dropout": 0.0}
+    cfg["train"].update({"optimizer": "adamw", "learning_rate": 1e-3, "lr_schedule": "linear",
+                         "warmup_ratio": 0.1})
+    path = tmp_path / "bert.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return load_config(str(path))
+
+
+@pytest.mark.parametrize("regularizer", ["none", "random", "fgsm", "fgm", "pgd", "vat"])
+def test_one_step_with_each_regularizer_changes_every_variable(tmp_path, tiny_files, tiny_bert_dir, regularizer):
+    cfg = tiny_bert_config(tmp_path, tiny_files, tiny_bert_dir, regularizer)
+    assert cfg.model.pooling == "cls" and cfg.model.normalize_embeddings is False
+    assert cfg.regularizer[0].epsilon == (0.01 if regularizer == "fgsm" else 1.0)
+    prepared = prepare(cfg)
+    train_ds, _, _ = datasets(cfg, prepared)
+    model = build_model(cfg, prepared, 2)
+    model.compile(optimizer=model.optimizer, run_eagerly=True)
+    batch = next(iter(train_ds))
+    inputs = dict(batch[0])
+    assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"}
+    clean_logits = model(inputs).numpy()
+    if regularizer != "none":  # the perturbation reaches the encoder through inputs_embeds
+        clf = model.classifier
+        e = clf.embed(inputs)
+        # Random, not constant: the embedding LayerNorm would erase a shift that is the same in every dim.
+        noise = tf.random.stateless_normal(tf.shape(e), seed=[0, 1])
+        shifted = clf.logits_from_embeddings(e + noise * tf.cast(clf.padding_mask(inputs), tf.float32)[:, :, None],
+                                             inputs).numpy()
+        assert np.abs(shifted - clean_logits).max() > 1e-4
+    before = {v.name: v.numpy().copy() for v in model.trainable_variables}
+    logs = model.make_train_function()(iter(tf.data.Dataset.from_tensors(batch)))
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    unchanged = [v.name for v in model.trainable_variables if np.array_equal(before[v.name], v.numpy())]
+    assert not unchanged
+    if regularizer in ("fgm", "pgd", "vat", "random"):
+        assert float(logs[f"{regularizer}_perturbation_l2"]) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_perturbing_padding_changes_nothing(tmp_path, tiny_files, tiny_bert_dir):
+    cfg = tiny_bert_config(tmp_path, tiny_files, tiny_bert_dir, "none")
+    prepared = prepare(cfg)
+    model = build_model(cfg, prepared, 2)
+    inputs = prepared.encoder(tf.constant(["good", "the movie was very bad"]))
+    clf = model.classifier
+    e = clf.embed(inputs)
+    real = tf.cast(clf.padding_mask(inputs), tf.float32)[:, :, None]
+    noise = 3.0 * tf.random.stateless_normal(tf.shape(e), seed=[2, 3])
+    clean = clf.logits_from_embeddings(e, inputs).numpy()
+    np.testing.assert_allclose(clf.logits_from_embeddings(e + noise * (1.0 - real), inputs).numpy(), clean,
+                               atol=1e-5)
+    assert np.abs(clf.logits_from_embeddings(e + noise * real, inputs).numpy() - clean).max() > 1e-4
+
+
+def test_random_encoder_from_config_overrides(tmp_path, tiny_files, tiny_bert_dir):
+    cfg = tiny_config_dict(tiny_files, "fgm")
+    cfg["model"] = {"name": "bert", "vocab_file": os.path.join(tiny_bert_dir, "vocab.txt"),
+                    "config_overrides": {"model_type": "bert", "vocab_size": len(VOCAB), "hidden_size": 8,
+                                         "num_hidden_layers": 1, "num_attention_heads": 2,
+                                         "intermediate_size": 16}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    prepared = prepare(load_config(str(path)))
+    assert prepared.hf_encoder.config.hidden_size == 8
+
+
+def test_hub_name_offline_is_one_clear_error(tmp_path, tiny_files, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = tiny_config_dict(tiny_files, "fgm")
+    cfg["model"] = {"name": "bert", "pretrained": "bert-base-chinese"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(UserError, match="not a local directory.*--local-dir DIR.*model.pretrained: DIR"):
+        prepare(load_config(str(path)))
+
+
+def test_vocabulary_that_does_not_match_the_checkpoint(tmp_path, tiny_files, tiny_bert_dir):
+    short = tmp_path / "vocab.txt"
+    short.write_text("\n".join(VOCAB[:-3]) + "\n")
+    cfg = tiny_bert_config(tmp_path, tiny_files, tiny_bert_dir, "none")
+    cfg.model.vocab_file = str(short)
+    with pytest.raises(UserError, match="does not match the checkpoint"):
+        prepare(cfg)
