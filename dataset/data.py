@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 class Split:
     texts: list[str]
     labels: np.ndarray  # int32 class ids
+    texts_b: list[str] | None = None  # second segments of sentence pairs
 
 
 @dataclass
@@ -69,11 +70,11 @@ def _to_ids(rows: Rows, names: list[str], what: str) -> np.ndarray:
 
 def _subset(rows: Rows, idx: np.ndarray) -> Rows:
     return Rows(rows.path, [rows.texts[i] for i in idx], [rows.labels[i] for i in idx],
-                [rows.lines[i] for i in idx])
+                [rows.lines[i] for i in idx], texts_b=[rows.texts_b[i] for i in idx] if rows.texts_b else None)
 
 
 def _read_labelled(cfg: DataConfig, path: str) -> Rows:
-    rows = read_rows(path, cfg.format, cfg.text_column, cfg.label_column)
+    rows = read_rows(path, cfg.format, cfg.text_column, cfg.label_column, cfg.text_b_column)
     if rows.empty:
         log.info("%s: skipped %d rows with empty text", path, rows.empty)
     return rows
@@ -103,7 +104,8 @@ def load_data(cfg: DataConfig) -> DataBundle:
 
     train = splits["train"]
     names = list(cfg.labels) if cfg.labels else _sort_labels(set(train.labels))
-    bundle_splits = {name: Split(rows.texts, _to_ids(rows, names, name)) for name, rows in splits.items()}
+    bundle_splits = {name: Split(rows.texts, _to_ids(rows, names, name), rows.texts_b)
+                     for name, rows in splits.items()}
     present = np.unique(bundle_splits["train"].labels)
     if len(present) < 2:
         raise UserError(f"{train.path}: the training split has a single class "

@@ -12,13 +12,15 @@ def _encoded(texts: tf.data.Dataset, encoder, batch_size: int) -> tf.data.Datase
 
 
 def labelled_dataset(texts, labels, encoder, batch_size: int, shuffle: bool = False,
-                     seed: int = 0, shuffle_buffer: int = 20000) -> tf.data.Dataset:
+                     seed: int = 0, shuffle_buffer: int = 20000, texts_b=None) -> tf.data.Dataset:
     """Batches of (features, labels (B,) int32); `encoder` maps raw strings (B,) to the features, a dict
-    of (B, T) tensors padded to the batch's longest text (TextEncoder, WordPieceEncoder)."""
-    ds = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels, np.int32)))
+    of (B, T) tensors padded to the batch's longest text (TextEncoder, WordPieceEncoder). With `texts_b`,
+    the encoder gets sentence pairs."""
+    columns = (list(texts),) + ((list(texts_b),) if texts_b is not None else ())
+    ds = tf.data.Dataset.from_tensor_slices((columns, np.asarray(labels, np.int32)))
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, len(texts)), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda t, y: (encoder(t), y), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size).map(lambda t, y: (encoder(*t), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 

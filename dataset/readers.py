@@ -25,6 +25,7 @@ class Rows:
     labels: list[str] | None = None
     lines: list[int] = field(default_factory=list)
     empty: int = 0  # rows skipped because their text was empty
+    texts_b: list[str] | None = None  # second segments of sentence pairs
 
 
 def detect_format(path: str, fmt: str | None = None) -> str:
@@ -64,8 +65,8 @@ def _label_text(value, path: str, line: int, column: str) -> str:
     return str(value).strip()
 
 
-def _rows_from_records(path, records, text_column, label_column, header):
-    rows = Rows(path, labels=[] if label_column else None)
+def _rows_from_records(path, records, text_column, label_column, header, text_b_column=None):
+    rows = Rows(path, labels=[] if label_column else None, texts_b=[] if text_b_column else None)
     for line, record in records:
         text = record.get(text_column)
         if text is None:
@@ -81,9 +82,16 @@ def _rows_from_records(path, records, text_column, label_column, header):
             label = _label_text(record[label_column], path, line, label_column)
             if not label:
                 raise UserError(f"{path}: line {line}: empty label in column '{label_column}'")
+        if text_b_column:
+            text_b = record.get(text_b_column)
+            if not isinstance(text_b, str):
+                raise UserError(f"{path}: line {line}: second text column '{text_b_column}' "
+                                + ("is missing" if text_b is None else f"holds {text_b!r}, expected a string"))
         if not text.strip():
             rows.empty += 1
             continue
+        if text_b_column:
+            rows.texts_b.append(text_b)
         rows.texts.append(text)
         rows.lines.append(line)
         if label_column:
@@ -125,8 +133,10 @@ def _jsonl_records(path, stream):
         yield line_no, record
 
 
-def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | None) -> Rows:
-    """Read one file; `label_column=None` reads texts only (unlabeled data)."""
+def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | None,
+              text_b_column: str | None = None) -> Rows:
+    """Read one file; `label_column=None` reads texts only (unlabeled data); `text_b_column` also reads
+    the second text of sentence pairs."""
     fmt = detect_format(path, fmt)
     stream = _open_text(path)
     try:
@@ -134,10 +144,10 @@ def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | 
             header, records = None, _jsonl_records(path, stream)
         else:
             header, records = _delimited_records(path, stream, "\t" if fmt == "tsv" else ",")
-            for column in (text_column, label_column):
+            for column in (text_column, label_column, text_b_column):
                 if column and column not in header:
                     raise UserError(f"{path}: no column '{column}'; columns: {', '.join(header)}")
-        rows = _rows_from_records(path, records, text_column, label_column, header)
+        rows = _rows_from_records(path, records, text_column, label_column, header, text_b_column)
     except csv.Error as e:
         raise UserError(f"{path}: malformed {fmt.upper()}: {e}") from None
     if not rows.texts:

@@ -16,7 +16,32 @@ import tf_keras
 
 from trainer.errors import UserError
 
-PAD, UNK = "[PAD]", "[UNK]"
+PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
+
+
+def _keep_first(rt, lengths):
+    return tf.ragged.boolean_mask(rt, tf.ragged.range(rt.row_lengths()) < lengths[:, None])
+
+
+def trim_longest_first(segments, budget: int):
+    """Trims one or two ragged segments to at most `budget` tokens per row in all, like Hugging Face's
+    'longest_first' in its fast (Rust) tokenizer: a segment no longer than half the budget is kept whole and
+    the other cut to the rest; otherwise both are cut to half the budget."""
+    if len(segments) == 1:
+        return [segments[0][:, :budget]]
+    a, b = segments
+    la, lb = a.row_lengths(), b.row_lengths()
+    fits = la + lb <= budget
+    shorter = tf.minimum(la, lb)
+    short_fits = shorter <= budget - shorter
+    # When both must be cut, the longer segment (the second on a tie) gets the odd token.
+    half, rest = tf.constant(budget // 2, la.dtype), tf.constant(budget - budget // 2, la.dtype)
+    both_cut_a = tf.where(la > lb, rest, tf.broadcast_to(half, tf.shape(la)))
+    keep_a = tf.where(fits, la, tf.where(short_fits, tf.where(la <= lb, la, budget - lb), both_cut_a))
+    keep_b = tf.where(fits, lb, tf.where(short_fits, tf.where(la <= lb, budget - la, lb), budget - both_cut_a))
+    return [_keep_first(a, keep_a), _keep_first(b, keep_b)]
+
+
 
 
 class TextTokenizer(tf_keras.layers.Layer):
@@ -65,14 +90,18 @@ class Vocabulary:
         return len(self.tokens)
 
     @classmethod
-    def build(cls, texts, tokenizer: TextTokenizer, min_freq=1, max_size=50000, batch_size=1024):
+    def build(cls, texts, tokenizer: TextTokenizer, min_freq=1, max_size=50000, batch_size=1024, pairs=False):
+        """Counts tokens of `texts`; with `pairs`, id 2 is the separator [SEP] of sentence pairs."""
+        specials = [PAD, UNK] + ([SEP] if pairs else [])
         counter: collections.Counter = collections.Counter()
         for batch in tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size):
             counter.update(tokenizer(batch).flat_values.numpy().tolist())
         ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
-        kept = [(t, c) for t, c in ranked if c >= min_freq][: max_size - 2]
+        kept = [(t, c) for t, c in ranked if c >= min_freq and t.decode("utf-8") not in specials]
+        kept = kept[: max_size - len(specials)]
         unknown = sum(counter.values()) - sum(c for _, c in kept)
-        return cls([PAD, UNK] + [t.decode("utf-8") for t, _ in kept], [0, unknown] + [c for _, c in kept])
+        counts = [0, unknown] + [0] * (len(specials) - 2) + [c for _, c in kept]
+        return cls(specials + [t.decode("utf-8") for t, _ in kept], counts)
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -97,19 +126,34 @@ class Vocabulary:
 
 
 class TextEncoder(tf_keras.layers.Layer):
-    """Raw strings (B,) -> {'token_ids': (B, T) int32}, T = the batch's longest text, at most `max_length`."""
+    """Raw strings (B,) -> {'token_ids': (B, T) int32}, T = the batch's longest text, at most `max_length`.
+
+    Sentence pairs (a second batch of strings) become `a [SEP] b`, trimmed longest-first; the vocabulary
+    must then hold [SEP] (Vocabulary.build(..., pairs=True)).
+    """
 
     def __init__(self, tokenizer: TextTokenizer, vocabulary: list[str], max_length: int, **kwargs):
         super().__init__(trainable=False, **kwargs)
         self.tokenizer, self.max_length = tokenizer, max_length
+        self.sep_id = vocabulary.index(SEP) if SEP in vocabulary else None
         # StringLookup gives 0 to out-of-vocabulary tokens and 1.. to `vocabulary`; shifted by one below
         # so that 0 is free for padding.
         self.lookup = tf_keras.layers.StringLookup(vocabulary=list(vocabulary[2:]), num_oov_indices=1,
                                                    mask_token=None, output_mode="int")
 
-    def call(self, texts):
-        tokens = self.tokenizer(texts)[:, : self.max_length]
-        ids = tokens.with_flat_values(tf.cast(self.lookup(tokens.flat_values), tf.int32) + 1)
+    def _ids(self, texts):
+        tokens = self.tokenizer(texts)
+        return tokens.with_flat_values(tf.cast(self.lookup(tokens.flat_values), tf.int32) + 1)
+
+    def call(self, texts, texts_b=None):
+        if texts_b is None:
+            ids = self._ids(texts)[:, : self.max_length]
+        else:
+            if self.sep_id is None:
+                raise ValueError("sentence pairs need a vocabulary with [SEP]")
+            a, b = trim_longest_first([self._ids(texts), self._ids(texts_b)], self.max_length - 1)
+            sep = tf.fill([a.nrows(), 1], tf.constant(self.sep_id, tf.int32))
+            ids = tf.concat([a, tf.RaggedTensor.from_tensor(sep), b], axis=1)
         ids = ids.to_tensor(default_value=0)
         # A batch whose texts all tokenize to nothing still gets one (padding) position.
         return {"token_ids": tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])}

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
+from dataset.tokenizer import trim_longest_first
 from trainer.errors import UserError
 
 
@@ -43,29 +44,6 @@ def normalize_like_bert(texts, lower_case: bool):
         x = tf_text.normalize_utf8(x, "NFD")
         x = tf.strings.regex_replace(x, r"\p{Mn}", "")
     return x
-
-
-def _keep_first(rt, lengths):
-    return tf.ragged.boolean_mask(rt, tf.ragged.range(rt.row_lengths()) < lengths[:, None])
-
-
-def trim_longest_first(segments, budget: int):
-    """Trims one or two ragged segments to at most `budget` tokens per row in all, like Hugging Face's
-    'longest_first' in its fast (Rust) tokenizer: a segment no longer than half the budget is kept whole and
-    the other cut to the rest; otherwise both are cut to half the budget."""
-    if len(segments) == 1:
-        return [segments[0][:, :budget]]
-    a, b = segments
-    la, lb = a.row_lengths(), b.row_lengths()
-    fits = la + lb <= budget
-    shorter = tf.minimum(la, lb)
-    short_fits = shorter <= budget - shorter
-    # When both must be cut, the longer segment (the second on a tie) gets the odd token.
-    half, rest = tf.constant(budget // 2, la.dtype), tf.constant(budget - budget // 2, la.dtype)
-    both_cut_a = tf.where(la > lb, rest, tf.broadcast_to(half, tf.shape(la)))
-    keep_a = tf.where(fits, la, tf.where(short_fits, tf.where(la <= lb, la, budget - lb), both_cut_a))
-    keep_b = tf.where(fits, lb, tf.where(short_fits, tf.where(la <= lb, budget - la, lb), budget - both_cut_a))
-    return [_keep_first(a, keep_a), _keep_first(b, keep_b)]
 
 
 class WordPieceEncoder(tf_keras.layers.Layer):

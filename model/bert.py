@@ -128,6 +128,11 @@ class TransformerClassifier(tf_keras.Model):
         self.head = tf_keras.layers.Dense(num_classes, name="head",
                                           kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))
 
+    @property
+    def num_layers(self) -> int:
+        config = self.encoder.config
+        return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers")
+
     def padding_mask(self, inputs):
         return tf.cast(inputs["attention_mask"], tf.bool)
 

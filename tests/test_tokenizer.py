@@ -59,3 +59,14 @@ def test_dataset_is_seeded_and_unlabeled_stream_cycles_independently():
     assert len(batches) == 5  # the labelled stream decides the epoch
     seen = [i for x, _ in batches for i in x["unlabeled"]["token_ids"].numpy()[:, 0]]
     assert len(seen) == 10 and set(seen) == {vocab.tokens.index(u) for u in ("u0", "u1", "u2")}
+
+
+def test_lstm_sentence_pairs_join_with_sep_and_trim_longest_first():
+    tok = TextTokenizer("word")
+    vocab = Vocabulary.build(["a b c d e f", "x y"], tok, pairs=True)
+    assert vocab.tokens[:3] == [PAD, UNK, "[SEP]"]
+    enc = TextEncoder(tok, vocab.tokens, max_length=6)
+    i = vocab.tokens.index
+    ids = enc(tf.constant(["a b", "a b c d e f"]), tf.constant(["x y", "x y"]))["token_ids"].numpy()
+    np.testing.assert_array_equal(ids, [[i("a"), i("b"), 2, i("x"), i("y"), 0],
+                                        [i("a"), i("b"), i("c"), 2, i("x"), i("y")]])

@@ -76,6 +76,7 @@ class AdversarialModel(tf_keras.Model):
         for name in self.reg_names:
             for key in (f"{name}_loss", f"{name}_perturbation_l2", f"{name}_perturbation_linf"):
                 self.trackers[key] = mean(key)
+        self.trackers["embedding_norm"] = mean("embedding_norm")  # to set epsilon against
         self.trackers["embedding_grad_norm"] = mean("embedding_grad_norm")
         self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy("accuracy")
         self.macro_f1 = tf_keras.metrics.F1Score(average="macro", name="macro_f1")
@@ -197,6 +198,8 @@ class AdversarialModel(tf_keras.Model):
         self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
         self.trackers["loss"].update_state(total)
         self.trackers["clean_loss"].update_state(clean_loss)
+        real = tf.cast(mask, embeddings.dtype)[:, :, None]
+        self.trackers["embedding_norm"].update_state(R.per_example_norms(embeddings * real)[0])
         self.trackers["embedding_grad_norm"].update_state(R.per_example_norms(emb_grad)[0])
         self._update_classification(labels, logits)
         return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}

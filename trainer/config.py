@@ -44,6 +44,9 @@ class DataConfig:
     test: Optional[str] = None
     format: Optional[str] = _f(None, choices=("tsv", "csv", "jsonl"))
     text_column: str = "text"
+    # Sentence pairs: the column of the second text (BERT: [CLS] a [SEP] b [SEP] with token types;
+    # LSTMs: a and b joined by a [SEP] token).
+    text_b_column: Optional[str] = None
     label_column: str = "label"
     labels: Optional[list[str]] = None
     split: list[float] = _f([0.8, 0.1, 0.1])
@@ -119,6 +122,9 @@ class TrainConfig:
     # 'linear': warm up over warmup_ratio of the steps, then decay linearly to 0 (BERT fine-tuning).
     lr_schedule: str = _f("constant", choices=("constant", "linear"))
     warmup_ratio: float = _f(0.0, min=0.0, max=1.0)
+    # Hugging Face encoders with adamw: encoder layer i learns at decay ** (L - i) times the rate of the
+    # head, the embeddings at decay ** (L + 1).
+    layerwise_lr_decay: Optional[float] = _f(None, min_exclusive=0.0, max=1.0)
 
 
 @dataclass
@@ -342,6 +348,9 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
                         f"to 1, got {d.split}")
     if d.num_labeled is not None and d.labeled_fraction is not None:
         raise UserError("data: give at most one of num_labeled and labeled_fraction")
+    if d.text_b_column and (d.dataset or d.unlabeled or d.num_labeled or d.labeled_fraction):
+        raise UserError("data.text_b_column: sentence pairs work with data files, without an unlabeled "
+                        "stream (data.unlabeled, num_labeled, labeled_fraction)")
     if d.unlabeled_batch_size is None:
         d.unlabeled_batch_size = d.batch_size
     if d.labels is not None and len(set(d.labels)) != len(d.labels):
@@ -354,6 +363,8 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
     if not bert and (m.pretrained or m.config_overrides or m.vocab_file or m.lower_case is not None):
         raise UserError(f"{source}: model.pretrained, config_overrides, vocab_file and lower_case are for "
                         f"model.name bert, not {m.name}")
+    if cfg.train.layerwise_lr_decay is not None and (not bert or cfg.train.optimizer != "adamw"):
+        raise UserError("train.layerwise_lr_decay: for model.name bert with train.optimizer adamw")
     if m.pooling is None:
         m.pooling = "cls" if bert else "max"
     valid_pooling = ("cls", "first_token", "mean") if bert else ("last", "max", "mean")

@@ -24,7 +24,8 @@ from model.bert import TransformerClassifier, load_encoder
 from model.classifier import TextClassifier
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
-from trainer.config import Config, TrainConfig, save_config
+from trainer.config import Config, save_config
+from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.errors import UserError
 from trainer.metrics import classification_report, format_report
 
@@ -63,7 +64,9 @@ def prepare(cfg: Config) -> Prepared:
     d = cfg.data
     tokenizer = TextTokenizer(d.tokenizer, lowercase=d.lowercase, split_punctuation=d.split_punctuation,
                               strip_html=d.strip_html)
-    vocab = Vocabulary.build(data.train.texts, tokenizer, min_freq=d.min_freq, max_size=d.max_vocab_size)
+    pairs = data.train.texts_b is not None
+    vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []), tokenizer, min_freq=d.min_freq,
+                             max_size=d.max_vocab_size, pairs=pairs)
     known = sum(vocab.counts[2:])
     log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
              len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))
@@ -99,38 +102,6 @@ def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
     return Prepared(data, vocab, encoder, hf_encoder=hf_encoder)
 
 
-class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak` over the first `warmup_steps`, then linear decay to 0 at `total_steps`."""
-
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
-        self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        # Counting the step being taken (step + 1), so that the first update is not a no-op.
-        warm = self.peak * (step + 1.0) / max(1, self.warmup_steps)
-        decay = self.peak * tf.maximum(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
-        return tf.where(step < self.warmup_steps, warm, decay)
-
-    def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
-
-
-def make_optimizer(cfg: TrainConfig, total_steps: int | None = None):
-    clip = {"global_clipnorm": cfg.clip_norm} if cfg.clip_norm else {}
-    lr = cfg.learning_rate
-    if cfg.lr_schedule == "linear" and total_steps:
-        lr = WarmupLinearDecay(cfg.learning_rate, total_steps, int(round(cfg.warmup_ratio * total_steps)))
-    if cfg.optimizer == "adamw":
-        optimizer = tf_keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
-        # As in BERT: no weight decay on biases and LayerNorm parameters.
-        optimizer.exclude_from_weight_decay(var_names=["bias", "LayerNorm", "layer_norm"])
-        return optimizer
-    if cfg.optimizer == "sgd":
-        return tf_keras.optimizers.SGD(lr, momentum=0.9, **clip)
-    return tf_keras.optimizers.Adam(lr, **clip)
-
-
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
     return cfg.train.steps_per_epoch or -(-n_train // cfg.data.batch_size)
 
@@ -146,7 +117,11 @@ def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> Adversaria
                              seed=cfg.train.seed)
     model(classifier.example_inputs())  # build every variable before the optimizer sees them
     total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts))
-    model.compile(optimizer=make_optimizer(cfg.train, total_steps))
+    multipliers = None
+    if cfg.train.layerwise_lr_decay is not None:
+        multipliers = layerwise_multipliers(model.trainable_variables, classifier.num_layers,
+                                            cfg.train.layerwise_lr_decay)
+    model.compile(optimizer=make_optimizer(cfg.train, total_steps, multipliers))
     return model
 
 
@@ -157,7 +132,7 @@ def uses_unlabeled(cfg: Config) -> bool:
 def datasets(cfg: Config, prepared: Prepared):
     d, data, enc = cfg.data, prepared.data, prepared.encoder
     train = labelled_dataset(data.train.texts, data.train.labels, enc, d.batch_size, shuffle=True,
-                             seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer)
+                             seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer, texts_b=data.train.texts_b)
     if cfg.train.steps_per_epoch:
         train = train.repeat()
     if data.unlabeled and uses_unlabeled(cfg):
@@ -166,8 +141,8 @@ def datasets(cfg: Config, prepared: Prepared):
     elif data.unlabeled:
         log.info("the %d unlabeled texts are not used: only a vat regularizer learns from them",
                  len(data.unlabeled))
-    dev = labelled_dataset(data.dev.texts, data.dev.labels, enc, d.batch_size)
-    test = labelled_dataset(data.test.texts, data.test.labels, enc, d.batch_size)
+    dev = labelled_dataset(data.dev.texts, data.dev.labels, enc, d.batch_size, texts_b=data.dev.texts_b)
+    test = labelled_dataset(data.test.texts, data.test.labels, enc, d.batch_size, texts_b=data.test.texts_b)
     return train, dev, test
 
 

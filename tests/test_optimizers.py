@@ -1,0 +1,77 @@
+import types
+
+import numpy as np
+import pytest
+import yaml
+
+import tensorflow as tf
+import tf_keras
+
+from trainer.config import TrainConfig, load_config
+from trainer.errors import UserError
+from trainer.optimizers import WarmupLinearDecay, layerwise_multipliers, make_optimizer
+from trainer.run import build_model, datasets, prepare
+
+from conftest import tiny_config_dict
+
+
+def test_warmup_then_linear_decay_by_hand():
+    schedule = WarmupLinearDecay(peak=1.0, total_steps=10, warmup_steps=4)
+    got = [float(schedule(step)) for step in range(11)]
+    want = [0.25, 0.5, 0.75, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_layerwise_multipliers_by_depth():
+    names = ["m/bert/embeddings/word_embeddings/weight:0", "m/bert/encoder/layer_._0/attention/k:0",
+             "m/bert/encoder/layer_._1/output/dense/kernel:0", "m/bert/pooler/dense/kernel:0", "head/kernel:0"]
+    got = layerwise_multipliers([types.SimpleNamespace(name=n) for n in names], num_layers=2, decay=0.5)
+    assert [got[n] for n in names] == [0.125, 0.25, 0.5, 1.0, 1.0]
+
+
+def _one_step(tmp_path, tiny_files, tiny_bert_dir, train_extra):
+    cfg = tiny_config_dict(tiny_files, "none")
+    cfg["model"] = {"name": "bert", "pretrained": tiny_bert_dir, "head_dropout": 0.0}
+    cfg["train"].update({"optimizer": "adamw", "learning_rate": 1e-2, "clip_norm": None, **train_extra})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(str(tmp_path / "c.yaml"))
+    prepared = prepare(config)
+    tf_keras.utils.set_random_seed(0)
+    model = build_model(config, prepared, 2)
+    train_ds, _, _ = datasets(config, prepared)
+    before = {v.name: v.numpy().copy() for v in model.trainable_variables}
+    model.make_train_function()(iter(train_ds.take(1)))
+    return {v.name: v.numpy() - before[v.name] for v in model.trainable_variables}
+
+
+def test_layerwise_decay_scales_each_layers_step(tmp_path, tiny_files, tiny_bert_dir):
+    plain = _one_step(tmp_path, tiny_files, tiny_bert_dir, {})
+    decayed = _one_step(tmp_path, tiny_files, tiny_bert_dir, {"layerwise_lr_decay": 0.5})
+    checked = 0
+    for name, delta in plain.items():
+        suffix = name.split("/", 1)[1]  # the models' outer names differ
+        other = next(v for k, v in decayed.items() if k.split("/", 1)[1] == suffix)
+        if "word_embeddings" in name:
+            np.testing.assert_allclose(other, 0.125 * delta, rtol=1e-3, atol=1e-7)
+            checked += 1
+        elif "layer_._0/" in name and "kernel" in name:
+            np.testing.assert_allclose(other, 0.25 * delta, rtol=1e-3, atol=1e-7)
+            checked += 1
+        elif name.startswith("head") or "/head/" in name:
+            np.testing.assert_allclose(other, delta, rtol=1e-5, atol=1e-8)
+            checked += 1
+    assert checked >= 4
+
+
+def test_layerwise_decay_needs_bert_and_adamw(tmp_path, tiny_files):
+    cfg = tiny_config_dict(tiny_files, "none", train={"layerwise_lr_decay": 0.9})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(UserError, match="layerwise_lr_decay"):
+        load_config(str(tmp_path / "c.yaml"))
+
+
+def test_adamw_skips_weight_decay_on_biases_and_layer_norms():
+    optimizer = make_optimizer(TrainConfig(optimizer="adamw", weight_decay=0.1, learning_rate=0.1))
+    bias, kernel = tf.Variable([1.0], name="dense/bias"), tf.Variable([1.0], name="dense/kernel")
+    optimizer.apply_gradients([(tf.zeros([1]), bias), (tf.zeros([1]), kernel)])
+    assert bias.numpy()[0] == 1.0 and kernel.numpy()[0] == pytest.approx(1.0 - 0.1 * 0.1)
