@@ -10,7 +10,7 @@ import sys
 
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from trainer.config import load_config
-from trainer.errors import UserError
+from trainer.errors import run_cli
 
 
 def parse_args(argv=None):
@@ -22,18 +22,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def run(args) -> None:
+    cfg = load_config(args.config, args.set)
+    from trainer.run import default_run_dir, train  # imports TensorFlow: after the config is checked
+
+    train(cfg, args.run_dir or default_run_dir(args.config))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        cfg = load_config(args.config, args.set)
-        from trainer.run import default_run_dir, train  # imports TensorFlow: after the config is checked
-
-        train(cfg, args.run_dir or default_run_dir(args.config))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -153,3 +153,62 @@ def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | 
     if not rows.texts:
         raise UserError(f"{path}: no rows with text in column '{text_column}'")
     return rows
+
+
+def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_column: str | None = None):
+    """For prediction: yields (line, text, text_b, error) for every non-blank row, where a row that
+    cannot be read (bad UTF-8, bad JSON, wrong field count, missing column) has text None and an error
+    message, and the rows after it are still read. fmt 'lines' (or a .txt file): one text per line."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: file not found")
+    name = path[:-3] if path.endswith(".gz") else path
+    fmt = fmt or ("lines" if name.endswith(".txt") else detect_format(path))
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            raw_lines = f.read().split(b"\n")
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+    header = None
+    for line_no, raw in enumerate(raw_lines, start=1):
+        raw = raw.rstrip(b"\r")
+        if line_no == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield line_no, None, None, f"not valid UTF-8 (byte {e.start})"
+            continue
+        if fmt == "lines":
+            yield line_no, text, None, None
+            continue
+        if fmt == "jsonl":
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield line_no, None, None, f"not valid JSON: {e.msg}"
+                continue
+            if not isinstance(record, dict):
+                yield line_no, None, None, "expected a JSON object"
+                continue
+        else:
+            delimiter = "\t" if fmt == "tsv" else ","
+            fields = next(csv.reader([text], delimiter=delimiter,
+                                     quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL), [])
+            if header is None:
+                header = [h.strip() for h in fields]
+                for column in (text_column, text_b_column):
+                    if column and column not in header:
+                        raise UserError(f"{path}: no column '{column}'; columns: {', '.join(header)}")
+                continue
+            if len(fields) != len(header):
+                yield line_no, None, None, f"{len(fields)} fields, but the header has {len(header)}"
+                continue
+            record = dict(zip(header, fields))
+        texts = [record.get(c) for c in (text_column, text_b_column) if c]
+        missing = [c for c, t in zip((text_column, text_b_column), texts) if not isinstance(t, str)]
+        if missing:
+            yield line_no, None, None, f"no text in column '{missing[0]}'"
+            continue
+        yield line_no, texts[0], texts[1] if text_b_column else None, None

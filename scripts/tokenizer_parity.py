@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from dataset.readers import read_rows  # noqa: E402
 from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab  # noqa: E402
-from trainer.errors import UserError  # noqa: E402
+from trainer.errors import run_cli  # noqa: E402
 
 
 def parity(pretrained: str, texts: list[str], batch_size: int = 512):
@@ -45,17 +45,16 @@ def main(argv=None) -> int:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--limit", type=int, help="only the first N texts of each file")
     args = parser.parse_args(argv)
-    try:
-        for path in args.data:
-            texts = read_rows(path, None, args.text_column, None).texts[: args.limit]
-            same, total, diffs = parity(args.pretrained, texts)
-            print(f"{path}: {same}/{total} identical id sequences ({100.0 * same / total:.2f}%)")
-            for text, got, want in diffs:
-                print(f"  differs: {text[:80]!r}\n    ours:   {got[:20]}\n    theirs: {want[:20]}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: report(args))
+
+
+def report(args) -> None:
+    for path in args.data:
+        texts = read_rows(path, None, args.text_column, None).texts[: args.limit]
+        same, total, diffs = parity(args.pretrained, texts)
+        print(f"{path}: {same}/{total} identical id sequences ({100.0 * same / total:.2f}%)")
+        for text, got, want in diffs:
+            print(f"  differs: {text[:80]!r}\n    ours:   {got[:20]}\n    theirs: {want[:20]}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ def tiny_config_dict(files, regularizer="fgm", **sections):
         "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.0, "head_dropout": 0.0},
         "regularizer": regularizer if isinstance(regularizer, (dict, list)) else {"name": regularizer},
         "train": {"epochs": 1, "learning_rate": 0.01},
+        "eval": {"attacks": ["fgm", "pgd"], "epsilons": [0.0, 1.0], "pgd_steps": 2},
     }
     for key, values in sections.items():
         cfg[key] = {**cfg.get(key, {}), **values}

@@ -127,12 +127,32 @@ class TrainConfig:
     layerwise_lr_decay: Optional[float] = _f(None, min_exclusive=0.0, max=1.0)
 
 
+ATTACKS = ("fgsm", "fgm", "pgd")
+
+
+@dataclass
+class EvalConfig:
+    ece_bins: int = _f(15, min=1)
+    # Embedding-space attacks for the robustness curves; [] for none.
+    attacks: list[str] = _f(list(ATTACKS))
+    # L2 radii for fgm and pgd; None: [0, 1, 2, 5, 10] for the LSTMs, [0, 0.25, 0.5, 1, 2] for bert.
+    epsilons: Optional[list[float]] = None
+    # L-inf radii for fgsm; None: [0, 0.01, 0.02, 0.05, 0.1] for the LSTMs, [0, 0.0025, 0.005, 0.01, 0.02] for bert.
+    fgsm_epsilons: Optional[list[float]] = None
+    pgd_steps: int = _f(5, min=1)
+    # Robustness curves use at most this many examples of a split (the first ones); None: all.
+    robustness_examples: Optional[int] = _f(1000, min=1)
+    # At the end of training: evaluate dev and test, with robustness curves on test.
+    robustness_after_training: bool = True
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularizer: list[RegularizerConfig] = field(default_factory=lambda: [RegularizerConfig()])
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
     def active_regularizers(self) -> list[RegularizerConfig]:
@@ -140,7 +160,7 @@ class Config:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": RegularizerConfig,
-            "train": TrainConfig}
+            "train": TrainConfig, "eval": EvalConfig}
 
 
 # ----------------------------------------------------------------------------- reading YAML
@@ -333,6 +353,7 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
         regularizer=[_build(RegularizerConfig, r, "regularizer" if len(regs) == 1 else f"regularizer[{i}]")
                      for i, r in enumerate(regs)],
         train=_build(TrainConfig, raw.get("train"), "train"),
+        eval=_build(EvalConfig, raw.get("eval"), "eval"),
     )
     _resolve_defaults(cfg, source)
     return cfg
@@ -375,6 +396,17 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
     if bert and m.normalize_embeddings:
         raise UserError("model.normalize_embeddings: only for the LSTM backbones (a pretrained encoder's "
                         "embeddings are used as they are)")
+    e = cfg.eval
+    unknown = [a for a in e.attacks if a not in ATTACKS]
+    if unknown:
+        raise UserError(f"eval.attacks: '{unknown[0]}' is not one of: {', '.join(ATTACKS)}")
+    if e.epsilons is None:
+        e.epsilons = [0.0, 0.25, 0.5, 1.0, 2.0] if bert else [0.0, 1.0, 2.0, 5.0, 10.0]
+    if e.fgsm_epsilons is None:
+        e.fgsm_epsilons = [0.0, 0.0025, 0.005, 0.01, 0.02] if bert else [0.0, 0.01, 0.02, 0.05, 0.1]
+    for key in ("epsilons", "fgsm_epsilons"):
+        if any(x < 0 for x in getattr(e, key)):
+            raise UserError(f"eval.{key}: radii must be non-negative, got {getattr(e, key)}")
     for reg in cfg.regularizer:
         if reg.epsilon is None:
             reg.epsilon = DEFAULT_EPSILON_BERT.get(reg.name, 1.0) if bert else DEFAULT_EPSILON.get(reg.name, 5.0)

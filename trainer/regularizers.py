@@ -51,6 +51,11 @@ def project_l2_ball(r, epsilon):
     return r * tf.minimum(1.0, epsilon / tf.maximum(norm, 1e-12))
 
 
+def pgd_step(r, grad, mask, epsilon, step_size):
+    """One PGD ascent step in the L2 ball: project(r + step_size * g / ||g||_2)."""
+    return project_l2_ball(r + step_size * l2_normalize(grad, mask), epsilon)
+
+
 def pgd_perturbation(loss_fn, embeddings, mask, epsilon, step_size, steps, first_grad=None, start=None):
     """PGD (Madry et al. 2018) in the L2 ball: `steps` ascent steps of size `step_size`, each
     r <- project(r + step_size * g / ||g||_2), g = d loss_fn(embeddings + r) / dr.
@@ -71,7 +76,7 @@ def pgd_perturbation(loss_fn, embeddings, mask, epsilon, step_size, steps, first
                 tape.watch(r)
                 loss = loss_fn(embeddings + r)
             grad = tape.gradient(loss, r)
-        r = project_l2_ball(r + step_size * l2_normalize(grad, mask), epsilon)
+        r = pgd_step(r, grad, mask, epsilon, step_size)
     return tf.stop_gradient(r * _mask3(mask, r.dtype))
 
 

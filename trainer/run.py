@@ -18,7 +18,7 @@ import tf_keras
 
 from dataset.data import DataBundle, load_data
 from dataset.pipeline import labelled_dataset, with_unlabeled
-from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab
 from model.bert import TransformerClassifier, load_encoder
 from model.classifier import TextClassifier
@@ -27,7 +27,9 @@ from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, save_config
 from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.errors import UserError
-from trainer.metrics import classification_report, format_report
+from trainer.evaluate import evaluate_split
+from trainer.metrics import format_report
+from trainer.restore import ENCODER_CONFIG_DIR, text_encoder, text_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,7 @@ def prepare(cfg: Config) -> Prepared:
     if cfg.model.name == "bert":
         return _prepare_transformer(cfg, data)
     d = cfg.data
-    tokenizer = TextTokenizer(d.tokenizer, lowercase=d.lowercase, split_punctuation=d.split_punctuation,
-                              strip_html=d.strip_html)
+    tokenizer = text_tokenizer(d)
     pairs = data.train.texts_b is not None
     vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []), tokenizer, min_freq=d.min_freq,
                              max_size=d.max_vocab_size, pairs=pairs)
@@ -76,7 +77,7 @@ def prepare(cfg: Config) -> Prepared:
                                        seed=cfg.train.seed)
         log.info("pretrained embeddings: %d of %d vocabulary tokens found (%.1f%%) in %s", found,
                  len(vocab) - 2, 100.0 * found / max(1, len(vocab) - 2), cfg.model.pretrained_embeddings)
-    return Prepared(data, vocab, TextEncoder(tokenizer, vocab.tokens, d.max_length), vectors)
+    return Prepared(data, vocab, text_encoder(cfg, vocab), vectors)
 
 
 def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
@@ -96,10 +97,10 @@ def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
     if len(vocab) != size:
         raise UserError(f"{vocab_file}: {len(vocab)} tokens, but the encoder's config has vocab_size {size}: "
                         "the vocabulary does not match the checkpoint")
-    lower = m.lower_case if m.lower_case is not None else (checkpoint_lowercases(local) if local else True)
-    encoder = WordPieceEncoder(vocab, lower, cfg.data.max_length)
-    log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), lower)
-    return Prepared(data, vocab, encoder, hf_encoder=hf_encoder)
+    if m.lower_case is None:  # resolved here, so that config.yaml says what the run used
+        m.lower_case = checkpoint_lowercases(local) if local else True
+    log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), m.lower_case)
+    return Prepared(data, vocab, text_encoder(cfg, vocab), hf_encoder=hf_encoder)
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -146,9 +147,38 @@ def datasets(cfg: Config, prepared: Prepared):
     return train, dev, test
 
 
-def evaluate(model, ds, labels, label_names) -> dict:
-    logits = model.predict(ds, verbose=0)
-    return classification_report(labels, np.argmax(logits, axis=-1), label_names)
+def hparams(cfg: Config) -> dict:
+    """The hyper-parameters shown in TensorBoard's HParams dashboard."""
+    regs = cfg.active_regularizers
+    first = regs[0] if regs else None
+    return {
+        "backbone": cfg.model.name if cfg.model.name != "bert" else f"bert:{os.path.basename(cfg.model.pretrained or '')}",
+        "regularizer": "+".join(r.name for r in regs) or "none",
+        "epsilon": first.epsilon if first else 0.0,
+        "xi": first.xi if first and first.name == "vat" else 0.0,
+        "adv_weight": first.weight if first else 0.0,
+        "clean_weight": cfg.train.clean_weight,
+        "learning_rate": cfg.train.learning_rate,
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.data.batch_size,
+        "max_length": cfg.data.max_length,
+        "num_labeled": cfg.data.num_labeled or 0,
+        "seed": cfg.train.seed,
+    }
+
+
+def log_hparams(cfg: Config, log_dir: str, summaries: dict, step: int) -> None:
+    from tensorboard.plugins.hparams import api as hp
+
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        hp.hparams(hparams(cfg), trial_id=os.path.basename(os.path.dirname(log_dir)))
+        for split, report in summaries.items():
+            for key in ("accuracy", "macro_f1", "ece", "nll", "brier"):
+                tf.summary.scalar(f"final/{split}_{key}", report[key], step=step)
+            for attack, curve in report.get("robustness", {}).items():
+                tf.summary.scalar(f"final/{split}_{attack}_accuracy_at_max_eps", curve["accuracy"][-1], step=step)
+    writer.close()
 
 
 def train(cfg: Config, run_dir: str) -> dict:
@@ -165,6 +195,8 @@ def train(cfg: Config, run_dir: str) -> dict:
             f.writelines(token + "\n" for token in prepared.vocab)
     with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(data.label_names, f, ensure_ascii=False)
+    if prepared.hf_encoder is not None:
+        prepared.hf_encoder.config.save_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR))
     log.info("run directory: %s", run_dir)
 
     train_ds, dev_ds, test_ds = datasets(cfg, prepared)
@@ -197,19 +229,17 @@ def train(cfg: Config, run_dir: str) -> dict:
     monitored = history.history[cfg.train.monitor]
     best_epoch = int(np.argmin(monitored) if mode == "min" else np.argmax(monitored)) + 1
     model.load_weights(best).expect_partial()
-    dev_report = evaluate(model, dev_ds, data.dev.labels, data.label_names)
-    test_report = evaluate(model, test_ds, data.test.labels, data.label_names)
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {train_seconds:.0f} s")
-    print(format_report(dev_report, "dev"))
-    print(format_report(test_report, "test"))
-
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "test"))
-    with writer.as_default():
-        for key in ("accuracy", "macro_f1"):
-            tf.summary.scalar(f"final/{key}", test_report[key], step=best_epoch)
-    writer.close()
+    summaries = {}
+    for split, ds, labels in (("dev", dev_ds, data.dev.labels), ("test", test_ds, data.test.labels)):
+        report = evaluate_split(model, ds, labels, data.label_names, cfg, run_dir, split,
+                                robustness=split == "test" and cfg.eval.robustness_after_training)
+        print(format_report(report, split))
+        summaries[split] = {k: v for k, v in report.items() if k not in ("calibration_bins", "thresholds")}
+    log_hparams(cfg, os.path.join(run_dir, "tensorboard"), summaries, best_epoch)
     metrics = {"best_epoch": best_epoch, "epochs_run": len(losses), "train_seconds": round(train_seconds, 1),
-               "dev": dev_report, "test": test_report}
+               **summaries}
+    # Written last: a run directory with metrics.json is a finished run.
     with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2, ensure_ascii=False)
     return metrics

@@ -1,0 +1,91 @@
+"""Compare finished runs side by side as a Markdown table.
+
+    python scripts/compare.py runs/bilstm_none runs/bilstm_fgm [--attack fgm --epsilon 5] [--output FILE]
+
+Each argument is a run directory or a folder searched for run directories (those with metrics.json).
+Columns: the config values that differ between the runs, test accuracy, macro-F1, ECE, NLL, accuracy
+under the chosen attack at the chosen epsilon, and the training time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from trainer.errors import UserError, run_cli  # noqa: E402
+
+
+def find_runs(paths) -> list[str]:
+    runs = []
+    for path in paths:
+        if not os.path.isdir(path):
+            raise UserError(f"{path}: not a directory")
+        found = sorted(root for root, _, files in os.walk(path) if "metrics.json" in files)
+        if not found:
+            raise UserError(f"{path}: no finished run (no metrics.json) in it")
+        runs += found
+    return runs
+
+
+def flatten(tree, prefix="") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and tree and isinstance(tree[0], dict):
+        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def table(runs: list[str], attack: str, epsilon: float) -> str:
+    configs, metrics = [], []
+    for run in runs:
+        with open(os.path.join(run, "config.yaml"), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        if isinstance(cfg.get("regularizer"), dict):
+            cfg["regularizer"] = [cfg["regularizer"]]
+        configs.append(flatten(cfg))
+        with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
+            metrics.append(json.load(f))
+    keys = sorted({k for c in configs for k in c})
+    differing = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    header = ["run", *differing, "test acc", "macro-F1", "ECE", "NLL", f"acc {attack}@{epsilon:g}", "train s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run, cfg, m in zip(runs, configs, metrics):
+        test = m["test"]
+        curve = test.get("robustness", {}).get(attack)
+        robust = "–"
+        if curve and any(abs(e - epsilon) < 1e-9 for e in curve["epsilons"]):
+            robust = f"{curve['accuracy'][[abs(e - epsilon) < 1e-9 for e in curve['epsilons']].index(True)]:.4f}"
+        cells = [os.path.relpath(run), *(str(cfg.get(k, "–")) for k in differing),
+                 *(f"{test[k]:.4f}" if k in test else "–" for k in ("accuracy", "macro_f1", "ece", "nll")), robust,
+                 f"{m['train_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare(args) -> None:
+    text = table(find_runs(args.runs), args.attack, args.epsilon)
+    if args.output:
+        if os.path.exists(args.output):
+            raise UserError(f"{args.output}: exists; choose another --output (nothing is overwritten)")
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--attack", default="fgm", choices=["fgsm", "fgm", "pgd"])
+    parser.add_argument("--epsilon", type=float, default=5.0)
+    parser.add_argument("--output")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: compare(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

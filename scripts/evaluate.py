@@ -1,0 +1,66 @@
+"""Evaluate a trained run: accuracy, F1, calibration (NLL, Brier, ECE, MCE), ROC AUC and a threshold
+table (binary), robustness curves under FGSM/FGM/PGD, plots.
+
+    python scripts/evaluate.py --run-dir runs/bilstm_fgm/20261125-120000 [--split test|dev] [--data FILE]
+
+Writes eval_<name>.json, eval_<name>.txt and <name>_*.png into the run directory (name: the split, or
+the data file's name), and the plots to TensorBoard.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from trainer.errors import run_cli  # noqa: E402
+
+
+def evaluate(args) -> None:
+    import numpy as np
+
+    from dataset.data import load_data
+    from dataset.readers import read_rows
+    from dataset.pipeline import labelled_dataset
+    from trainer.errors import UserError
+    from trainer.evaluate import evaluate_split
+    from trainer.metrics import format_report
+    from trainer.restore import load_run
+
+    run = load_run(args.run_dir, args.checkpoint)
+    d = run.cfg.data
+    if args.data:
+        rows = read_rows(args.data, None, d.text_column, d.label_column, d.text_b_column)
+        index = {n: i for i, n in enumerate(run.label_names)}
+        for label, line in zip(rows.labels, rows.lines):
+            if label not in index:
+                raise UserError(f"{args.data}: line {line}: label '{label}' is not one of the run's labels "
+                                f"({', '.join(run.label_names)})")
+        texts, texts_b = rows.texts, rows.texts_b
+        labels = np.array([index[label] for label in rows.labels], np.int32)
+        name = os.path.basename(args.data).split(".")[0]
+    else:
+        split = getattr(load_data(d), args.split)
+        texts, texts_b, labels, name = split.texts, split.texts_b, split.labels, args.split
+    ds = labelled_dataset(texts, labels, run.encoder, d.batch_size, texts_b=texts_b)
+    report = evaluate_split(run.model, ds, labels, run.label_names, run.cfg, args.run_dir, name,
+                            robustness=not args.no_robustness)
+    print(format_report(report, name))
+    print(f"wrote {os.path.join(args.run_dir, f'eval_{name}.json')} and its plots")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--split", choices=["test", "dev"], default="test")
+    parser.add_argument("--data", help="a labelled file to evaluate on instead of a split of the run's data")
+    parser.add_argument("--checkpoint", default="best", help="checkpoint name in checkpoints/ (default best)")
+    parser.add_argument("--no-robustness", action="store_true", help="skip the attack curves")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: evaluate(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Predict labels and class probabilities for a file of texts with a trained run.
+
+    python scripts/predict.py --run-dir runs/bilstm_fgm/20261125-120000 --input reviews.txt [--output out.jsonl]
+
+Input: the training formats (TSV/CSV with a header, JSON lines; optionally .gz) or plain text, one text
+per line (.txt). Output: JSON lines {"line", "label", "probabilities"}; a row that cannot be read gets
+{"line", "error"} and is reported on stderr, and the other rows are still predicted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from dataset.readers import iter_rows_tolerant  # noqa: E402
+from trainer.errors import UserError, run_cli  # noqa: E402
+
+
+def predict(args) -> None:
+    import tensorflow as tf
+
+    from trainer.restore import load_run
+
+    run = load_run(args.run_dir)
+    d = run.cfg.data
+    text_b_column = args.text_b_column or d.text_b_column
+    rows = list(iter_rows_tolerant(args.input, args.format, args.text_column or d.text_column, text_b_column))
+    good = [r for r in rows if r[3] is None]
+    results = {}
+    for start in range(0, len(good), args.batch_size):
+        batch = good[start:start + args.batch_size]
+        texts = tf.constant([r[1] for r in batch])
+        inputs = run.encoder(texts, tf.constant([r[2] for r in batch])) if text_b_column else run.encoder(texts)
+        probs = tf.nn.softmax(run.model(inputs, training=False)).numpy()
+        for (line, *_), p in zip(batch, probs):
+            results[line] = {"line": line, "label": run.label_names[int(p.argmax())],
+                             "probabilities": {n: round(float(v), 6) for n, v in zip(run.label_names, p)}}
+    if args.output and os.path.exists(args.output):
+        raise UserError(f"{args.output}: exists; choose another --output (nothing is overwritten)")
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    errors = 0
+    for line, _, _, error in rows:
+        if error:
+            errors += 1
+            print(f"{args.input}: line {line}: {error}", file=sys.stderr)
+        out.write(json.dumps(results.get(line) or {"line": line, "error": error}, ensure_ascii=False) + "\n")
+    if args.output:
+        out.close()
+    print(f"predicted {len(good)} rows, {errors} could not be read", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--output", help="JSON lines file (default: standard output)")
+    parser.add_argument("--format", choices=["tsv", "csv", "jsonl", "lines"], help="default: from the extension")
+    parser.add_argument("--text-column", help="default: the run's data.text_column")
+    parser.add_argument("--text-b-column", help="second text of sentence pairs; default: the run's")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    return run_cli(lambda: predict(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

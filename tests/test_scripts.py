@@ -1,0 +1,124 @@
+"""evaluate / predict / export / compare on tiny trained runs, as a user would call them."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+import train
+from scripts import compare, evaluate, export, predict
+
+from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+
+FAST_EVAL = {"attacks": ["fgm"], "epsilons": [0.0, 1.0], "robustness_examples": 100}
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data")
+    return {name: write_tsv(path / f"{name}.tsv", make_texts(n, seed=s))
+            for name, n, s in (("train", 48, 1), ("dev", 12, 2), ("test", 12, 3))}
+
+
+def _train(path, cfg):
+    (path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path / "c.yaml"), "--run-dir", str(path / "run")]) == 0
+    return str(path / "run")
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tmp_path_factory, data_files):
+    cfg = tiny_config_dict(data_files, "fgm")
+    cfg["eval"] = FAST_EVAL
+    return _train(tmp_path_factory.mktemp("lstm"), cfg)
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory, data_files, tiny_bert_dir):
+    cfg = tiny_config_dict(data_files, "vat")
+    cfg["model"] = {"name": "bert", "pretrained": tiny_bert_dir}
+    cfg["eval"] = FAST_EVAL
+    return _train(tmp_path_factory.mktemp("bert"), cfg)
+
+
+def test_training_writes_evaluation_reports_plots_and_hparams(lstm_run):
+    metrics = json.load(open(os.path.join(lstm_run, "metrics.json")))
+    for key in ("accuracy", "macro_f1", "nll", "brier", "ece", "mce", "roc_auc", "average_precision"):
+        assert np.isfinite(metrics["test"][key]), key
+    curve = metrics["test"]["robustness"]["fgm"]
+    assert curve["epsilons"] == [0.0, 1.0] and curve["n"] == 12
+    assert curve["accuracy"][0] == pytest.approx(metrics["test"]["accuracy"])
+    assert "robustness" not in metrics["dev"]
+    for name in ("eval_dev.json", "eval_test.txt", "test_reliability.png", "test_confidence.png",
+                 "test_robustness.png", "dev_confusion.png"):
+        assert os.path.getsize(os.path.join(lstm_run, name)) > 0, name
+    import tensorflow as tf
+    tags = set()
+    for sub in ("eval", ""):
+        folder = os.path.join(lstm_run, "tensorboard", sub)
+        for f in os.listdir(folder):
+            if f.startswith("events"):
+                for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, f)):
+                    tags |= {v.tag for v in event.summary.value}
+    assert {"test/reliability", "test/robustness", "_hparams_/session_start_info", "final/test_ece"} <= tags
+
+
+@pytest.mark.parametrize("which", ["lstm_run", "bert_run"])
+def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
+    run_dir = request.getfixturevalue(which)
+    out = str(tmp_path / "exported")
+    assert export.main(["--run-dir", run_dir, "--out", out]) == 0
+    texts = ["the movie was good", "awful plot and bad", "好"]
+
+    from trainer.restore import load_run
+    import tensorflow as tf
+    run = load_run(run_dir)
+    want = tf.nn.softmax(run.model(run.encoder(tf.constant(texts)))).numpy()
+
+    code = ("import json, sys, tensorflow as tf, tensorflow_text\n"
+            f"m = tf.saved_model.load({out!r})\n"
+            f"out = m.signatures['serving_default'](texts=tf.constant({texts!r}))\n"
+            "print(json.dumps({'p': out['probabilities'].numpy().tolist(), "
+            "'labels': [l.decode() for l in out['labels'].numpy()]}))\n"
+            "assert not [k for k in sys.modules if k.split('.')[0] in ('trainer', 'model', 'dataset')]\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(got["p"], want, atol=1e-5)
+    assert got["labels"] == [run.label_names[i] for i in want.argmax(1)]
+    assert export.main(["--run-dir", run_dir, "--out", out]) == 2  # never overwrites
+
+
+def test_predict_reports_bad_rows_and_predicts_the_rest(lstm_run, tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"text": "good movie"}\n{"text": broken\n\n{"text": "bad plot"}\n{"id": 4}\n'
+                    + b'{"text": "caf\xe9"}\n')
+    out = tmp_path / "out.jsonl"
+    assert predict.main(["--run-dir", lstm_run, "--input", str(src), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 4, 5, 6]
+    assert [("error" in r) for r in rows] == [False, True, False, True, True]
+    good = [r for r in rows if "error" not in r]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in good)
+    assert all(r["label"] in ("neg", "pos") for r in good)
+    err = capsys.readouterr().err
+    assert "line 2: not valid JSON" in err and "line 6: not valid UTF-8" in err and "line 5: no text" in err
+    txt = tmp_path / "plain.txt"
+    txt.write_text("good\nbad movie\n")
+    assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "o2.jsonl")]) == 0
+    assert len((tmp_path / "o2.jsonl").read_text().splitlines()) == 2
+
+
+def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
+    assert evaluate.main(["--run-dir", lstm_run, "--data", data_files["dev"], "--no-robustness"]) == 0
+    report = json.load(open(os.path.join(lstm_run, "eval_dev.json")))
+    assert report["n"] == 12 and "robustness" not in report
+    assert compare.main([lstm_run, bert_run, "--attack", "fgm", "--epsilon", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "| model.name |" in table and "regularizer.0.name" in table
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 3
+    assert evaluate.main(["--run-dir", os.path.dirname(lstm_run)]) == 2

@@ -1,0 +1,42 @@
+"""Evaluate a model on one split: metrics, calibration, robustness curves, plots, report files."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import plots
+from trainer.config import Config
+from trainer.metrics import evaluation_metrics, format_report
+from trainer.robustness import robustness_curves
+
+
+def attack_grid(cfg: Config) -> dict[str, list[float]]:
+    return {a: cfg.eval.fgsm_epsilons if a == "fgsm" else cfg.eval.epsilons for a in cfg.eval.attacks}
+
+
+def evaluate_split(model, dataset, labels, label_names, cfg: Config, run_dir: str, split: str,
+                   robustness: bool = True) -> dict:
+    """Writes eval_<split>.json, eval_<split>.txt and <split>_<plot>.png into `run_dir`, and the plots as
+    TensorBoard images under tensorboard/eval; returns the report."""
+    probs = tf.nn.softmax(model.predict(dataset, verbose=0)).numpy()
+    report = evaluation_metrics(probs, np.asarray(labels), label_names, cfg.eval.ece_bins)
+    if robustness and cfg.eval.attacks:
+        report["robustness"] = robustness_curves(model.classifier, dataset, attack_grid(cfg), cfg.eval.pgd_steps,
+                                                 cfg.eval.robustness_examples)
+    with open(os.path.join(run_dir, f"eval_{split}.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+    text = format_report(report, split)
+    with open(os.path.join(run_dir, f"eval_{split}.txt"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "eval"))
+    with writer.as_default():
+        for name, fig in plots.figures(report, split).items():
+            png = plots.png_bytes(fig)
+            with open(os.path.join(run_dir, f"{split}_{name}.png"), "wb") as f:
+                f.write(png)
+            tf.summary.image(f"{split}/{name}", tf.image.decode_png(png)[None], step=0)
+    writer.close()
+    return report

@@ -1,0 +1,37 @@
+"""Export a run as a TensorFlow SavedModel that takes raw strings: tokenization happens in the graph."""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from trainer.errors import UserError
+from trainer.restore import Run
+
+
+class ServingModule(tf.Module):
+    """serving_default: texts (B,) string [, texts_b (B,) string for pair tasks] ->
+    {'probabilities': (B, C) float32, 'labels': (B,) string, 'label_ids': (B,) int32}."""
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self.encoder, self.classifier = run.encoder, run.model.classifier
+        self.label_names = tf.constant(run.label_names)
+        text = tf.TensorSpec([None], tf.string, name="texts")
+        if run.cfg.data.text_b_column:  # only the signature the run needs gets traced and saved
+            self.serve = tf.function(lambda texts, texts_b: self._outputs(self.encoder(texts, texts_b)),
+                                     input_signature=[text, tf.TensorSpec([None], tf.string, name="texts_b")])
+        else:
+            self.serve = tf.function(lambda texts: self._outputs(self.encoder(texts)), input_signature=[text])
+
+    def _outputs(self, inputs):
+        probs = tf.nn.softmax(self.classifier(inputs, training=False))
+        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        return {"probabilities": probs, "labels": tf.gather(self.label_names, ids), "label_ids": ids}
+
+
+def export_run(run: Run, out_dir: str) -> None:
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise UserError(f"{out_dir}: exists and is not empty; choose another --out (nothing is overwritten)")
+    module = ServingModule(run)
+    tf.saved_model.save(module, out_dir, signatures={"serving_default": module.serve})

@@ -1,0 +1,81 @@
+"""Accuracy under embedding-space attacks (FGSM, FGM, PGD) over a grid of epsilons.
+
+The attacked model runs in inference mode (no dropout); the attack maximizes the cross-entropy of the
+true label, with the same perturbation functions that training uses.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import regularizers as R
+from trainer.adversarial_model import cross_entropy
+
+
+class _Attacker:
+    """Small traced pieces (clean gradient, one PGD step, perturbed prediction), each at most one forward
+    and backward pass, so that tracing stays cheap whatever the epsilon grid and the number of steps."""
+
+    def __init__(self, classifier):
+        self.clf = classifier
+        self.gradient = tf.function(self._gradient, reduce_retracing=True)
+        self.correct = tf.function(self._correct, reduce_retracing=True)
+
+    def _loss(self, inputs, labels, e):
+        return cross_entropy(labels, self.clf.logits_from_embeddings(e, inputs, training=False))
+
+    def _gradient(self, inputs, labels, r):
+        """The embeddings e and d loss(e + r) / dr."""
+        e = self.clf.embed(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(r)
+            loss = self._loss(inputs, labels, e + r)
+        return e, tape.gradient(loss, r)
+
+    def _correct(self, inputs, labels, e, r):
+        logits = self.clf.logits_from_embeddings(e + r, inputs, training=False)
+        return tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=labels.dtype) == labels, tf.int64))
+
+    def batch(self, inputs, labels, attack: str, epsilons, pgd_steps: int) -> list[int]:
+        """Correct predictions on one batch for each epsilon."""
+        mask = self.clf.padding_mask(inputs)
+        e, grad = self.gradient(inputs, labels, tf.zeros_like(self.clf.embed(inputs)))
+        out = []
+        for eps in epsilons:
+            if attack == "fgsm":
+                r = R.fgsm_perturbation(grad, mask, eps)
+            elif attack == "fgm":
+                r = R.fgm_perturbation(grad, mask, eps)
+            elif attack == "pgd":
+                r, g = tf.zeros_like(e), grad
+                for step in range(pgd_steps):
+                    if step:
+                        g = self.gradient(inputs, labels, r)[1]
+                    r = R.pgd_step(r, g, mask, eps, 2.5 * eps / pgd_steps)
+                r = r * tf.cast(mask, r.dtype)[:, :, None]
+            else:
+                raise ValueError(f"unknown attack '{attack}'")
+            out.append(int(self.correct(inputs, labels, e, r)))
+        return out
+
+
+def robustness_curves(classifier, dataset, attacks: dict[str, list[float]], pgd_steps: int = 5,
+                      max_examples: int | None = None) -> dict:
+    """{attack: {'epsilons': [...], 'accuracy': [...], 'n': examples}} over `dataset` batches of
+    (inputs, labels), using at most `max_examples` examples (the first ones). PGD takes `pgd_steps`
+    steps of 2.5 * epsilon / pgd_steps, as R.pgd_perturbation does."""
+    attacker = _Attacker(classifier)
+    totals = {attack: np.zeros(len(eps), np.int64) for attack, eps in attacks.items()}
+    seen = 0
+    for inputs, labels in dataset:
+        if max_examples is not None and seen >= max_examples:
+            break
+        if max_examples is not None and seen + len(labels) > max_examples:
+            keep = max_examples - seen
+            inputs, labels = {k: v[:keep] for k, v in inputs.items()}, labels[:keep]
+        for attack, eps in attacks.items():
+            totals[attack] += attacker.batch(inputs, labels, attack, eps, pgd_steps)
+        seen += int(len(labels))
+    return {attack: {"epsilons": [float(e) for e in eps], "accuracy": (totals[attack] / max(1, seen)).tolist(),
+                     "n": seen}
+            for attack, eps in attacks.items()}
