@@ -103,13 +103,12 @@ def load_data(cfg: DataConfig) -> DataBundle:
             splits[name] = _subset(source, part)
 
     train = splits["train"]
+    if len(set(train.labels)) < 2:
+        raise UserError(f"{train.path}: the training split has a single class "
+                        f"('{train.labels[0]}'); a classifier needs at least two")
     names = list(cfg.labels) if cfg.labels else _sort_labels(set(train.labels))
     bundle_splits = {name: Split(rows.texts, _to_ids(rows, names, name), rows.texts_b)
                      for name, rows in splits.items()}
-    present = np.unique(bundle_splits["train"].labels)
-    if len(present) < 2:
-        raise UserError(f"{train.path}: the training split has a single class "
-                        f"('{names[present[0]]}'); a classifier needs at least two")
 
     unlabeled: list[str] = []
     if cfg.num_labeled is not None or cfg.labeled_fraction is not None:

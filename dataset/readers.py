@@ -40,11 +40,15 @@ def detect_format(path: str, fmt: str | None = None) -> str:
     return ext
 
 
-def _open_text(path: str):
+def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise UserError(f"{path}: file not found")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected a file")
+
+
+def _open_text(path: str):
+    _check_file(path)
     try:
         raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
         data = raw.read()
@@ -137,6 +141,7 @@ def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | 
               text_b_column: str | None = None) -> Rows:
     """Read one file; `label_column=None` reads texts only (unlabeled data); `text_b_column` also reads
     the second text of sentence pairs."""
+    _check_file(path)
     fmt = detect_format(path, fmt)
     stream = _open_text(path)
     try:
@@ -159,8 +164,7 @@ def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_colu
     """For prediction: yields (line, text, text_b, error) for every non-blank row, where a row that
     cannot be read (bad UTF-8, bad JSON, wrong field count, missing column) has text None and an error
     message, and the rows after it are still read. fmt 'lines' (or a .txt file): one text per line."""
-    if not os.path.exists(path):
-        raise UserError(f"{path}: file not found")
+    _check_file(path)
     name = path[:-3] if path.endswith(".gz") else path
     fmt = fmt or ("lines" if name.endswith(".txt") else detect_format(path))
     try:

@@ -122,3 +122,19 @@ def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
     assert "| model.name |" in table and "regularizer.0.name" in table
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 3
     assert evaluate.main(["--run-dir", os.path.dirname(lstm_run)]) == 2
+
+
+def test_benchmark_prints_ratios_for_every_method(tmp_path, capsys):
+    from scripts import benchmark
+
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--backbones", "bilstm", "bert", "--methods", "none", "fgm", "pgd", "--batch", "4",
+                           "--length", "8", "--embedding-dim", "8", "--hidden", "8", "--vocab", "50",
+                           "--bert-batch", "2", "--bert-hidden", "24", "--bert-layers", "1", "--pgd-steps", "2",
+                           "--warmup", "1", "--steps", "2", "--output", str(out)]) == 0
+    results = json.load(open(out))["results"]
+    assert [(r["backbone"], r["method"]) for r in results] == [
+        (b, m) for b in ("bilstm", "bert") for m in ("none", "fgm", "pgd")]
+    assert all(r["median_step_s"] > 0 for r in results)
+    assert [r["ratio"] for r in results if r["method"] == "none"] == [1.0, 1.0]
+    assert "| bilstm | fgm |" in capsys.readouterr().out

@@ -5,8 +5,13 @@ class UserError(Exception):
     """A mistake the user can fix; its message names the file, key or row."""
 
 
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
 def run_cli(main) -> int:
-    """Runs a command-line entry point: a UserError becomes one line on stderr and exit code 2."""
+    """Runs a command-line entry point: a UserError becomes one line on stderr and exit code 2, a
+    diverged training run one line and exit code 1."""
     import sys
 
     try:
@@ -14,3 +19,6 @@ def run_cli(main) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

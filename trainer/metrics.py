@@ -146,6 +146,6 @@ def format_report(report: dict, title: str) -> str:
             lines.append(f"  {row['threshold']:>10.2f}{row['predicted_positive']:>8d}{row['precision']:>11.4f}"
                          f"{row['recall']:>9.4f}{row['accuracy']:>10.4f}")
     for attack, curve in report.get("robustness", {}).items():
-        lines.append(f"  accuracy under {attack}: " + "  ".join(
+        lines.append(f"  accuracy under {attack} (first {curve['n']} examples): " + "  ".join(
             f"eps {e:g}: {a:.4f}" for e, a in zip(curve["epsilons"], curve["accuracy"])))
     return "\n".join(lines)

