@@ -11,7 +11,7 @@ import yaml
 import train
 from scripts import compare, evaluate, export, predict
 
-from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+from conftest import make_texts, tiny_config_dict, write_tsv
 
 FAST_EVAL = {"attacks": ["fgm"], "epsilons": [0.0, 1.0], "robustness_examples": 100}
 

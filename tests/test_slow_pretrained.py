@@ -59,8 +59,6 @@ def _imdb_subset(path, n, seed):
 
 
 def test_short_fgm_fine_tune_of_minilm_lowers_the_dev_loss(minilm_dir, tmp_path):
-    import tensorflow as tf
-
     from trainer.config import load_config
     from trainer.run import build_model, datasets, prepare
 
