@@ -47,8 +47,9 @@ def build(backbone: str, method: str, args):
         ids = np.random.default_rng(0).integers(1000, 30000, size=(batch, length)).astype(np.int32)
         inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     else:
-        cfg = ModelConfig(name=backbone, embedding_dim=args.embedding_dim, hidden_size=args.hidden,
-                          normalize_embeddings=method != "none")
+        # The same model for every method, so embedding normalization is on for the clean step too.
+        cfg = ModelConfig(name=backbone, embedding_dim=args.embedding_dim, hidden_size=args.hidden, pooling="max",
+                          normalize_embeddings=True)
         classifier = TextClassifier(cfg, args.vocab, 2, counts=np.ones(args.vocab))
         batch, length = args.batch, args.length
         inputs = {"token_ids": np.random.default_rng(0).integers(2, args.vocab, size=(batch, length)).astype(np.int32)}
