@@ -82,3 +82,26 @@ class WordPieceEncoder(tf_keras.layers.Layer):
             "attention_mask": tf.cast(tf.ones_like(ids).to_tensor(0), tf.int32),
             "token_type_ids": tf.cast(types.to_tensor(0), tf.int32),
         }
+
+
+class HFTokenizerEncoder:
+    """The fallback for checkpoints without a WordPiece vocabulary (SentencePiece, byte-level BPE): the
+    checkpoint's Hugging Face tokenizer, run outside the graph through tf.numpy_function. Same inputs and
+    outputs as WordPieceEncoder, but a run that uses it cannot be exported as a raw-string SavedModel."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def _encode(self, texts, texts_b=None):
+        decode = lambda batch: [t.decode("utf-8") for t in batch]  # noqa: E731
+        out = self.tokenizer(decode(texts), decode(texts_b) if texts_b is not None else None,
+                             truncation=True, max_length=self.max_length, padding="longest",
+                             return_token_type_ids=True, return_tensors="np")
+        return tuple(out[k].astype("int32") for k in ("input_ids", "attention_mask", "token_type_ids"))
+
+    def __call__(self, texts, texts_b=None):
+        args = [texts] + ([texts_b] if texts_b is not None else [])
+        tensors = tf.numpy_function(self._encode, args, [tf.int32] * 3, stateful=False)
+        for t in tensors:
+            t.set_shape([None, None])
+        return dict(zip(("input_ids", "attention_mask", "token_type_ids"), tensors))

@@ -162,3 +162,55 @@ def test_sentence_pair_task_trains_one_step(tmp_path, tiny_bert_dir):
     model = build_model(config, prepared, 2)
     logs = model.make_train_function()(iter(train_ds.take(1)))
     assert np.isfinite(float(logs["fgm_loss"]))
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta_dir(tmp_path_factory):
+    """A random one-layer RoBERTa with a byte-level BPE tokenizer (no WordPiece vocab.txt)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaTokenizerFast, TFRobertaModel
+
+    from conftest import make_texts
+
+    path = tmp_path_factory.mktemp("tiny_roberta")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([t for t, _ in make_texts(200)], vocab_size=300,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(path))
+    tokenizer = RobertaTokenizerFast(str(path / "vocab.json"), str(path / "merges.txt"))
+    tokenizer.save_pretrained(str(path))
+    model = TFRobertaModel(RobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=70,
+                                         type_vocab_size=1, pad_token_id=1))
+    model.build_in_name_scope()
+    model.save_pretrained(str(path))
+    return str(path)
+
+
+def test_checkpoint_without_wordpiece_falls_back_to_the_hf_tokenizer(tmp_path, tiny_files, tiny_roberta_dir):
+    from transformers import AutoTokenizer
+
+    from dataset.wordpiece import HFTokenizerEncoder
+    from scripts import export, predict
+
+    cfg = tiny_config_dict(tiny_files, "fgm")
+    cfg["model"] = {"name": "bert", "pretrained": tiny_roberta_dir}
+    cfg["eval"] = {"attacks": []}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(str(tmp_path / "c.yaml"))
+    prepared = prepare(config)
+    assert isinstance(prepared.encoder, HFTokenizerEncoder)
+    texts = prepared.data.train.texts[:4]
+    x = prepared.encoder(tf.constant(texts))
+    hf = AutoTokenizer.from_pretrained(tiny_roberta_dir)
+    for i, text in enumerate(texts):
+        assert x["input_ids"].numpy()[i][x["attention_mask"].numpy()[i] == 1].tolist() == hf(text)["input_ids"]
+
+    import train
+    run_dir = str(tmp_path / "run")
+    assert train.main(["--config", str(tmp_path / "c.yaml"), "--run-dir", run_dir]) == 0
+    texts = tmp_path / "in.txt"
+    texts.write_text("good movie\nbad plot\n")
+    assert predict.main(["--run-dir", run_dir, "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 0
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2
+    assert export.main(["--run-dir", run_dir, "--out", str(tmp_path / "exported")]) == 2

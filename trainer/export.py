@@ -5,6 +5,7 @@ import os
 
 import tensorflow as tf
 
+from dataset.wordpiece import HFTokenizerEncoder
 from trainer.errors import UserError
 from trainer.restore import Run
 
@@ -33,5 +34,9 @@ class ServingModule(tf.Module):
 def export_run(run: Run, out_dir: str) -> None:
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise UserError(f"{out_dir}: exists and is not empty; choose another --out (nothing is overwritten)")
+    if isinstance(run.encoder, HFTokenizerEncoder):
+        raise UserError("this run tokenizes with a Hugging Face tokenizer outside the TensorFlow graph (its "
+                        "checkpoint has no WordPiece vocab.txt), so it cannot be exported as a SavedModel that "
+                        "takes raw strings; use scripts/predict.py")
     module = ServingModule(run)
     tf.saved_model.save(module, out_dir, signatures={"serving_default": module.serve})

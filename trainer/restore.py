@@ -6,13 +6,14 @@ import os
 from dataclasses import dataclass
 
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
-from dataset.wordpiece import WordPieceEncoder, read_vocab
+from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, DataConfig, load_config
 from trainer.errors import UserError
 
 ENCODER_CONFIG_DIR = "encoder"  # the Hugging Face config of a bert run, to rebuild it without weights
+HF_TOKENIZER_DIR = "tokenizer"  # the Hugging Face tokenizer of a run without a WordPiece vocabulary
 
 
 @dataclass
@@ -28,8 +29,11 @@ def text_tokenizer(d: DataConfig) -> TextTokenizer:
                          strip_html=d.strip_html)
 
 
-def text_encoder(cfg: Config, vocab) -> TextEncoder | WordPieceEncoder:
-    """The raw-string encoder of a run: `vocab` is a Vocabulary (LSTMs) or WordPiece tokens (bert)."""
+def text_encoder(cfg: Config, vocab) -> TextEncoder | WordPieceEncoder | HFTokenizerEncoder:
+    """The raw-string encoder of a run: `vocab` is a Vocabulary (LSTMs), WordPiece tokens (bert) or a
+    Hugging Face tokenizer (bert checkpoints without WordPiece)."""
+    if cfg.model.name == "bert" and not isinstance(vocab, list):
+        return HFTokenizerEncoder(vocab, cfg.data.max_length)
     if cfg.model.name == "bert":
         return WordPieceEncoder(vocab, bool(cfg.model.lower_case), cfg.data.max_length)
     return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, cfg.data.max_length)
@@ -48,7 +52,11 @@ def load_run(run_dir: str, checkpoint: str = "best") -> Run:
 
         hf_encoder = TFAutoModel.from_config(AutoConfig.from_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR)))
         hf_encoder.build_in_name_scope()
-        vocab = read_vocab(os.path.join(run_dir, "vocab.txt"))
+        if os.path.isdir(os.path.join(run_dir, HF_TOKENIZER_DIR)):
+            from transformers import AutoTokenizer
+            vocab = AutoTokenizer.from_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
+        else:
+            vocab = read_vocab(os.path.join(run_dir, "vocab.txt"))
         classifier = TransformerClassifier(hf_encoder, len(label_names), cfg.model.pooling, cfg.model.head_dropout,
                                            name="classifier")
     else:

@@ -19,7 +19,7 @@ import tf_keras
 from dataset.data import DataBundle, load_data
 from dataset.pipeline import labelled_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
-from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab
+from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
 from model.bert import TransformerClassifier, load_encoder
 from model.classifier import TextClassifier
 from model.embedding import load_word2vec
@@ -29,7 +29,7 @@ from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.errors import TrainingDiverged, UserError
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
-from trainer.restore import ENCODER_CONFIG_DIR, text_encoder, text_tokenizer
+from trainer.restore import ENCODER_CONFIG_DIR, HF_TOKENIZER_DIR, text_encoder, text_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def make_run_dir(path: str) -> None:
 @dataclass
 class Prepared:
     """What a run needs before its model is built. `encoder` maps raw strings to model inputs; `vocab` is
-    the LSTM vocabulary (a Vocabulary) or the WordPiece vocabulary (a list of tokens)."""
+    the LSTM vocabulary (a Vocabulary), the WordPiece vocabulary (a list of tokens) or, for checkpoints
+    without WordPiece, the Hugging Face tokenizer."""
     data: DataBundle
     vocab: Vocabulary | list[str]
     encoder: TextEncoder | WordPieceEncoder
@@ -88,12 +89,26 @@ def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
     if vocab_file is None and m.pretrained:
         from transformers.utils import cached_file
         vocab_file = cached_file(m.pretrained, "vocab.txt", _raise_exceptions_for_missing_entries=False)
-    if vocab_file is None or not os.path.exists(vocab_file):
-        raise UserError(f"model.vocab_file: no WordPiece vocab.txt for {m.pretrained or 'the encoder'}; "
-                        "set model.vocab_file (checkpoints with SentencePiece or BPE vocabularies are not "
-                        "supported yet)")
-    vocab = read_vocab(vocab_file)
     size = hf_encoder.config.vocab_size
+    if vocab_file is None or not os.path.exists(vocab_file):
+        if m.vocab_file:
+            raise UserError(f"model.vocab_file: {m.vocab_file}: file not found")
+        if not local:
+            raise UserError(f"model.pretrained: {m.pretrained} has no WordPiece vocab.txt; save the checkpoint "
+                            "with its tokenizer to a directory and point model.pretrained there")
+        from transformers import AutoTokenizer
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(local)
+        except (OSError, ValueError) as e:
+            raise UserError(f"model.pretrained: {local}: no vocab.txt and no Hugging Face tokenizer: "
+                            f"{str(e).splitlines()[0]}") from None
+        if len(tokenizer) > size:
+            raise UserError(f"{local}: the tokenizer has {len(tokenizer)} tokens, but the encoder's config has "
+                            f"vocab_size {size}: the vocabulary does not match the checkpoint")
+        log.warning("%s has no WordPiece vocab.txt: tokenizing with its Hugging Face tokenizer outside the "
+                    "TensorFlow graph; training, evaluation and prediction work, export does not", local)
+        return Prepared(data, tokenizer, HFTokenizerEncoder(tokenizer, cfg.data.max_length), hf_encoder=hf_encoder)
+    vocab = read_vocab(vocab_file)
     if len(vocab) != size:
         raise UserError(f"{vocab_file}: {len(vocab)} tokens, but the encoder's config has vocab_size {size}: "
                         "the vocabulary does not match the checkpoint")
@@ -211,6 +226,8 @@ def train(cfg: Config, run_dir: str) -> dict:
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
     if isinstance(prepared.vocab, Vocabulary):
         prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
+    elif isinstance(prepared.encoder, HFTokenizerEncoder):
+        prepared.vocab.save_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
     else:
         with open(os.path.join(run_dir, "vocab.txt"), "w", encoding="utf-8") as f:
             f.writelines(token + "\n" for token in prepared.vocab)
