@@ -126,3 +126,8 @@ def test_a_diverging_run_stops_with_one_line_naming_the_step(tmp_path, tiny_file
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(err) == 1 and "the loss became" in err[0] and "at step" in err[0], err
     assert not (run_dir / "metrics.json").exists()
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "after"))
+    with writer.as_default():  # the stopped run must not leave TensorBoard's summary context behind
+        assert tf.summary.scalar("still_recorded", 1.0, step=0)

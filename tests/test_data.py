@@ -72,10 +72,11 @@ def test_missing_and_empty_files(tmp_path):
     with pytest.raises(UserError, match="file not found"):
         read_rows(str(tmp_path / "nope.tsv"), None, "text", "label")
     (tmp_path / "e.tsv").write_text("")
+    (tmp_path / "e.parquet").write_text("x")
     with pytest.raises(UserError, match="file is empty"):
         read_rows(str(tmp_path / "e.tsv"), None, "text", "label")
     with pytest.raises(UserError, match="cannot tell the format"):
-        read_rows(str(tmp_path / "x.parquet"), None, "text", "label")
+        read_rows(str(tmp_path / "e.parquet"), None, "text", "label")
 
 
 def test_stratified_split_keeps_class_ratios_and_is_seeded():

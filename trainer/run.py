@@ -256,8 +256,16 @@ def train(cfg: Config, run_dir: str) -> dict:
         callbacks.append(tf_keras.callbacks.EarlyStopping(cfg.train.monitor, mode=mode,
                                                           patience=cfg.train.early_stopping_patience))
     start = time.time()
-    history = model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
-                        steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks, verbose=2)
+    try:
+        history = model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
+                            steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks, verbose=2)
+    except TrainingDiverged:
+        # fit stopped inside a step: let TensorBoard pop its summary context, or every later summary in
+        # this process would be dropped.
+        for callback in callbacks:
+            if isinstance(callback, tf_keras.callbacks.TensorBoard):
+                callback.on_train_end()
+        raise
     train_seconds = time.time() - start
     losses = history.history["loss"]
 
