@@ -25,8 +25,8 @@ from model.classifier import TextClassifier
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, save_config
-from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.errors import TrainingDiverged, UserError
+from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
 from trainer.restore import ENCODER_CONFIG_DIR, HF_TOKENIZER_DIR, text_encoder, text_tokenizer
@@ -52,8 +52,8 @@ class Prepared:
     the LSTM vocabulary (a Vocabulary), the WordPiece vocabulary (a list of tokens) or, for checkpoints
     without WordPiece, the Hugging Face tokenizer."""
     data: DataBundle
-    vocab: Vocabulary | list[str]
-    encoder: TextEncoder | WordPieceEncoder
+    vocab: Vocabulary | list[str] | object
+    encoder: TextEncoder | WordPieceEncoder | HFTokenizerEncoder
     initial_vectors: np.ndarray | None = None
     hf_encoder: object = None
 
