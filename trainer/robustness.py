@@ -13,8 +13,8 @@ from trainer.adversarial_model import cross_entropy
 
 
 class _Attacker:
-    """Small traced pieces (clean gradient, one PGD step, perturbed prediction), each at most one forward
-    and backward pass, so that tracing stays cheap whatever the epsilon grid and the number of steps."""
+    """Small traced pieces (a gradient at e + r, a perturbed prediction), each at most one forward and
+    backward pass, so that tracing stays cheap whatever the epsilon grid and the number of steps."""
 
     def __init__(self, classifier):
         self.clf = classifier
@@ -25,8 +25,9 @@ class _Attacker:
         return cross_entropy(labels, self.clf.logits_from_embeddings(e, inputs, training=False))
 
     def _gradient(self, inputs, labels, r):
-        """The embeddings e and d loss(e + r) / dr."""
+        """The embeddings e and d loss(e + r) / dr; r None means the clean gradient (r = 0)."""
         e = self.clf.embed(inputs)
+        r = tf.zeros_like(e) if r is None else r
         with tf.GradientTape() as tape:
             tape.watch(r)
             loss = self._loss(inputs, labels, e + r)
@@ -36,26 +37,28 @@ class _Attacker:
         logits = self.clf.logits_from_embeddings(e + r, inputs, training=False)
         return tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=labels.dtype) == labels, tf.int64))
 
-    def batch(self, inputs, labels, attack: str, epsilons, pgd_steps: int) -> list[int]:
-        """Correct predictions on one batch for each epsilon."""
+    def batch(self, inputs, labels, attacks: dict[str, list[float]], pgd_steps: int) -> dict[str, list[int]]:
+        """Correct predictions on one batch for each attack and epsilon; one clean gradient serves all."""
         mask = self.clf.padding_mask(inputs)
-        e, grad = self.gradient(inputs, labels, tf.zeros_like(self.clf.embed(inputs)))
-        out = []
-        for eps in epsilons:
-            if attack == "fgsm":
-                r = R.fgsm_perturbation(grad, mask, eps)
-            elif attack == "fgm":
-                r = R.fgm_perturbation(grad, mask, eps)
-            elif attack == "pgd":
-                r, g = tf.zeros_like(e), grad
-                for step in range(pgd_steps):
-                    if step:
-                        g = self.gradient(inputs, labels, r)[1]
-                    r = R.pgd_step(r, g, mask, eps, 2.5 * eps / pgd_steps)
-                r = r * tf.cast(mask, r.dtype)[:, :, None]
-            else:
-                raise ValueError(f"unknown attack '{attack}'")
-            out.append(int(self.correct(inputs, labels, e, r)))
+        e, grad = self.gradient(inputs, labels, None)
+        out = {}
+        for attack, epsilons in attacks.items():
+            out[attack] = []
+            for eps in epsilons:
+                if attack == "fgsm":
+                    r = R.fgsm_perturbation(grad, mask, eps)
+                elif attack == "fgm":
+                    r = R.fgm_perturbation(grad, mask, eps)
+                elif attack == "pgd":
+                    r, g = tf.zeros_like(e), grad
+                    for step in range(pgd_steps):
+                        if step:
+                            g = self.gradient(inputs, labels, r)[1]
+                        r = R.pgd_step(r, g, mask, eps, 2.5 * eps / pgd_steps)
+                    r = r * tf.cast(mask, r.dtype)[:, :, None]
+                else:
+                    raise ValueError(f"unknown attack '{attack}'")
+                out[attack].append(int(self.correct(inputs, labels, e, r)))
         return out
 
 
@@ -73,8 +76,8 @@ def robustness_curves(classifier, dataset, attacks: dict[str, list[float]], pgd_
         if max_examples is not None and seen + len(labels) > max_examples:
             keep = max_examples - seen
             inputs, labels = {k: v[:keep] for k, v in inputs.items()}, labels[:keep]
-        for attack, eps in attacks.items():
-            totals[attack] += attacker.batch(inputs, labels, attack, eps, pgd_steps)
+        for attack, correct in attacker.batch(inputs, labels, attacks, pgd_steps).items():
+            totals[attack] += correct
         seen += int(len(labels))
     return {attack: {"epsilons": [float(e) for e in eps], "accuracy": (totals[attack] / max(1, seen)).tolist(),
                      "n": seen}
