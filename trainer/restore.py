@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
+from model.bert import TransformerClassifier
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, DataConfig, load_config
@@ -39,6 +40,20 @@ def text_encoder(cfg: Config, vocab) -> TextEncoder | WordPieceEncoder | HFToken
     return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, cfg.data.max_length)
 
 
+def make_model(cfg: Config, num_classes: int, vocab=None, hf_encoder=None, initial_vectors=None) -> AdversarialModel:
+    """The run's classifier (an LSTM over `vocab`, or `hf_encoder` for bert) inside the AdversarialModel
+    that trains it, with every variable built."""
+    if cfg.model.name == "bert":
+        classifier = TransformerClassifier(hf_encoder, num_classes, cfg.model.pooling, cfg.model.head_dropout,
+                                           name="classifier")
+    else:
+        classifier = TextClassifier(cfg.model, len(vocab), num_classes, counts=vocab.counts,
+                                    initial_vectors=initial_vectors, name="classifier")
+    model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
+    model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
+    return model
+
+
 def load_run(run_dir: str, checkpoint: str = "best") -> Run:
     config_path = os.path.join(run_dir, "config.yaml")
     if not os.path.exists(config_path):
@@ -46,8 +61,8 @@ def load_run(run_dir: str, checkpoint: str = "best") -> Run:
     cfg = load_config(config_path)
     with open(os.path.join(run_dir, "labels.json"), encoding="utf-8") as f:
         label_names = json.load(f)
+    hf_encoder = None
     if cfg.model.name == "bert":
-        from model.bert import TransformerClassifier
         from transformers import AutoConfig, TFAutoModel
 
         hf_encoder = TFAutoModel.from_config(AutoConfig.from_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR)))
@@ -57,13 +72,9 @@ def load_run(run_dir: str, checkpoint: str = "best") -> Run:
             vocab = AutoTokenizer.from_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
         else:
             vocab = read_vocab(os.path.join(run_dir, "vocab.txt"))
-        classifier = TransformerClassifier(hf_encoder, len(label_names), cfg.model.pooling, cfg.model.head_dropout,
-                                           name="classifier")
     else:
         vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
-        classifier = TextClassifier(cfg.model, len(vocab), len(label_names), counts=vocab.counts, name="classifier")
-    model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
-    model(classifier.example_inputs())
+    model = make_model(cfg, len(label_names), vocab, hf_encoder)
     weights = os.path.join(run_dir, "checkpoints", checkpoint)
     if not os.path.exists(weights + ".index"):
         raise UserError(f"{run_dir}: no checkpoint '{checkpoint}' (training did not finish an epoch?)")

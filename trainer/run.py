@@ -20,16 +20,15 @@ from dataset.data import DataBundle, load_data
 from dataset.pipeline import labelled_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
-from model.bert import TransformerClassifier, load_encoder
-from model.classifier import TextClassifier
+from model.bert import load_encoder
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
 from trainer.config import Config, save_config
 from trainer.errors import TrainingDiverged, UserError
-from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
-from trainer.restore import ENCODER_CONFIG_DIR, HF_TOKENIZER_DIR, text_encoder, text_tokenizer
+from trainer.optimizers import layerwise_multipliers, make_optimizer
+from trainer.restore import ENCODER_CONFIG_DIR, HF_TOKENIZER_DIR, make_model, text_encoder, text_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +122,11 @@ def steps_per_epoch(cfg: Config, n_train: int) -> int:
 
 
 def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> AdversarialModel:
-    if cfg.model.name == "bert":
-        classifier = TransformerClassifier(prepared.hf_encoder, num_classes, cfg.model.pooling,
-                                           cfg.model.head_dropout, name="classifier")
-    else:
-        classifier = TextClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
-                                    initial_vectors=prepared.initial_vectors, name="classifier")
-    model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight,
-                             seed=cfg.train.seed)
-    model(classifier.example_inputs())  # build every variable before the optimizer sees them
+    model = make_model(cfg, num_classes, prepared.vocab, prepared.hf_encoder, prepared.initial_vectors)
     total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts))
     multipliers = None
     if cfg.train.layerwise_lr_decay is not None:
-        multipliers = layerwise_multipliers(model.trainable_variables, classifier.num_layers,
+        multipliers = layerwise_multipliers(model.trainable_variables, model.classifier.num_layers,
                                             cfg.train.layerwise_lr_decay)
     model.compile(optimizer=make_optimizer(cfg.train, total_steps, multipliers))
     return model
