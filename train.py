@@ -1,11 +1,14 @@
 """Train a text classifier with adversarial or virtual adversarial regularization.
 
     python train.py --config configs/bilstm_fgm.yaml [--set train.epochs=3 ...] [--run-dir DIR]
+    python train.py --resume RUN_DIR      (continue a stopped run where it left off)
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
+import os
 import sys
 
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -15,17 +18,37 @@ from trainer.errors import run_cli
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("--config", help="YAML config file")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value (parsed as YAML); repeatable")
     parser.add_argument("--run-dir", help="where to write the run (default runs/<config name>/<time>)")
-    return parser.parse_args(argv)
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the stopped run in RUN_DIR with its own config.yaml (no --config or --set)")
+    args = parser.parse_args(argv)
+    if (args.config is None) == (args.resume is None):
+        parser.error("give either --config or --resume")
+    if args.resume and (args.set or args.run_dir):
+        parser.error("--resume continues a run with its own config.yaml; --set and --run-dir do not apply")
+    return args
 
 
 def run(args) -> None:
-    cfg = load_config(args.config, args.set)
-    from trainer.run import default_run_dir, train  # imports TensorFlow: after the config is checked
+    if args.resume:
+        cfg = load_config(os.path.join(args.resume, "config.yaml"))
+    else:
+        cfg = load_config(args.config, args.set)
+    from trainer.run import default_run_dir, find_resumable, runs_root, train  # imports TensorFlow: after the config is checked
 
+    if args.resume:
+        train(cfg, args.resume, resume=True)
+        return
+    if cfg.train.resume == "auto":
+        candidates = [args.run_dir] if args.run_dir else sorted(glob.glob(os.path.join(runs_root(args.config), "*")),
+                                                                reverse=True)
+        found = find_resumable(cfg, candidates)
+        if found:
+            train(cfg, found, resume=True)
+            return
     train(cfg, args.run_dir or default_run_dir(args.config))
 
 

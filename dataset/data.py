@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -29,6 +30,10 @@ class DataBundle:
     dev: Split
     test: Split
     unlabeled: list[str] = field(default_factory=list)
+
+
+def _where(path: str) -> str:
+    return os.path.abspath(path) if os.path.exists(path) else path
 
 
 def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -118,7 +123,8 @@ def load_data(cfg: DataConfig) -> DataBundle:
         if keep >= n:
             raise UserError(f"data.num_labeled: {keep} is not below the {n} training examples")
         keep_idx, rest_idx = stratified_split(full.labels, [keep / n, 1 - keep / n], cfg.seed)
-        bundle_splits["train"] = Split([full.texts[i] for i in keep_idx], full.labels[keep_idx])
+        bundle_splits["train"] = Split([full.texts[i] for i in keep_idx], full.labels[keep_idx],
+                                       [full.texts_b[i] for i in keep_idx] if full.texts_b is not None else None)
         unlabeled += [full.texts[i] for i in rest_idx]
         log.info("few labels: kept %d labelled training examples, moved %d to the unlabeled stream",
                  len(keep_idx), len(rest_idx))
@@ -130,8 +136,8 @@ def load_data(cfg: DataConfig) -> DataBundle:
 
     for name, split in bundle_splits.items():
         counts = np.bincount(split.labels, minlength=len(names))
-        log.info("%s: %d examples (%s)", name, len(split.texts),
-                 ", ".join(f"{label}: {c}" for label, c in zip(names, counts)))
+        log.info("%s: %d examples (%s) from %s", name, len(split.texts),
+                 ", ".join(f"{label}: {c}" for label, c in zip(names, counts)), _where(splits[name].path))
     if unlabeled:
-        log.info("unlabeled: %d texts", len(unlabeled))
+        log.info("unlabeled: %d texts%s", len(unlabeled), f" (with {os.path.abspath(cfg.unlabeled)})" if cfg.unlabeled else "")
     return DataBundle(names, bundle_splits["train"], bundle_splits["dev"], bundle_splits["test"], unlabeled)

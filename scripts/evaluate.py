@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--split", choices=["test", "dev"], default="test")
     parser.add_argument("--data", help="a labelled file to evaluate on instead of a split of the run's data")
-    parser.add_argument("--checkpoint", default="best", help="checkpoint name in checkpoints/ (default best)")
+    parser.add_argument("--checkpoint", choices=["best", "train"], default="best",
+                        help="best: the best epoch by train.monitor (default); train: the latest training state")
     parser.add_argument("--no-robustness", action="store_true", help="skip the attack curves")
     args = parser.parse_args(argv)
     return run_cli(lambda: evaluate(args))

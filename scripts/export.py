@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--out", required=True, help="an empty or new directory")
-    parser.add_argument("--checkpoint", default="best")
+    parser.add_argument("--checkpoint", choices=["best", "train"], default="best",
+                        help="best: the best epoch by train.monitor (default); train: the latest training state")
     args = parser.parse_args(argv)
     return run_cli(lambda: export(args))
 

@@ -2,7 +2,6 @@ import numpy as np
 
 import tensorflow as tf
 
-from dataset.pipeline import labelled_dataset, with_unlabeled
 from dataset.tokenizer import PAD, UNK, TextEncoder, TextTokenizer, Vocabulary
 
 
@@ -40,25 +39,6 @@ def test_encoder_pads_per_batch_truncates_and_maps_oov_to_1():
     np.testing.assert_array_equal(ids, [[x, 1, 0], [z, y, x], [y, 0, 0]])
     assert enc(tf.constant(["x", "y"]))["token_ids"].shape == (2, 1)  # the batch's longest, not max_length
     assert enc(tf.constant([" ", "  "]))["token_ids"].shape == (2, 1)
-
-
-def test_dataset_is_seeded_and_unlabeled_stream_cycles_independently():
-    tok = TextTokenizer("word")
-    texts = [f"w{i}" for i in range(10)]
-    vocab = Vocabulary.build(texts + ["u0", "u1", "u2"], tok)
-    enc = TextEncoder(tok, vocab.tokens, 8)
-    labels = np.arange(10) % 2
-
-    def order(seed):
-        return [x["token_ids"].numpy()[:, 0].tolist()
-                for x, _ in labelled_dataset(texts, labels, enc, 4, shuffle=True, seed=seed)]
-
-    assert order(1) == order(1) and order(1) != order(2)
-    ds = with_unlabeled(labelled_dataset(texts, labels, enc, 2), ["u0", "u1", "u2"], enc, 2, seed=0)
-    batches = list(ds)
-    assert len(batches) == 5  # the labelled stream decides the epoch
-    seen = [i for x, _ in batches for i in x["unlabeled"]["token_ids"].numpy()[:, 0]]
-    assert len(seen) == 10 and set(seen) == {vocab.tokens.index(u) for u in ("u0", "u1", "u2")}
 
 
 def test_lstm_sentence_pairs_join_with_sep_and_trim_longest_first():

@@ -81,6 +81,14 @@ class AdversarialModel(tf_keras.Model):
         self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy("accuracy")
         self.macro_f1 = tf_keras.metrics.F1Score(average="macro", name="macro_f1")
 
+    # Where fit() starts within its initial_epoch: set when a run resumes in the middle of an epoch.
+    initial_step_in_epoch = 0
+
+    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
+        # tf-keras's hook for the (epoch, step) fit() starts at (BackupAndRestore uses it too).
+        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
+        return epoch, step or self.initial_step_in_epoch
+
     @property
     def metrics(self):
         return [*self.trackers.values(), self.accuracy, self.macro_f1]
@@ -88,6 +96,12 @@ class AdversarialModel(tf_keras.Model):
     def call(self, inputs, training=False):
         inputs = {k: v for k, v in inputs.items() if k != "unlabeled"}
         return self.classifier(inputs, training=training)
+
+    def build_metrics(self, num_classes: int) -> None:
+        """Creates the metrics' variables now (macro-F1 makes its own at its first update), so that a
+        checkpoint restores them like every other variable."""
+        self.macro_f1.update_state(tf.zeros([1, num_classes]), tf.zeros([1, num_classes]))
+        self.macro_f1.reset_state()
 
     def _learning_rate(self):
         lr = self.optimizer.learning_rate

@@ -59,7 +59,6 @@ class DataConfig:
     max_vocab_size: int = _f(50000, min=2)
     max_length: int = _f(128, min=1)
     batch_size: int = _f(64, min=1)
-    shuffle_buffer: int = _f(20000, min=1)
     unlabeled: Optional[str] = None
     unlabeled_batch_size: Optional[int] = _f(None, min=1)
     num_labeled: Optional[int] = _f(None, min=1)
@@ -119,6 +118,12 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = _f(None, min=1)
     steps_per_epoch: Optional[int] = _f(None, min=1)
     tensorboard_update_freq: int = _f(50, min=1)
+    # Everything needed to continue (weights, optimizer, step, data position, random state) is saved
+    # every checkpoint_every steps and at each epoch end, atomically; the last keep_last are kept.
+    checkpoint_every: Optional[int] = _f(1000, min=1)
+    keep_last: int = _f(2, min=1)
+    # 'auto': continue the newest unfinished run of this config (same settings) instead of starting anew.
+    resume: str = _f("never", choices=("never", "auto"))
     # 'linear': warm up over warmup_ratio of the steps, then decay linearly to 0 (BERT fine-tuning).
     lr_schedule: str = _f("constant", choices=("constant", "linear"))
     warmup_ratio: float = _f(0.0, min=0.0, max=1.0)

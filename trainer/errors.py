@@ -9,9 +9,18 @@ class TrainingDiverged(Exception):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
+class Interrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after saving; the message says how to continue."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def run_cli(main) -> int:
     """Runs a command-line entry point: a UserError becomes one line on stderr and exit code 2, a
-    diverged training run one line and exit code 1."""
+    diverged training run one line and exit code 1, a run stopped by a signal one line and 128 + the
+    signal's number (130 for SIGINT, 143 for SIGTERM)."""
     import sys
 
     try:
@@ -22,3 +31,6 @@ def run_cli(main) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code

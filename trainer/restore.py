@@ -10,6 +10,7 @@ from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
 from model.bert import TransformerClassifier
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
+from trainer.checkpointing import BEST_DIR, read_classifier
 from trainer.config import Config, DataConfig, load_config
 from trainer.errors import UserError
 
@@ -51,10 +52,13 @@ def make_model(cfg: Config, num_classes: int, vocab=None, hf_encoder=None, initi
                                     initial_vectors=initial_vectors, name="classifier")
     model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
     model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
+    model.build_metrics(num_classes)
     return model
 
 
-def load_run(run_dir: str, checkpoint: str = "best") -> Run:
+def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
+    """The run's model with the weights of checkpoints/best, or of the latest training state with
+    checkpoint='train'."""
     config_path = os.path.join(run_dir, "config.yaml")
     if not os.path.exists(config_path):
         raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
@@ -75,8 +79,5 @@ def load_run(run_dir: str, checkpoint: str = "best") -> Run:
     else:
         vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
     model = make_model(cfg, len(label_names), vocab, hf_encoder)
-    weights = os.path.join(run_dir, "checkpoints", checkpoint)
-    if not os.path.exists(weights + ".index"):
-        raise UserError(f"{run_dir}: no checkpoint '{checkpoint}' (training did not finish an epoch?)")
-    model.load_weights(weights).expect_partial()
+    read_classifier(model, os.path.join(run_dir, "checkpoints"), checkpoint)
     return Run(cfg, label_names, text_encoder(cfg, vocab), model)

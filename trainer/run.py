@@ -17,14 +17,16 @@ import tensorflow as tf
 import tf_keras
 
 from dataset.data import DataBundle, load_data
-from dataset.pipeline import labelled_dataset, with_unlabeled
+from dataset.pipeline import labelled_dataset, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
 from model.bert import load_encoder
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
-from trainer.config import Config, save_config
-from trainer.errors import TrainingDiverged, UserError
+from trainer.checkpointing import (TRAIN_DIR, TrainingCheckpoints, data_fingerprint, latest,
+                                   read_classifier, stop_on_signals)
+from trainer.config import Config, load_config, save_config
+from trainer.errors import Interrupted, TrainingDiverged, UserError
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer
@@ -33,9 +35,13 @@ from trainer.restore import ENCODER_CONFIG_DIR, HF_TOKENIZER_DIR, make_model, te
 log = logging.getLogger(__name__)
 
 
+def runs_root(config_path: str, root: str = "runs") -> str:
+    """Where the runs of a config go: runs/<config name>."""
+    return os.path.join(root, os.path.splitext(os.path.basename(config_path))[0])
+
+
 def default_run_dir(config_path: str, root: str = "runs") -> str:
-    name = os.path.splitext(os.path.basename(config_path))[0]
-    return os.path.join(root, name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return os.path.join(runs_root(config_path, root), datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
 def make_run_dir(path: str) -> None:
@@ -136,15 +142,13 @@ def uses_unlabeled(cfg: Config) -> bool:
     return any(r.name == "vat" for r in cfg.active_regularizers)
 
 
-def datasets(cfg: Config, prepared: Prepared):
+def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
+    """The training stream from step `start_step` on (endless: fit counts the steps), dev and test."""
     d, data, enc = cfg.data, prepared.data, prepared.encoder
-    train = labelled_dataset(data.train.texts, data.train.labels, enc, d.batch_size, shuffle=True,
-                             seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer, texts_b=data.train.texts_b)
-    if cfg.train.steps_per_epoch:
-        train = train.repeat()
+    train = training_dataset(data.train.texts, data.train.labels, enc, d.batch_size, cfg.train.seed, start_step,
+                             full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b)
     if data.unlabeled and uses_unlabeled(cfg):
-        train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed,
-                               d.shuffle_buffer)
+        train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed, start_step)
     elif data.unlabeled:
         log.info("the %d unlabeled texts are not used: only a vat regularizer learns from them",
                  len(data.unlabeled))
@@ -164,7 +168,7 @@ class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
-            last = tf.train.latest_checkpoint(self.checkpoint_dir)
+            last = latest(self.checkpoint_dir, TRAIN_DIR)
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
             raise TrainingDiverged(f"the loss became {float(loss)} at step {int(self.model.optimizer.iterations)} "
                                    f"(epoch {self.epoch + 1}, batch {batch + 1}); training stopped and {kept}; "
@@ -208,12 +212,9 @@ def log_hparams(cfg: Config, log_dir: str, summaries: dict, step: int) -> None:
     writer.close()
 
 
-def train(cfg: Config, run_dir: str) -> dict:
-    """Runs training end to end and returns the final metrics (also written to metrics.json)."""
-    tf_keras.utils.set_random_seed(cfg.train.seed)
-    prepared = prepare(cfg)
-    data = prepared.data
-    make_run_dir(run_dir)
+def write_run_files(cfg: Config, prepared: Prepared, run_dir: str) -> None:
+    """config.yaml, the vocabulary, labels.json and a Hugging Face encoder's config: what load_run needs
+    besides the weights."""
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
     if isinstance(prepared.vocab, Vocabulary):
         prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
@@ -223,46 +224,116 @@ def train(cfg: Config, run_dir: str) -> dict:
         with open(os.path.join(run_dir, "vocab.txt"), "w", encoding="utf-8") as f:
             f.writelines(token + "\n" for token in prepared.vocab)
     with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
-        json.dump(data.label_names, f, ensure_ascii=False)
+        json.dump(prepared.data.label_names, f, ensure_ascii=False)
     if prepared.hf_encoder is not None:
         prepared.hf_encoder.config.save_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR))
-    log.info("run directory: %s", run_dir)
 
-    train_ds, dev_ds, test_ds = datasets(cfg, prepared)
+
+def is_finished(run_dir: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+
+def resumable(run_dir: str) -> bool:
+    """Whether run_dir is an unfinished run with a training checkpoint to continue from."""
+    return not is_finished(run_dir) and latest(os.path.join(run_dir, "checkpoints"), TRAIN_DIR) is not None
+
+
+def check_resumable(run_dir: str) -> None:
+    if not os.path.exists(os.path.join(run_dir, "config.yaml")):
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
+    if is_finished(run_dir):
+        raise UserError(f"{run_dir}: this run has finished (metrics.json exists); nothing to resume")
+    if not resumable(run_dir):
+        raise UserError(f"{run_dir}: nothing to resume: it stopped before its first checkpoint; start it again")
+
+
+def find_resumable(cfg: Config, candidates: list[str]) -> str | None:
+    """The first of `candidates` that is an unfinished run of exactly this config (train.resume: auto)."""
+    for run_dir in candidates:
+        if os.path.isdir(run_dir) and resumable(run_dir):
+            saved = load_config(os.path.join(run_dir, "config.yaml"))
+            if saved == cfg:
+                return run_dir
+            log.info("not resuming %s: its config differs from this one", run_dir)
+    return None
+
+
+def rewrite_history_csv(path: str, history: list[dict]) -> None:
+    """history.csv as of the restored checkpoint (epochs logged after it are done again), atomically."""
+    if not history:  # CSVLogger writes the header with the first epoch
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    keys = sorted({k for h in history for k in h})
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(",".join(["epoch"] + keys) + "\n")
+        for epoch, h in enumerate(history):
+            f.write(",".join([str(epoch)] + [repr(h.get(k, "")) for k in keys]) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def _close_tensorboard(callbacks) -> None:
+    # fit stopped inside a step: let TensorBoard pop its summary context, or every later summary in this
+    # process would be dropped.
+    for callback in callbacks:
+        if isinstance(callback, tf_keras.callbacks.TensorBoard):
+            callback.on_train_end()
+
+
+def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
+    """Runs training end to end and returns the final metrics (also written to metrics.json). With
+    `resume`, continues the unfinished run in run_dir from its latest checkpoint."""
+    tf_keras.backend.experimental.enable_tf_random_generator()  # dropout streams that checkpoints can hold
+    tf_keras.utils.set_random_seed(cfg.train.seed)
+    if resume:
+        check_resumable(run_dir)
+    prepared = prepare(cfg)
+    data = prepared.data
+    if not resume:
+        make_run_dir(run_dir)
+        write_run_files(cfg, prepared, run_dir)
+    log.info("run directory: %s", os.path.abspath(run_dir))
+
     model = build_model(cfg, prepared, len(data.label_names))
+    model.optimizer.build(model.trainable_variables)  # slots exist before a checkpoint is restored
+    spe = steps_per_epoch(cfg, len(data.train.texts))
     ckpt_dir = os.path.join(run_dir, "checkpoints")
-    best = os.path.join(ckpt_dir, "best")
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
+    checkpoints = TrainingCheckpoints(ckpt_dir, model, spe, cfg.train.checkpoint_every, cfg.train.keep_last,
+                                      cfg.train.monitor, mode, data_fingerprint(data), run_dir)
+    epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
+    model.initial_step_in_epoch = in_epoch
+    train_ds, dev_ds, test_ds = datasets(cfg, prepared, start_step=epoch * spe + in_epoch)
+    history_csv = os.path.join(run_dir, "history.csv")
+    if resume:
+        rewrite_history_csv(history_csv, checkpoints.history)
     callbacks = [
         StopOnNonFiniteLoss(ckpt_dir),
         tf_keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
                                        update_freq=cfg.train.tensorboard_update_freq),
-        tf_keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "epoch-{epoch:03d}"),
-                                           save_weights_only=True),
-        tf_keras.callbacks.ModelCheckpoint(best, monitor=cfg.train.monitor, mode=mode, save_best_only=True,
-                                           save_weights_only=True),
-        tf_keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
+        tf_keras.callbacks.CSVLogger(history_csv, append=resume),
     ]
     if cfg.train.early_stopping_patience:
-        callbacks.append(tf_keras.callbacks.EarlyStopping(cfg.train.monitor, mode=mode,
-                                                          patience=cfg.train.early_stopping_patience))
+        early = tf_keras.callbacks.EarlyStopping(cfg.train.monitor, mode=mode,
+                                                 patience=cfg.train.early_stopping_patience)
+        callbacks.append(early)
+        checkpoints.replay.append(early)
+    callbacks.append(checkpoints)  # after EarlyStopping: an epoch's checkpoint knows if training stopped
     start = time.time()
-    try:
-        history = model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
-                            steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks, verbose=2)
-    except TrainingDiverged:
-        # fit stopped inside a step: let TensorBoard pop its summary context, or every later summary in
-        # this process would be dropped.
-        for callback in callbacks:
-            if isinstance(callback, tf_keras.callbacks.TensorBoard):
-                callback.on_train_end()
-        raise
+    if epoch < cfg.train.epochs and not checkpoints.stopped_early:
+        with stop_on_signals(checkpoints):
+            try:
+                model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs, initial_epoch=epoch,
+                          steps_per_epoch=spe, callbacks=callbacks, verbose=2)
+            except (TrainingDiverged, Interrupted):
+                _close_tensorboard(callbacks)
+                raise
+        if checkpoints.stop_signal is not None:  # the signal came during the last validation
+            raise checkpoints.interrupted(int(model.optimizer.iterations.numpy()), checkpoints.manager.latest_checkpoint)
     train_seconds = time.time() - start
-    losses = history.history["loss"]
 
-    monitored = history.history[cfg.train.monitor]
-    best_epoch = int(np.argmin(monitored) if mode == "min" else np.argmax(monitored)) + 1
-    model.load_weights(best).expect_partial()
+    best_epoch = checkpoints.best_epoch()
+    read_classifier(model, ckpt_dir)
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {train_seconds:.0f} s")
     summaries = {}
     for split, ds, labels in (("dev", dev_ds, data.dev.labels), ("test", test_ds, data.test.labels)):
@@ -271,9 +342,12 @@ def train(cfg: Config, run_dir: str) -> dict:
         print(format_report(report, split))
         summaries[split] = {k: v for k, v in report.items() if k not in ("calibration_bins", "thresholds")}
     log_hparams(cfg, os.path.join(run_dir, "tensorboard"), summaries, best_epoch)
-    metrics = {"best_epoch": best_epoch, "epochs_run": len(losses), "train_seconds": round(train_seconds, 1),
-               **summaries}
-    # Written last: a run directory with metrics.json is a finished run.
-    with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+    metrics = {"best_epoch": best_epoch, "epochs_run": len(checkpoints.history),
+               "train_seconds": round(train_seconds, 1), **summaries}
+    # Written last, atomically: a run directory with metrics.json is a finished run.
+    path = os.path.join(run_dir, "metrics.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2, ensure_ascii=False)
+    os.replace(path + ".tmp", path)
+    print(f"run finished: {os.path.abspath(run_dir)}")
     return metrics

@@ -1,0 +1,63 @@
+"""The training streams: seeded permutations per data epoch, and resuming at any step gives the same
+batches as never stopping."""
+import itertools
+
+import numpy as np
+import pytest
+
+from dataset.pipeline import continuous_batches, epoch_batches, training_dataset, with_unlabeled
+from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+
+
+def take(ds, k):
+    return [b.numpy().tolist() for b in itertools.islice(iter(ds), k)]
+
+
+def test_each_data_epoch_is_a_permutation_with_a_smaller_last_batch():
+    batches = take(epoch_batches(10, 4, seed=1), 9)  # three epochs of 4 + 4 + 2
+    assert [len(b) for b in batches] == [4, 4, 2] * 3
+    epochs = [sum(batches[3 * e:3 * e + 3], []) for e in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(10))
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert take(epoch_batches(10, 4, seed=1), 9) == batches
+    assert take(epoch_batches(10, 4, seed=2), 3) != batches[:3]
+
+
+def test_continuous_batches_are_full_and_cover_each_epoch_once():
+    batches = take(continuous_batches(6, 4, seed=3), 6)  # 24 positions = 4 data epochs of 6
+    assert all(len(b) == 4 for b in batches)
+    flat = sum(batches, [])
+    for e in range(4):
+        assert sorted(flat[6 * e:6 * e + 6]) == list(range(6))
+    assert flat[:6] != flat[6:12]
+
+
+@pytest.mark.parametrize("start", [1, 2, 3, 5, 7])
+def test_a_stream_started_at_step_s_is_the_tail_of_the_whole_stream(start):
+    whole = take(epoch_batches(10, 4, seed=1), 9)
+    assert take(epoch_batches(10, 4, seed=1, start_step=start), 9 - start) == whole[start:]
+    whole = take(continuous_batches(7, 3, seed=1), 9)
+    assert take(continuous_batches(7, 3, seed=1, start_step=start), 9 - start) == whole[start:]
+
+
+def test_training_and_unlabeled_streams_resume_at_the_same_batches():
+    tok = TextTokenizer("word")
+    texts, unlabeled = [f"w{i}" for i in range(10)], ["u0", "u1", "u2"]
+    vocab = Vocabulary.build(texts + unlabeled, tok)
+    enc = TextEncoder(tok, vocab.tokens, 8)
+    labels = np.arange(10) % 2
+
+    def stream(start, k):
+        ds = with_unlabeled(training_dataset(texts, labels, enc, 4, seed=0, start_step=start), unlabeled, enc, 2,
+                            seed=0, start_step=start)
+        return [(x["token_ids"].numpy()[:, 0].tolist(), y.numpy().tolist(), x["unlabeled"]["token_ids"].numpy()[:, 0].tolist())
+                for x, y in itertools.islice(iter(ds), k)]
+
+    whole = stream(0, 6)
+    ids = [i for b in whole[:3] for i in b[0]]
+    assert sorted(ids) == sorted(vocab.tokens.index(t) for t in texts)  # the first epoch sees every text once
+    for x, y, _ in whole:
+        assert y == [int(vocab.tokens[i][1:]) % 2 for i in x]  # labels stay with their texts
+    assert [len(u) for *_, u in whole] == [2] * 6
+    assert stream(4, 2) == whole[4:]

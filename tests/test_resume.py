@@ -1,0 +1,166 @@
+"""Resuming: a run killed at any step and continued with --resume ends exactly like one never stopped.
+
+The tiny run has dropout, a random perturbation and semi-supervised VAT, so the weights, the optimizer, the
+data position of both streams, the metrics of the epoch in progress and every random generator must all
+come back. Processes are real (subprocesses of train.py); the kill comes from inside, at a chosen step.
+Tolerance: 1e-6 on every metric (CPU kernels are deterministic; in practice the numbers are identical).
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, tiny_config_dict
+
+STEPS_PER_EPOCH, EPOCHS = 4, 3  # 32 labelled examples, batch 8
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import trainer
+from trainer import checkpointing
+original = checkpointing.TrainingCheckpoints.on_train_batch_end
+def on_train_batch_end(self, batch, logs=None):
+    if self.current_epoch * self.steps_per_epoch + batch + 1 == {step}:
+        os.kill(os.getpid(), signal.{signal})
+    original(self, batch, logs)
+checkpointing.TrainingCheckpoints.on_train_batch_end = on_train_batch_end
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def run(args, kill_step=None, sig="SIGKILL"):
+    code = KILLER.format(root=ROOT, step=kill_step or -1, signal=sig)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from conftest import make_texts, write_tsv
+
+    tmp = tmp_path_factory.mktemp("resume")
+    files = {"train": write_tsv(tmp / "train.tsv", make_texts(48, seed=1)),
+             "dev": write_tsv(tmp / "dev.tsv", make_texts(12, seed=2)),
+             "test": write_tsv(tmp / "test.tsv", make_texts(12, seed=3))}
+    cfg = tiny_config_dict(files, [{"name": "random", "epsilon": 0.5}, {"name": "vat", "weight": 0.5}],
+                           data={"num_labeled": 32},
+                           model={"dropout": 0.3, "head_dropout": 0.3},
+                           train={"epochs": EPOCHS, "checkpoint_every": 3, "keep_last": 2},
+                           eval={"robustness_after_training": False})
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference = tmp / "reference"
+    done = run(["--config", str(config), "--run-dir", str(reference)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return tmp, config, reference
+
+
+def metrics(run_dir):
+    return json.load(open(os.path.join(run_dir, "metrics.json")))
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_run(run_dir, reference):
+    a, b = metrics(run_dir), metrics(reference)
+    assert a["best_epoch"] == b["best_epoch"] and a["epochs_run"] == b["epochs_run"] == EPOCHS
+    for split in ("dev", "test"):
+        for key in ("accuracy", "macro_f1", "nll", "brier", "ece"):
+            assert a[split][key] == pytest.approx(b[split][key], abs=1e-6), (split, key)
+    rows, expected = history(run_dir), history(reference)
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(EPOCHS)]
+    for row, want in zip(rows, expected):
+        for key in ("loss", "clean_loss", "random_loss", "vat_loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(row[key]) == pytest.approx(float(want[key]), abs=1e-6), (row["epoch"], key)
+
+
+def assert_checkpoints_readable(run_dir, keep_last=2):
+    import tensorflow as tf
+
+    for which in ("train", "best"):
+        state = tf.train.get_checkpoint_state(os.path.join(run_dir, "checkpoints", which))
+        assert state is not None, which
+        paths = list(state.all_model_checkpoint_paths)
+        assert 1 <= len(paths) <= (keep_last if which == "train" else 1)
+        for path in paths:
+            assert tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    leftovers = [f for _, _, names in os.walk(run_dir) for f in names if f.endswith(".tmp")]
+    assert not leftovers
+
+
+def test_sigkill_in_the_middle_of_an_epoch_then_resume_ends_like_an_uninterrupted_run(setup):
+    tmp, config, reference = setup
+    run_dir = tmp / "killed"
+    killed = run(["--config", str(config), "--run-dir", str(run_dir)], kill_step=STEPS_PER_EPOCH + 3)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()
+    assert_checkpoints_readable(run_dir)
+    assert len(history(run_dir)) == 1  # epoch 1 was finished; the last checkpoint is at step 6, mid epoch 2
+
+    resumed = run(["--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr and "epoch 2, step 6 (2 into the epoch)" in resumed.stderr
+    assert_same_run(run_dir, reference)
+    assert_checkpoints_readable(run_dir)
+
+    import tensorflow as tf
+    steps = {}
+    folder = run_dir / "tensorboard" / "train"
+    for name in os.listdir(folder):  # one TensorBoard run, continued: epochs 0..2 and batch steps past the kill
+        for event in tf.compat.v1.train.summary_iterator(str(folder / name)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, set()).add(event.step)
+    assert steps["epoch_loss"] == {0, 1, 2}
+
+
+def test_sigterm_saves_after_the_current_step_says_how_to_resume_and_resume_checks_the_data(setup):
+    tmp, config, reference = setup
+    run_dir = tmp / "terminated"
+    stopped = run(["--config", str(config), "--run-dir", str(run_dir)], kill_step=5, sig="SIGTERM")
+    assert stopped.returncode == 128 + signal.SIGTERM
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGTERM at step 5 (epoch 2)") and f"--resume {run_dir}" in last
+    assert "Traceback" not in stopped.stderr
+    import tensorflow as tf
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints" / "train")).endswith("ckpt-5")
+
+    train_file = tmp / "train.tsv"
+    original = train_file.read_text()
+    train_file.write_text(original.replace("good", "nice"))  # the data changes under the stopped run
+    try:
+        refused = run(["--resume", str(run_dir)])
+    finally:
+        train_file.write_text(original)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: {run_dir}: the data changed since this run started (texts or labels differ); resume with the "
+        "data it was started on, or start a new run")
+
+    resumed = run(["--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(run_dir, reference)
+    finished = run(["--resume", str(run_dir)])
+    assert finished.returncode == 2 and "has finished" in finished.stderr.strip().splitlines()[-1]
+
+
+def test_resume_auto_continues_the_unfinished_run_of_the_same_config(setup):
+    tmp, config, reference = setup
+    auto = tmp / "auto.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    cfg["train"]["resume"] = "auto"
+    auto.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp / "auto-run"
+    killed = run(["--config", str(auto), "--run-dir", str(run_dir)], kill_step=2)
+    assert killed.returncode == -signal.SIGKILL
+    again = run(["--config", str(auto), "--run-dir", str(run_dir)])  # the same command, run again
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr
+    assert_same_run(run_dir, reference)

@@ -1,0 +1,207 @@
+"""Checkpoints a run can continue from, the best weights, and stopping cleanly on SIGINT / SIGTERM.
+
+checkpoints/train/ holds everything a run needs to go on exactly where it stopped: the weights, the
+optimizer (its step counter included), the epoch, the metrics of the epoch in progress, the history of
+finished epochs, and the state of every random generator (dropout masks, random perturbations). The data
+position follows from the step (dataset.pipeline). checkpoints/best/ holds the classifier's weights at
+the best epoch by train.monitor. Both are tf.train.CheckpointManager directories: a checkpoint becomes
+the latest only once it is completely written (its `checkpoint` file is replaced atomically), so a killed
+write never leaves a broken latest checkpoint; `keep_last` bounds the disk used.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from trainer.errors import Interrupted, UserError
+
+log = logging.getLogger(__name__)
+
+TRAIN_DIR = "train"
+BEST_DIR = "best"
+
+
+def random_generators(model) -> dict:
+    """The tf.random.Generator of every layer that draws random numbers (dropout), by layer path.
+    tf-keras leaves them out of checkpoints; a resumed run must continue their streams."""
+    found = {}
+    for layer in model.submodules:
+        rng = getattr(getattr(layer, "_random_generator", None), "_generator", None)
+        if isinstance(rng, tf.random.Generator):
+            found[layer.name + f"_{len(found)}"] = rng
+    return found
+
+
+def data_fingerprint(data) -> str:
+    """A digest of the texts and labels of every split, to tell whether a resumed run sees its own data."""
+    digest = hashlib.sha256()
+    for split in (data.train, data.dev, data.test):
+        for text in split.texts + (split.texts_b or []):
+            digest.update(text.encode("utf-8") + b"\0")
+        digest.update(np.asarray(split.labels, np.int64).tobytes())
+    for text in data.unlabeled:
+        digest.update(text.encode("utf-8") + b"\0")
+    digest.update(json.dumps(data.label_names).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def latest(checkpoint_dir: str, which: str) -> str | None:
+    """The newest complete checkpoint in checkpoints/<which>, or None."""
+    return tf.train.latest_checkpoint(os.path.join(checkpoint_dir, which))
+
+
+def read_classifier(model, checkpoint_dir: str, which: str = BEST_DIR) -> str:
+    """Loads the classifier's weights from checkpoints/best (or checkpoints/train, the last state)."""
+    path = latest(checkpoint_dir, which)
+    if path is None:
+        raise UserError(f"{checkpoint_dir}: no '{which}' checkpoint (training did not finish an epoch?)")
+    root = {BEST_DIR: lambda: tf.train.Checkpoint(classifier=model.classifier),
+            TRAIN_DIR: lambda: tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=model.classifier))}[which]()
+    root.read(path).expect_partial()
+    return path
+
+
+class TrainingCheckpoints(tf_keras.callbacks.Callback):
+    """Saves the training state every `every` steps and at each epoch end, keeps the best weights by
+    `monitor`, and, once a stop was requested (SIGINT / SIGTERM), saves after the current step and raises
+    Interrupted.
+
+    Goes after EarlyStopping in the callback list, so that the state it saves at an epoch end knows whether
+    training stopped early. `restore()` continues a run: fit then starts at the returned (epoch, step).
+    """
+
+    def __init__(self, checkpoint_dir: str, model, steps_per_epoch: int, every: int | None, keep_last: int,
+                 monitor: str, mode: str, fingerprint: str, run_dir: str):
+        super().__init__()
+        self.set_model(model)
+        self.checkpoint_dir, self.run_dir = checkpoint_dir, run_dir
+        self.steps_per_epoch, self.every = steps_per_epoch, every
+        self.monitor, self.mode = monitor, mode
+        self.fingerprint = fingerprint
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._stopped = tf.Variable(False, trainable=False)
+        self._history = tf.Variable("[]", trainable=False)
+        self._data = tf.Variable(fingerprint, trainable=False)
+        state = tf.train.Checkpoint(model=model, epoch=self._epoch, stopped_early=self._stopped,
+                                    history=self._history, data=self._data, rngs=random_generators(model))
+        self.manager = tf.train.CheckpointManager(state, os.path.join(checkpoint_dir, TRAIN_DIR), keep_last)
+        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(classifier=model.classifier),
+                                               os.path.join(checkpoint_dir, BEST_DIR), max_to_keep=1)
+        self.history: list[dict] = []
+        self.replay: list[tf_keras.callbacks.Callback] = []  # callbacks whose state follows the history
+        self.stop_signal: int | None = None
+        self.current_epoch = 0
+        self._saved_step = -1
+        self._resume_metrics = None  # metric variable values of the epoch in progress, after restore()
+
+    # ------------------------------------------------------------------------------ state
+    @property
+    def stopped_early(self) -> bool:
+        return bool(self._stopped.numpy())
+
+    def restore(self) -> tuple[int, int]:
+        """Restores the latest training state; returns (epoch, step within that epoch) to start at."""
+        path = self.manager.latest_checkpoint
+        if path is None:
+            raise UserError(f"{self.run_dir}: nothing to resume: no checkpoint in {self.manager.directory}")
+        saved = tf.train.load_checkpoint(path).get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE")
+        if saved.decode() != self.fingerprint:
+            raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels differ); "
+                            "resume with the data it was started on, or start a new run")
+        self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+        self.history = json.loads(self._history.numpy().decode())
+        step = int(self.model.optimizer.iterations.numpy())
+        epoch = int(self._epoch.numpy())
+        in_epoch = step - epoch * self.steps_per_epoch
+        if in_epoch:
+            self._resume_metrics = [v.numpy() for m in self.model.metrics for v in m.variables]
+        self._saved_step = step
+        log.info("resuming %s from %s: epoch %d, step %d (%d into the epoch)", self.run_dir, path, epoch + 1,
+                 step, in_epoch)
+        return epoch, in_epoch
+
+    def save(self) -> str:
+        self._history.assign(json.dumps(self.history))
+        self._saved_step = int(self.model.optimizer.iterations.numpy())
+        return self.manager.save(checkpoint_number=self._saved_step)  # checkpoints/train/ckpt-<step>
+
+    # ------------------------------------------------------------------------------ callback
+    def on_train_begin(self, logs=None):
+        # TensorBoard writes batch summaries at model._train_counter, which fit() resets to 0.
+        self.model._train_counter.assign(self.model.optimizer.iterations)
+        for callback in self.replay:
+            for epoch, epoch_logs in enumerate(self.history):
+                callback.on_epoch_end(epoch, dict(epoch_logs))
+        self.model.stop_training = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
+        if self._resume_metrics is not None:  # fit() has just reset the metrics of the resumed epoch
+            variables = [v for m in self.model.metrics for v in m.variables]
+            for variable, value in zip(variables, self._resume_metrics):
+                variable.assign(value)
+            self._resume_metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.current_epoch * self.steps_per_epoch + batch + 1
+        if self.stop_signal is not None:
+            path = self.save() if step != self._saved_step else self.manager.latest_checkpoint
+            raise self.interrupted(step, path)
+        if self.every and step // self.every > self._saved_step // self.every:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        values = [h[self.monitor] for h in self.history if self.monitor in h]
+        if self.monitor not in logs:
+            log.warning("train.monitor '%s' is not among this epoch's logs; the best checkpoint is not updated",
+                        self.monitor)
+        elif not values or (logs[self.monitor] < min(values) if self.mode == "min" else logs[self.monitor] > max(values)):
+            self.best.save(checkpoint_number=epoch + 1)
+        self.history.append(logs)
+        self._epoch.assign(epoch + 1)
+        self._stopped.assign(bool(self.model.stop_training))
+        self.save()
+
+    def interrupted(self, step: int, path: str | None) -> Interrupted:
+        name = signal.Signals(self.stop_signal).name
+        where = f"at step {step} (epoch {self.current_epoch + 1})" if step else "before the first step"
+        saved = f"saved {path}" if path else "no checkpoint yet"
+        return Interrupted(f"stopped by {name} {where}; {saved}; continue with: python train.py --resume "
+                           f"{self.run_dir}", self.stop_signal)
+
+    def best_epoch(self) -> int:
+        values = [h.get(self.monitor, np.nan) for h in self.history]
+        return int(np.nanargmin(values) if self.mode == "min" else np.nanargmax(values)) + 1
+
+
+@contextlib.contextmanager
+def stop_on_signals(checkpoints: TrainingCheckpoints):
+    """While training: the first SIGINT or SIGTERM asks `checkpoints` to save after the current step and
+    stop; a second SIGINT stops at once (KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame):
+        if checkpoints.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        checkpoints.stop_signal = signum
+        log.warning("%s received: finishing the current step, then saving and stopping (Ctrl-C again stops "
+                    "at once, without saving)", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
