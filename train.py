@@ -55,6 +55,8 @@ def run(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("tensorflow", "absl"):  # not TensorFlow's own progress notes
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return run_cli(lambda: run(args))
 
 

@@ -92,6 +92,12 @@ def case(tmp_path, files, tiny_bert_dir, name):
     if name == "pretrained_vectors_wrong_size":
         cfg["model"]["pretrained_embeddings"] = _write(tmp_path / "v.txt", "good 0.1 0.2\n")
         return cfg, [], "v.txt: line 1: 2 values, expected 8"
+    if name == "multi_worker_without_tf_config":
+        cfg["distribute"] = {"strategy": "multi_worker"}
+        return cfg, [], "distribute.strategy multi_worker needs the TF_CONFIG environment variable"
+    if name == "malformed_tf_config":
+        cfg["distribute"] = {"strategy": "multi_worker"}
+        return cfg, [], 'TF_CONFIG: expected {"cluster": {"worker": [...]}'
     raise AssertionError(name)
 
 
@@ -100,12 +106,16 @@ CASES = ["malformed_yaml", "top_level_list", "unknown_key", "unknown_section", "
          "missing_column", "empty_file", "unknown_dev_label", "single_class", "empty_text_column", "base_cycle",
          "set_unknown_key", "set_without_equals", "pretrained_dir_without_config",
          "vocab_does_not_match_checkpoint", "hub_name_offline", "two_data_sources",
-         "pretrained_vectors_wrong_size"]
+         "pretrained_vectors_wrong_size", "multi_worker_without_tf_config", "malformed_tf_config"]
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_exits_2_with_one_line(name, tmp_path, tiny_files, tiny_bert_dir, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+    if name == "malformed_tf_config":
+        monkeypatch.setenv("TF_CONFIG", '{"cluster": {"ps": ["h:1"]}}')
+    else:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
     cfg, extra, expected = case(tmp_path, tiny_files, tiny_bert_dir, name)
     config = tmp_path / "config.yaml"
     config.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
@@ -131,3 +141,19 @@ def test_a_diverging_run_stops_with_one_line_naming_the_step(tmp_path, tiny_file
     writer = tf.summary.create_file_writer(str(tmp_path / "after"))
     with writer.as_default():  # the stopped run must not leave TensorBoard's summary context behind
         assert tf.summary.scalar("still_recorded", 1.0, step=0)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--resume", "no/such/run"], "no/such/run/config.yaml: config file not found"),
+])
+def test_resume_of_something_that_is_not_a_run_exits_2(args, expected, capsys):
+    assert train.main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and expected in err[0], err
+
+
+@pytest.mark.parametrize("args", [[], ["--config", "a.yaml", "--resume", "run"], ["--resume", "run", "--set", "train.epochs=2"]])
+def test_conflicting_or_missing_arguments_are_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.main(args)
+    assert stop.value.code == 2 and "error:" in capsys.readouterr().err

@@ -59,6 +59,13 @@ class DataConfig:
     max_vocab_size: int = _f(50000, min=2)
     max_length: int = _f(128, min=1)
     batch_size: int = _f(64, min=1)
+    # 'batch': pad each batch to its longest text; 'max_length': always to max_length (fixed shapes, for
+    # XLA and TPUs).
+    padding: str = _f("batch", choices=("batch", "max_length"))
+    # Training batches of similar lengths (less padding): each data epoch's permutation is cut into windows
+    # of bucket_window batches, sorted by length within a window, and the batches are then shuffled.
+    length_bucketing: bool = False
+    bucket_window: int = _f(100, min=1)
     unlabeled: Optional[str] = None
     unlabeled_batch_size: Optional[int] = _f(None, min=1)
     num_labeled: Optional[int] = _f(None, min=1)
@@ -122,6 +129,10 @@ class TrainConfig:
     # every checkpoint_every steps and at each epoch end, atomically; the last keep_last are kept.
     checkpoint_every: Optional[int] = _f(1000, min=1)
     keep_last: int = _f(2, min=1)
+    # XLA-compile the train step; compiles once per input shape, so best with data.padding: max_length.
+    jit_compile: bool = False
+    # Train steps per call into TensorFlow (fewer Python round trips for small models).
+    steps_per_execution: int = _f(1, min=1)
     # 'auto': continue the newest unfinished run of this config (same settings) instead of starting anew.
     resume: str = _f("never", choices=("never", "auto"))
     # 'linear': warm up over warmup_ratio of the steps, then decay linearly to 0 (BERT fine-tuning).
@@ -151,6 +162,20 @@ class EvalConfig:
     robustness_after_training: bool = True
 
 
+STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
+
+
+@dataclass
+class DistributeConfig:
+    strategy: str = _f("none", choices=STRATEGIES)
+    # mirrored: the devices, e.g. ["/gpu:0", "/gpu:1"]; None: every GPU (the CPU if there is none).
+    devices: Optional[list[str]] = None
+    # multi_worker: how workers exchange gradients; the workers themselves come from TF_CONFIG.
+    communication: str = _f("auto", choices=("auto", "ring", "nccl"))
+    # tpu: the TPU's name or grpc:// address; None: the TPU of this VM (or the one the environment names).
+    tpu: Optional[str] = None
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -158,6 +183,7 @@ class Config:
     regularizer: list[RegularizerConfig] = field(default_factory=lambda: [RegularizerConfig()])
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     @property
     def active_regularizers(self) -> list[RegularizerConfig]:
@@ -165,7 +191,7 @@ class Config:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": RegularizerConfig,
-            "train": TrainConfig, "eval": EvalConfig}
+            "train": TrainConfig, "eval": EvalConfig, "distribute": DistributeConfig}
 
 
 # ----------------------------------------------------------------------------- reading YAML
@@ -359,6 +385,7 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
                      for i, r in enumerate(regs)],
         train=_build(TrainConfig, raw.get("train"), "train"),
         eval=_build(EvalConfig, raw.get("eval"), "eval"),
+        distribute=_build(DistributeConfig, raw.get("distribute"), "distribute"),
     )
     _resolve_defaults(cfg, source)
     return cfg
@@ -374,6 +401,9 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
                         f"to 1, got {d.split}")
     if d.num_labeled is not None and d.labeled_fraction is not None:
         raise UserError("data: give at most one of num_labeled and labeled_fraction")
+    if d.length_bucketing and cfg.train.steps_per_epoch:
+        raise UserError("data.length_bucketing sorts within each pass over the data; it does not combine with "
+                        "train.steps_per_epoch")
     if d.text_b_column and (d.dataset or d.unlabeled or d.num_labeled or d.labeled_fraction):
         raise UserError("data.text_b_column: sentence pairs work with data files, without an unlabeled "
                         "stream (data.unlabeled, num_labeled, labeled_fraction)")

@@ -17,11 +17,18 @@ def attack_grid(cfg: Config) -> dict[str, list[float]]:
     return {a: cfg.eval.fgsm_epsilons if a == "fgsm" else cfg.eval.epsilons for a in cfg.eval.attacks}
 
 
+def predict_logits(model, dataset) -> np.ndarray:
+    """The clean model's logits for every batch of (features, labels), in order. Calls the model directly,
+    so that under a distribution strategy one process can evaluate on its own."""
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return np.concatenate([forward(x).numpy() for x, _ in dataset])
+
+
 def evaluate_split(model, dataset, labels, label_names, cfg: Config, run_dir: str, split: str,
                    robustness: bool = True) -> dict:
     """Writes eval_<split>.json, eval_<split>.txt and <split>_<plot>.png into `run_dir`, and the plots as
     TensorBoard images under tensorboard/eval; returns the report."""
-    probs = tf.nn.softmax(model.predict(dataset, verbose=0)).numpy()
+    probs = tf.nn.softmax(predict_logits(model, dataset)).numpy()
     report = evaluation_metrics(probs, np.asarray(labels), label_names, cfg.eval.ece_bins)
     if robustness and cfg.eval.attacks:
         report["robustness"] = robustness_curves(model.classifier, dataset, attack_grid(cfg), cfg.eval.pgd_steps,

@@ -1,0 +1,139 @@
+"""tf.distribute: a MirroredStrategy step over two logical CPU devices updates the weights exactly like one
+device on the same global batch; two local multi-worker processes train FGM to identical weights.
+
+Both run in subprocesses: logical devices and multi-worker collectives must be set up before TensorFlow
+starts. Tolerance: 1e-5 on every weight, with plain SGD (Adam's first step is sign(g) * lr, which turns
+float rounding of a near-zero gradient into a full step).
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+
+MIRRORED = """
+import json, sys
+sys.path.insert(0, {root!r})
+import trainer
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from trainer.config import config_from_dict
+from trainer.run import build_model, datasets, prepare
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collectives share keys
+results = {{}}
+for name, raw in json.loads(sys.argv[1]).items():
+    cfg = config_from_dict(raw)
+    prepared = prepare(cfg)
+    batch = next(iter(datasets(cfg, prepared)[0]))
+    one = build_model(cfg, prepared, 2)
+    with strategy.scope():
+        two = build_model(cfg, prepared, 2)
+    for a, b in zip(one.trainable_variables, two.trainable_variables):
+        b.assign(a)
+    before = [v.numpy() for v in one.trainable_variables]
+    for model in (one, two):
+        model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
+    after_one, after_two = ([v.numpy() for v in m.trainable_variables] for m in (one, two))
+    results[name] = {{
+        "replicas": strategy.num_replicas_in_sync,
+        "max_diff": max(float(np.abs(a - b).max()) for a, b in zip(after_one, after_two)),
+        "smallest_change": min(float(np.abs(a - b).max()) for a, b in zip(after_one, before)),
+        "logs": [{{k: float(v[0]) for k, v in m.history.history.items()}} for m in (one, two)],
+    }}
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def test_mirrored_step_on_two_devices_equals_one_device(tmp_path):
+    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1)),
+             "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
+             "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
+    train = {"optimizer": "sgd", "learning_rate": 0.5}
+    configs = {
+        "none": tiny_config_dict(files, "none", train=train),
+        "fgm": tiny_config_dict(files, "fgm", train=train),
+        "vat": tiny_config_dict(files, {"name": "vat", "epsilon": 2.0}, data={"num_labeled": 32}, train=train),
+    }
+    done = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT), json.dumps(configs)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    results = json.loads(lines[0][len("RESULTS "):])
+    for name, r in results.items():
+        assert r["replicas"] == 2
+        assert r["smallest_change"] > 1e-4, (name, r)  # every variable moved ...
+        assert r["max_diff"] < 1e-5, (name, r)  # ... and the same way on one device and on two
+        one, two = r["logs"]
+        assert one.keys() == two.keys() and "loss" in one
+        for key in one:  # the metrics are aggregated across replicas: the same numbers
+            assert one[key] == pytest.approx(two[key], rel=1e-5, abs=1e-6), (name, key, r)
+
+
+WORKER = """
+import os, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+import trainer
+from trainer import checkpointing
+def on_train_end(self, logs=None):  # each worker leaves its final weights for the test to compare
+    np.savez({out!r}, *[v.numpy() for v in self.model.trainable_variables])
+checkpointing.TrainingCheckpoints.on_train_end = on_train_end
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_train_fgm_to_identical_weights(tmp_path):
+    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1)),
+             "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
+             "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
+    cfg = tiny_config_dict(files, "fgm", model={"dropout": 0.2}, train={"epochs": 2},
+                           eval={"robustness_after_training": False}, distribute={"strategy": "multi_worker"})
+    config = tmp_path / "mw.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    procs = []
+    try:
+        for index in range(2):
+            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                          "task": {"type": "worker", "index": index}})}
+            code = WORKER.format(root=ROOT, out=str(tmp_path / f"weights-{index}.npz"))
+            procs.append(subprocess.Popen([sys.executable, "-c", code, "--config", str(config), "--run-dir",
+                                           str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert "distribute: multi_worker, 2 replicas" in outputs[0]
+    a, b = (np.load(tmp_path / f"weights-{i}.npz") for i in range(2))
+    assert len(a.files) == len(b.files) > 0
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    # The chief (worker 0) wrote the run; the other worker's files went to a temporary directory, now gone.
+    assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "best").is_dir()
+    assert json.load(open(run_dir / "metrics.json"))["epochs_run"] == 2

@@ -1,0 +1,84 @@
+"""The tf.distribute strategy a run trains under, from the YAML `distribute` section.
+
+none: the default strategy (one device). mirrored: synchronous data parallelism over the devices of one
+machine. multi_worker: the same over several machines, which TF_CONFIG describes. tpu: a TPU. The global
+batch is `data.batch_size`, split across replicas; AdversarialModel.train_step weights each replica's
+gradients by its share of the global batch, and perturbations are normalized per example, so the split
+changes nothing but speed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from trainer.config import DistributeConfig
+from trainer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def make_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    """Creates the strategy; call it before any other TensorFlow work (multi-worker collectives must be
+    configured before the runtime starts)."""
+    if cfg.strategy == "none":
+        return tf.distribute.get_strategy()
+    if cfg.strategy == "mirrored":
+        devices = cfg.devices
+        if devices is None and not tf.config.list_physical_devices("GPU"):
+            log.warning("distribute.strategy mirrored: no GPU found, training on the CPU (one replica)")
+        try:
+            strategy = tf.distribute.MirroredStrategy(devices)
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"distribute.devices: {devices}: {str(e).splitlines()[0]}") from None
+    elif cfg.strategy == "multi_worker":
+        strategy = _multi_worker(cfg)
+    else:
+        strategy = _tpu(cfg)
+    log.info("distribute: %s, %d replicas", cfg.strategy, strategy.num_replicas_in_sync)
+    return strategy
+
+
+def _multi_worker(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UserError("distribute.strategy multi_worker needs the TF_CONFIG environment variable on every "
+                        "worker, e.g. {\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                        "\"task\": {\"type\": \"worker\", \"index\": 0}}")
+    try:
+        tf_config = json.loads(raw)
+        workers = tf_config["cluster"]["worker"]
+        task = tf_config["task"]
+        assert task["type"] in ("worker", "chief") and isinstance(workers, list)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": [...]}}, \"task\": {{\"type\": "
+                        f"\"worker\", \"index\": i}}}}, got {raw[:200]}") from None
+    implementation = {"auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+                      "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+                      "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL}[cfg.communication]
+    options = tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def _tpu(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=cfg.tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        where = f"'{cfg.tpu}'" if cfg.tpu else "on this machine"
+        raise UserError(f"distribute.tpu: no TPU found {where}: {str(e).splitlines()[0]}") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run directory: always, except on the non-chief workers of a
+    multi-worker run (worker 0 is the chief unless TF_CONFIG names one)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0) or task_type is None
