@@ -11,13 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
-LABELLED, UNLABELED = 0, 1  # stream ids: each stream has its own permutations
+LABELLED, UNLABELED, BATCH_ORDER = 0, 1, 2  # stream ids: each has its own permutations
 
 
 def _index_shuffle(positions, n, seed: int, epochs, stream: int) -> tf.Tensor:
     """Element i: where position positions[i] (< n) of data epoch epochs[i] takes its example from.
     (The raw op, because tf.random.experimental.index_shuffle mis-pads per-element seeds.)"""
-    keys = tf.stack([tf.fill(tf.shape(positions), tf.constant(seed, tf.int64)), epochs * 2 + stream,
+    keys = tf.stack([tf.fill(tf.shape(positions), tf.constant(seed, tf.int64)), epochs * 4 + stream,
                      tf.zeros_like(positions)], axis=1)
     return tf.raw_ops.RandomIndexShuffle(index=positions, seed=keys, max_index=tf.fill(tf.shape(positions), n - 1),
                                          rounds=4)
@@ -50,14 +50,39 @@ def continuous_batches(n: int, batch_size: int, seed: int, start_step: int = 0,
     return tf.data.Dataset.range(start_step, np.iinfo(np.int64).max).map(batch)
 
 
+def bucketed_epoch_batches(lengths, batch_size: int, seed: int, window: int, start_step: int = 0) -> tf.data.Dataset:
+    """Like epoch_batches, with batches of similar lengths: each data epoch's permutation is cut into
+    windows of `window` batches, sorted by length within each window and cut into batches, whose order is
+    then permuted (seeded by (seed, epoch)). Still ceil(n / B) batches per epoch, only one of them smaller."""
+    n = len(lengths)
+    per_epoch = -(-n // batch_size)
+    first_epoch, skip = divmod(start_step, per_epoch)
+    lengths = tf.constant(np.asarray(lengths, np.int64))
+    longest = int(np.max(lengths)) + 1 if n else 1
+
+    def epoch(e):
+        order = permutation(n, seed, e)
+        window_of = tf.range(n, dtype=tf.int64) // (batch_size * window)
+        ordered = tf.gather(order, tf.argsort(window_of * longest + tf.gather(lengths, order), stable=True))
+        filled = tf.concat([ordered, -tf.ones([per_epoch * batch_size - n], tf.int64)], 0)
+        rows = tf.gather(tf.reshape(filled, [per_epoch, batch_size]), permutation(per_epoch, seed, e, BATCH_ORDER))
+        return tf.data.Dataset.from_tensor_slices(rows).map(lambda row: tf.boolean_mask(row, row >= 0))
+
+    return tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch).skip(skip)
+
+
 def training_dataset(texts, labels, encoder, batch_size: int, seed: int, start_step: int = 0,
-                     full_batches: bool = False, texts_b=None) -> tf.data.Dataset:
+                     full_batches: bool = False, texts_b=None, lengths=None, bucket_window: int = 100) -> tf.data.Dataset:
     """The endless training stream of (features, labels) from step `start_step` on. Epochs follow the data
-    (`epoch_batches`) or, with `full_batches` (a fixed train.steps_per_epoch), every batch is full
-    (`continuous_batches`)."""
+    (`epoch_batches`; with `lengths`, the token count of each text, `bucketed_epoch_batches`) or, with
+    `full_batches` (a fixed train.steps_per_epoch), every batch is full (`continuous_batches`)."""
     n = len(texts)
-    order = (continuous_batches(n, batch_size, seed, start_step) if full_batches
-             else epoch_batches(n, batch_size, seed, start_step))
+    if full_batches:
+        order = continuous_batches(n, batch_size, seed, start_step)
+    elif lengths is not None:
+        order = bucketed_epoch_batches(lengths, batch_size, seed, bucket_window, start_step)
+    else:
+        order = epoch_batches(n, batch_size, seed, start_step)
     columns = [tf.constant(list(texts))] + ([tf.constant(list(texts_b))] if texts_b is not None else [])
     label_table = tf.constant(np.asarray(labels, np.int32))
 
@@ -65,6 +90,28 @@ def training_dataset(texts, labels, encoder, batch_size: int, seed: int, start_s
         return encoder(*(tf.gather(c, idx) for c in columns)), tf.gather(label_table, idx)
 
     return order.map(lookup, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def fixed_length(encoder, max_length: int):
+    """`encoder` with every batch padded to max_length: static shapes (XLA, TPUs)."""
+    def encode(*texts):
+        features = {}
+        for key, value in encoder(*texts).items():
+            value = tf.pad(value, [[0, 0], [0, max_length - tf.shape(value)[1]]])
+            value.set_shape([None, max_length])
+            features[key] = value
+        return features
+
+    return encode
+
+
+def token_lengths(texts, encoder, texts_b=None, batch_size: int = 512) -> np.ndarray:
+    """The number of tokens the model sees of each text (after truncation)."""
+    lengths = []
+    for features, _ in labelled_dataset(texts, np.zeros(len(texts), np.int32), encoder, batch_size, texts_b):
+        real = features["attention_mask"] if "attention_mask" in features else features["token_ids"]
+        lengths.append(np.count_nonzero(real.numpy(), axis=1))
+    return np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
 
 
 def labelled_dataset(texts, labels, encoder, batch_size: int, texts_b=None) -> tf.data.Dataset:

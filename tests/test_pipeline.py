@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from dataset.pipeline import continuous_batches, epoch_batches, training_dataset, with_unlabeled
+from dataset.pipeline import (bucketed_epoch_batches, continuous_batches, epoch_batches, fixed_length, token_lengths,
+                              training_dataset, with_unlabeled)
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
 
 
@@ -61,3 +62,30 @@ def test_training_and_unlabeled_streams_resume_at_the_same_batches():
         assert y == [int(vocab.tokens[i][1:]) % 2 for i in x]  # labels stay with their texts
     assert [len(u) for *_, u in whole] == [2] * 6
     assert stream(4, 2) == whole[4:]
+
+
+def test_length_bucketing_keeps_each_epoch_a_permutation_and_groups_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=103)
+    stream = take(bucketed_epoch_batches(lengths, 8, seed=1, window=4), 26)  # two epochs of 13 batches
+    assert sorted(len(b) for b in stream[:13]) == [7] + [8] * 12
+    for epoch in (stream[:13], stream[13:]):
+        assert sorted(sum(epoch, [])) == list(range(103))
+
+    def spread(batches):  # mean (longest - shortest) within a batch
+        return np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+
+    plain = take(epoch_batches(103, 8, seed=1), 13)
+    assert spread(stream[:13]) < 0.5 * spread(plain)
+    assert take(bucketed_epoch_batches(lengths, 8, seed=1, window=4, start_step=5), 21) == stream[5:]
+
+
+def test_fixed_length_pads_every_batch_to_max_length_and_token_lengths_count_real_tokens():
+    tok = TextTokenizer("word")
+    texts = ["a b c", "a", "b c"]
+    enc = TextEncoder(tok, Vocabulary.build(texts, tok).tokens, max_length=6)
+    fixed = fixed_length(enc, 6)
+    import tensorflow as tf
+    ids = fixed(tf.constant(texts))["token_ids"]
+    assert ids.shape == (3, 6) and np.count_nonzero(ids.numpy()[:, 3:]) == 0
+    np.testing.assert_array_equal(token_lengths(texts, enc, batch_size=2), [3, 1, 2])

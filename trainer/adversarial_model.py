@@ -70,7 +70,10 @@ class AdversarialModel(tf_keras.Model):
         self.regs = [r for r in regularizers if r.name != "none"]
         self.reg_names = metric_names(self.regs)
         self.clean_weight = clean_weight
-        self.rng = tf.random.Generator.from_seed(seed)
+        self.seed = seed
+        # Under a distribution strategy fit() sums the replicas' step logs by default; every value this
+        # model logs is already global (metrics aggregate across replicas) or equal on all (learning rate).
+        self.distribute_reduction_method = "first"
         mean = tf_keras.metrics.Mean
         self.trackers = {"loss": mean("loss"), "clean_loss": mean("clean_loss")}
         for name in self.reg_names:
@@ -100,8 +103,8 @@ class AdversarialModel(tf_keras.Model):
     def build_metrics(self, num_classes: int) -> None:
         """Creates the metrics' variables now (macro-F1 makes its own at its first update), so that a
         checkpoint restores them like every other variable."""
-        self.macro_f1.update_state(tf.zeros([1, num_classes]), tf.zeros([1, num_classes]))
-        self.macro_f1.reset_state()
+        if not self.macro_f1.built:
+            self.macro_f1.build(tf.TensorShape([None, num_classes]), tf.TensorShape([None, num_classes]))
 
     def _learning_rate(self):
         lr = self.optimizer.learning_rate
@@ -114,8 +117,26 @@ class AdversarialModel(tf_keras.Model):
         num_classes = tf.shape(logits)[-1]
         self.macro_f1.update_state(tf.one_hot(labels, num_classes), tf.nn.softmax(logits))
 
+    # ------------------------------------------------------------------------------ noise
+    def _noise(self, sample, shape, draw: int):
+        """Random numbers for this step, stateless: keyed by (train.seed, draw, optimizer step), so a resumed
+        run draws what it would have drawn. Under a distribution strategy each replica takes its rows of
+        the numbers drawn for the whole (evenly split) global batch: the same as on one device."""
+        key = tf.stack([tf.cast(self.seed, tf.int64) * 64 + draw, tf.cast(self.optimizer.iterations, tf.int64)])
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        if replicas == 1:
+            return sample(shape, seed=key)
+        rows = shape[0]
+        full = sample(tf.concat([[rows * replicas], shape[1:]], 0), seed=key)
+        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * rows
+        return full[start:start + rows]
+
+    def _normal(self, shape, draw):
+        return self._noise(tf.random.stateless_normal, shape, draw)
+
     # ------------------------------------------------------------------------------ perturbations
-    def _perturbation(self, reg, inputs, labels, embeddings, mask, emb_grad):
+    def _perturbation(self, reg, inputs, labels, embeddings, mask, emb_grad, draw):
         clf = self.classifier
 
         def logits_fn(e):
@@ -126,25 +147,31 @@ class AdversarialModel(tf_keras.Model):
         if reg.name == "fgsm":
             return R.fgsm_perturbation(emb_grad, mask, reg.epsilon)
         if reg.name == "random":
-            return R.random_perturbation(self.rng.normal(tf.shape(embeddings)), mask, reg.epsilon)
+            return R.random_perturbation(self._normal(tf.shape(embeddings), draw), mask, reg.epsilon)
         if reg.name == "pgd":
             start = None
             if reg.random_start:
-                radius = reg.epsilon * self.rng.uniform([tf.shape(embeddings)[0], 1, 1])
-                start = radius * R.l2_normalize(self.rng.normal(tf.shape(embeddings)), mask)
+                radius = reg.epsilon * self._noise(tf.random.stateless_uniform, tf.stack([tf.shape(embeddings)[0], 1, 1]),
+                                                   draw + 1)
+                start = radius * R.l2_normalize(self._normal(tf.shape(embeddings), draw), mask)
             return R.pgd_perturbation(lambda e: cross_entropy(labels, logits_fn(e)), embeddings, mask,
                                       reg.epsilon, reg.step_size, reg.steps, first_grad=emb_grad, start=start)
         raise ValueError(f"unknown regularizer '{reg.name}'")
 
-    def _adversarial_loss(self, reg, inputs, labels, mask, emb_grad, embeddings, variables):
-        r = self._perturbation(reg, inputs, labels, embeddings, mask, emb_grad)
+    def _adversarial_loss(self, reg, inputs, labels, mask, emb_grad, embeddings, variables, draw):
+        """The loss on e + r, its gradients for the variables after the embedding lookup, and its gradient
+        with respect to e + r (which train_step runs back through the lookup, together with the clean
+        loss's)."""
+        r = self._perturbation(reg, inputs, labels, embeddings, mask, emb_grad, draw)
+        perturbed = embeddings + r
         with tf.GradientTape() as tape:
-            logits = self.classifier.logits_from_embeddings(self.classifier.embed(inputs) + r, inputs,
-                                                            training=True)
+            tape.watch(perturbed)
+            logits = self.classifier.logits_from_embeddings(perturbed, inputs, training=True)
             loss = cross_entropy(labels, logits)
-        return loss, tape.gradient(loss, variables), r
+        *grads, input_grad = tape.gradient(loss, variables + [perturbed])
+        return loss, grads, input_grad, r
 
-    def _vat_loss(self, reg, inputs, clean_logits, unlabeled, variables):
+    def _vat_loss(self, reg, inputs, clean_logits, unlabeled, variables, draw):
         """KL(p || p(e + r)) on the labelled batch and, if given, the unlabeled batch; plus the
         entropy of the unlabeled predictions when reg.entropy_weight > 0."""
         clf = self.classifier
@@ -163,7 +190,13 @@ class AdversarialModel(tf_keras.Model):
                 u_logits = clf.logits_from_embeddings(e[n_labelled:], u_inputs, training=True)
                 p_logits = tf.concat([p_logits, tf.stop_gradient(u_logits)], axis=0)
             with tape.stop_recording():
-                r = R.vat_perturbation(logits_fn, e, mask, p_logits, self.rng.normal(tf.shape(e)),
+                shape = tf.shape(e)
+                if unlabeled is None:
+                    noise = self._normal(shape, draw)
+                else:  # drawn per part, so that each example gets the noise it would get on one device
+                    noise = tf.concat([self._normal(tf.concat([[n_labelled], shape[1:]], 0), draw),
+                                       self._normal(tf.concat([[shape[0] - n_labelled], shape[1:]], 0), draw + 1)], 0)
+                r = R.vat_perturbation(logits_fn, e, mask, p_logits, noise,
                                        reg.xi, reg.epsilon, reg.power_iterations)
             kl = R.kl_divergence(p_logits, logits_fn(e + r))
             loss = kl
@@ -180,8 +213,12 @@ class AdversarialModel(tf_keras.Model):
         mask = clf.padding_mask(inputs)
         entropy_weight = sum(r.weight * r.entropy_weight for r in self.regs if r.name == "vat")
 
-        with tf.GradientTape(persistent=entropy_weight > 0) as tape:
+        # The embedding lookup (for the LSTMs with the frequency normalization of the table) is taped on its
+        # own and run backward once, for the clean loss and every loss on e + r together.
+        with tf.GradientTape() as lookup_tape:
             embeddings = clf.embed(inputs)
+        with tf.GradientTape(persistent=entropy_weight > 0) as tape:
+            tape.watch(embeddings)
             logits = clf.logits_from_embeddings(embeddings, inputs, training=True)
             clean_loss = cross_entropy(labels, logits)
             ent = R.entropy(logits) if entropy_weight > 0 else 0.0
@@ -189,41 +226,64 @@ class AdversarialModel(tf_keras.Model):
         # One backward pass gives the weight gradients and the gradient w.r.t. the embeddings.
         *clean_grads, emb_grad = tape.gradient(clean_loss, variables + [embeddings])
         grads = [_scaled(g, self.clean_weight) for g in clean_grads]
+        lookup_grad = self.clean_weight * emb_grad  # what flows back into the lookup
         total = self.clean_weight * clean_loss
         if entropy_weight > 0:
-            grads = [_add(a, _scaled(g, entropy_weight)) for a, g in zip(grads, tape.gradient(ent, variables))]
+            *ent_grads, ent_emb_grad = tape.gradient(ent, variables + [embeddings])
+            grads = [_add(a, _scaled(g, entropy_weight)) for a, g in zip(grads, ent_grads)]
+            lookup_grad += entropy_weight * ent_emb_grad
             total += entropy_weight * ent
             del tape
-        embeddings = tf.stop_gradient(embeddings)
+        looked_up, embeddings = embeddings, tf.stop_gradient(embeddings)
 
-        for reg, name in zip(self.regs, self.reg_names):
-            if reg.name == "vat":
-                loss, reg_grads, r = self._vat_loss(reg, inputs, logits, unlabeled, variables)
+        for i, (reg, name) in enumerate(zip(self.regs, self.reg_names)):
+            draw = 2 * i  # each regularizer draws its own noise (pgd's random start two kinds)
+            if reg.name == "vat":  # on its own lookup: the batch may include unlabeled texts
+                loss, reg_grads, r = self._vat_loss(reg, inputs, logits, unlabeled, variables, draw)
             else:
-                loss, reg_grads, r = self._adversarial_loss(reg, inputs, labels, mask, emb_grad, embeddings,
-                                                            variables)
+                loss, reg_grads, input_grad, r = self._adversarial_loss(reg, inputs, labels, mask, emb_grad,
+                                                                        embeddings, variables, draw)
+                lookup_grad += reg.weight * input_grad
             grads = [_add(a, _scaled(g, reg.weight)) for a, g in zip(grads, reg_grads)]
             total += reg.weight * loss
             l2, linf = R.per_example_norms(r)
             self.trackers[f"{name}_loss"].update_state(loss)
             self.trackers[f"{name}_perturbation_l2"].update_state(l2)
             self.trackers[f"{name}_perturbation_linf"].update_state(linf)
+        lookup_grads = lookup_tape.gradient(looked_up, variables, output_gradients=lookup_grad)
+        grads = [_add(a, g) for a, g in zip(grads, lookup_grads)]
 
+        examples, share = self._batch_share(labels)
+        if share is not None:  # replicas' gradients are summed: each contributes its share of the global batch
+            grads = [_scaled(g, share) for g in grads]
+            emb_grad = emb_grad * share  # reported as on one device
         self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
-        self.trackers["loss"].update_state(total)
-        self.trackers["clean_loss"].update_state(clean_loss)
+        self.trackers["loss"].update_state(total, sample_weight=examples)
+        self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
         real = tf.cast(mask, embeddings.dtype)[:, :, None]
         self.trackers["embedding_norm"].update_state(R.per_example_norms(embeddings * real)[0])
         self.trackers["embedding_grad_norm"].update_state(R.per_example_norms(emb_grad)[0])
         self._update_classification(labels, logits)
         return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}
 
+    @staticmethod
+    def _batch_share(labels):
+        """(examples in this replica's batch, its share of the global batch or None on one replica). The
+        losses are means over the local batch; weighting them by the share makes the summed gradients
+        those of the mean over the global batch, however it was split."""
+        examples = tf.cast(tf.shape(labels)[0], tf.float32)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return examples, None
+        return examples, examples / ctx.all_reduce(tf.distribute.ReduceOp.SUM, examples)
+
     def test_step(self, data):
         inputs, labels = data
         logits = self(inputs, training=False)
         loss = cross_entropy(labels, logits)
-        self.trackers["loss"].update_state(loss)
-        self.trackers["clean_loss"].update_state(loss)
+        examples = tf.cast(tf.shape(labels)[0], tf.float32)
+        self.trackers["loss"].update_state(loss, sample_weight=examples)
+        self.trackers["clean_loss"].update_state(loss, sample_weight=examples)
         self._update_classification(labels, logits)
         return {m.name: m.result() for m in (self.trackers["loss"], self.trackers["clean_loss"],
                                              self.accuracy, self.macro_f1)}

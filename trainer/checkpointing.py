@@ -71,8 +71,8 @@ def read_classifier(model, checkpoint_dir: str, which: str = BEST_DIR) -> str:
 
 
 class TrainingCheckpoints(tf_keras.callbacks.Callback):
-    """Saves the training state every `every` steps and at each epoch end, keeps the best weights by
-    `monitor`, and, once a stop was requested (SIGINT / SIGTERM), saves after the current step and raises
+    """Saves the training state into checkpoint_dir every `every` steps and at each epoch end, keeps the
+    best weights by `monitor`, and, once a stop was requested (SIGINT / SIGTERM), saves after the current step and raises
     Interrupted.
 
     Goes after EarlyStopping in the callback list, so that the state it saves at an epoch end knows whether
@@ -80,10 +80,11 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
     """
 
     def __init__(self, checkpoint_dir: str, model, steps_per_epoch: int, every: int | None, keep_last: int,
-                 monitor: str, mode: str, fingerprint: str, run_dir: str):
+                 monitor: str, mode: str, fingerprint: str, run_dir: str, restore_dir: str | None = None):
         super().__init__()
         self.set_model(model)
         self.checkpoint_dir, self.run_dir = checkpoint_dir, run_dir
+        self.restore_dir = restore_dir or checkpoint_dir  # a multi-worker run's non-chief writes elsewhere
         self.steps_per_epoch, self.every = steps_per_epoch, every
         self.monitor, self.mode = monitor, mode
         self.fingerprint = fingerprint
@@ -110,9 +111,9 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def restore(self) -> tuple[int, int]:
         """Restores the latest training state; returns (epoch, step within that epoch) to start at."""
-        path = self.manager.latest_checkpoint
+        path = latest(self.restore_dir, TRAIN_DIR)
         if path is None:
-            raise UserError(f"{self.run_dir}: nothing to resume: no checkpoint in {self.manager.directory}")
+            raise UserError(f"{self.run_dir}: nothing to resume: no checkpoint in {self.restore_dir}/{TRAIN_DIR}")
         saved = tf.train.load_checkpoint(path).get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE")
         if saved.decode() != self.fingerprint:
             raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels differ); "

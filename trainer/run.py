@@ -9,6 +9,8 @@ import datetime
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ import tensorflow as tf
 import tf_keras
 
 from dataset.data import DataBundle, load_data
-from dataset.pipeline import labelled_dataset, training_dataset, with_unlabeled
+from dataset.pipeline import fixed_length, labelled_dataset, token_lengths, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
 from model.bert import load_encoder
@@ -26,6 +28,7 @@ from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import (TRAIN_DIR, TrainingCheckpoints, data_fingerprint, latest,
                                    read_classifier, stop_on_signals)
 from trainer.config import Config, load_config, save_config
+from trainer.distribute import is_chief, make_strategy
 from trainer.errors import Interrupted, TrainingDiverged, UserError
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
@@ -134,7 +137,11 @@ def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> Adversaria
     if cfg.train.layerwise_lr_decay is not None:
         multipliers = layerwise_multipliers(model.trainable_variables, model.classifier.num_layers,
                                             cfg.train.layerwise_lr_decay)
-    model.compile(optimizer=make_optimizer(cfg.train, total_steps, multipliers))
+    if cfg.train.jit_compile and cfg.data.padding == "batch":
+        log.warning("train.jit_compile with data.padding: batch compiles the step again for every new batch "
+                    "length; data.padding: max_length compiles it once")
+    model.compile(optimizer=make_optimizer(cfg.train, total_steps, multipliers), jit_compile=cfg.train.jit_compile,
+                  steps_per_execution=cfg.train.steps_per_execution)
     return model
 
 
@@ -145,8 +152,14 @@ def uses_unlabeled(cfg: Config) -> bool:
 def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
     """The training stream from step `start_step` on (endless: fit counts the steps), dev and test."""
     d, data, enc = cfg.data, prepared.data, prepared.encoder
+    if d.padding == "max_length":
+        enc = fixed_length(enc, d.max_length)
+    lengths = None
+    if d.length_bucketing and not cfg.train.steps_per_epoch:
+        lengths = token_lengths(data.train.texts, prepared.encoder, data.train.texts_b)
     train = training_dataset(data.train.texts, data.train.labels, enc, d.batch_size, cfg.train.seed, start_step,
-                             full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b)
+                             full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b,
+                             lengths=lengths, bucket_window=d.bucket_window)
     if data.unlabeled and uses_unlabeled(cfg):
         train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed, start_step)
     elif data.unlabeled:
@@ -283,33 +296,51 @@ def _close_tensorboard(callbacks) -> None:
 def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     """Runs training end to end and returns the final metrics (also written to metrics.json). With
     `resume`, continues the unfinished run in run_dir from its latest checkpoint."""
+    strategy = make_strategy(cfg.distribute)  # before any other TensorFlow work
+    chief = is_chief(strategy)
     tf_keras.backend.experimental.enable_tf_random_generator()  # dropout streams that checkpoints can hold
     tf_keras.utils.set_random_seed(cfg.train.seed)
     if resume:
         check_resumable(run_dir)
-    prepared = prepare(cfg)
-    data = prepared.data
-    if not resume:
+    with strategy.scope():  # a pretrained encoder's variables belong to the strategy too
+        prepared = prepare(cfg)
+    if chief and not resume:
         make_run_dir(run_dir)
         write_run_files(cfg, prepared, run_dir)
-    log.info("run directory: %s", os.path.abspath(run_dir))
+    # Multi-worker: every worker saves (saving takes part in collectives), only the chief into run_dir.
+    out_dir = run_dir if chief else tempfile.mkdtemp(prefix="worker-")
+    if chief:
+        log.info("run directory: %s", os.path.abspath(run_dir))
+    try:
+        model, metrics = _train(cfg, prepared, strategy, run_dir, out_dir, resume)
+    finally:
+        if not chief:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    if not chief:
+        return {}
+    return _finish(cfg, prepared, model, run_dir, metrics)
 
-    model = build_model(cfg, prepared, len(data.label_names))
-    model.optimizer.build(model.trainable_variables)  # slots exist before a checkpoint is restored
+
+def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str, resume: bool):
+    data = prepared.data
+    with strategy.scope():
+        model = build_model(cfg, prepared, len(data.label_names))
+        model.optimizer.build(model.trainable_variables)  # slots exist before a checkpoint is restored
     spe = steps_per_epoch(cfg, len(data.train.texts))
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    ckpt_dir = os.path.join(out_dir, "checkpoints")
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
     checkpoints = TrainingCheckpoints(ckpt_dir, model, spe, cfg.train.checkpoint_every, cfg.train.keep_last,
-                                      cfg.train.monitor, mode, data_fingerprint(data), run_dir)
+                                      cfg.train.monitor, mode, data_fingerprint(data), run_dir,
+                                      restore_dir=os.path.join(run_dir, "checkpoints"))
     epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
     model.initial_step_in_epoch = in_epoch
-    train_ds, dev_ds, test_ds = datasets(cfg, prepared, start_step=epoch * spe + in_epoch)
-    history_csv = os.path.join(run_dir, "history.csv")
+    train_ds, dev_ds, _ = datasets(cfg, prepared, start_step=epoch * spe + in_epoch)
+    history_csv = os.path.join(out_dir, "history.csv")
     if resume:
         rewrite_history_csv(history_csv, checkpoints.history)
     callbacks = [
         StopOnNonFiniteLoss(ckpt_dir),
-        tf_keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
+        tf_keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"),
                                        update_freq=cfg.train.tensorboard_update_freq),
         tf_keras.callbacks.CSVLogger(history_csv, append=resume),
     ]
@@ -330,11 +361,18 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
                 raise
         if checkpoints.stop_signal is not None:  # the signal came during the last validation
             raise checkpoints.interrupted(int(model.optimizer.iterations.numpy()), checkpoints.manager.latest_checkpoint)
-    train_seconds = time.time() - start
+    return model, {"best_epoch": checkpoints.best_epoch(), "epochs_run": len(checkpoints.history),
+                   "train_seconds": round(time.time() - start, 1)}
 
-    best_epoch = checkpoints.best_epoch()
-    read_classifier(model, ckpt_dir)
-    print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {train_seconds:.0f} s")
+
+def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict) -> dict:
+    """The chief evaluates the best checkpoint on dev and test, on its own (evaluate_split calls the model
+    directly, without the strategy's collectives), and writes metrics.json."""
+    data = prepared.data
+    read_classifier(model, os.path.join(run_dir, "checkpoints"))
+    _, dev_ds, test_ds = datasets(cfg, prepared)
+    best_epoch = metrics["best_epoch"]
+    print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {metrics['train_seconds']:.0f} s")
     summaries = {}
     for split, ds, labels in (("dev", dev_ds, data.dev.labels), ("test", test_ds, data.test.labels)):
         report = evaluate_split(model, ds, labels, data.label_names, cfg, run_dir, split,
@@ -342,8 +380,7 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
         print(format_report(report, split))
         summaries[split] = {k: v for k, v in report.items() if k not in ("calibration_bins", "thresholds")}
     log_hparams(cfg, os.path.join(run_dir, "tensorboard"), summaries, best_epoch)
-    metrics = {"best_epoch": best_epoch, "epochs_run": len(checkpoints.history),
-               "train_seconds": round(train_seconds, 1), **summaries}
+    metrics = {**metrics, **summaries}
     # Written last, atomically: a run directory with metrics.json is a finished run.
     path = os.path.join(run_dir, "metrics.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
