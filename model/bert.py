@@ -125,7 +125,7 @@ class TransformerClassifier(tf_keras.Model):
         self.encoder, self.pooling = encoder, pooling
         self._takes_token_types = "token_type_ids" in inspect.signature(encoder.call).parameters
         self.head_dropout = tf_keras.layers.Dropout(head_dropout)
-        self.head = tf_keras.layers.Dense(num_classes, name="head",
+        self.head = tf_keras.layers.Dense(num_classes, name="head", dtype="float32",
                                           kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))
 
     @property
@@ -142,7 +142,8 @@ class TransformerClassifier(tf_keras.Model):
 
     def embed(self, inputs):
         """The word embeddings of input_ids (B, T, D), looked up in the encoder's own table."""
-        return tf.gather(self.encoder.get_input_embeddings().weight, inputs["input_ids"])
+        table = self.encoder.get_input_embeddings().weight
+        return tf.gather(tf.cast(table, tf.float32), inputs["input_ids"])
 
     def logits_from_embeddings(self, embeddings, inputs, training=False):
         feed = {"inputs_embeds": embeddings, "attention_mask": inputs["attention_mask"]}

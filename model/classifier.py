@@ -32,11 +32,12 @@ class TextClassifier(tf_keras.Model):
         self.cfg = cfg
         self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
                                         normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
-                                        name="token_embedding")
+                                        name="token_embedding", dtype="float32")
         self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout)
         self.backbone = BACKBONES[cfg.name](cfg)
         self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)
-        self.head = tf_keras.layers.Dense(num_classes, name="head")
+        # float32 at both ends under mixed precision: the perturbed embeddings and the logits
+        self.head = tf_keras.layers.Dense(num_classes, name="head", dtype="float32")
 
     def padding_mask(self, inputs):
         """(B, T) bool, true at real tokens."""

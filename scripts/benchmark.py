@@ -1,11 +1,19 @@
-"""Step time of each regularizer relative to plain training, measured in one process.
+"""Speed of training, of the input pipeline and of the exported model, measured in one process.
 
-    python scripts/benchmark.py [--backbones bilstm bert] [--methods none fgm vat ...] [--output results.json]
+    python scripts/benchmark.py [--backbones bilstm bert] [--methods none fgm vat ...]
+                                [--data ../shared/data/imdb] [--output results.json]
 
-For each backbone, one model and one fixed batch of random token ids; every method's train_step is
-timed after warm-up (median of --steps steps), and its ratio to the clean step ('none') is printed. The
-limits: FGM/FGSM/random need one more forward and backward pass (about 2.0x), VAT with one power
-iteration two more (about 3x, target 2.8x), PGD with k steps k more (target k + 1.1).
+1. Methods: for each backbone, one model and one fixed batch of random token ids; every method's
+   train_step is timed after warm-up (median of --steps steps), with its ratio to the clean step
+   ('none') and the peak memory of the step. The limits: FGM/FGSM/random need one more forward and
+   backward pass (about 2.0x), VAT with one power iteration two more (target 2.8x), PGD with k steps k
+   more (target k + 1.1).
+2. Options, on the first backbone with fgm: train.jit_compile (XLA), train.steps_per_execution, and
+   train.mixed_precision (GPUs only), each as a ratio to the plain fgm step.
+3. Data path (with --data, an IMDB-style directory): examples per second of the input pipeline alone,
+   and of Bi-LSTM training, with per-batch padding, length bucketing and padding to max_length, with
+   the share of padding tokens of each.
+4. Inference: sentences per second of the exported SavedModel on raw strings, batch 1 and batch 64.
 """
 from __future__ import annotations
 
@@ -23,7 +31,8 @@ import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.8}
 
 
-def build(backbone: str, method: str, args):
+def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per_execution: int = 1,
+          mixed_precision: bool = False):
     import numpy as np
     import tensorflow as tf
     import tf_keras
@@ -35,6 +44,8 @@ def build(backbone: str, method: str, args):
     from trainer.optimizers import make_optimizer
 
     tf_keras.utils.set_random_seed(0)
+    if mixed_precision:
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
     if backbone == "bert":
         from transformers import BertConfig, TFBertModel
 
@@ -56,24 +67,175 @@ def build(backbone: str, method: str, args):
     reg = RegularizerConfig(name=method, epsilon=1.0, steps=args.pgd_steps, step_size=0.5)
     model = AdversarialModel(classifier, [reg])
     model(classifier.example_inputs())
-    model.compile(optimizer=make_optimizer(TrainConfig()), jit_compile=args.jit_compile)
+    tf_keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer=make_optimizer(TrainConfig()), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
     labels = np.arange(batch, dtype=np.int32) % 2
     data = tf.data.Dataset.from_tensors(({k: tf.constant(v) for k, v in inputs.items()}, tf.constant(labels)))
     return model, data.repeat(), batch
 
 
-def time_steps(model, data, warmup: int, steps: int) -> list[float]:
+def device() -> str:
+    import tensorflow as tf
+
+    return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+
+
+def time_steps(model, data, warmup: int, steps: int, per_call: int = 1) -> tuple[list[float], float]:
+    """Seconds per train step (a call runs `per_call` steps) and the peak memory of the timed steps, MiB."""
+    import tensorflow as tf
+
     step = model.make_train_function()
     iterator = iter(data)
     for _ in range(warmup):
         step(iterator)
+    tf.config.experimental.reset_memory_stats(device())
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         logs = step(iterator)
         float(logs["loss"])  # wait for the step to finish
-        times.append(time.perf_counter() - start)
-    return times
+        times.append((time.perf_counter() - start) / per_call)
+    return times, tf.config.experimental.get_memory_info(device())["peak"] / 2**20
+
+
+def bench_methods(args) -> list[dict]:
+    results = []
+    for backbone in args.backbones:
+        base = None
+        for method in args.methods:
+            model, data, batch = build(backbone, method, args)
+            times, peak = time_steps(model, data, args.warmup, args.steps)
+            median = statistics.median(times)
+            base = median if method == "none" else base
+            target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
+            r = {"backbone": backbone, "method": method, "median_step_s": median, "examples_per_s": batch / median,
+                 "ratio": median / base if base else None, "target": target, "peak_mib": peak}
+            results.append(r)
+            ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
+            print(f"{backbone:>7} {method:>7}: {median * 1000:8.1f} ms/step  {r['examples_per_s']:8.1f} ex/s  "
+                  f"{ratio:>6} (target <= {target}x)  peak {peak:7.1f} MiB", flush=True)
+    return results
+
+
+def bench_options(args) -> list[dict]:
+    """fgm on bert (else the first backbone): each option's step time as a ratio to the plain fgm step.
+    XLA only for bert: it recompiles the tf-keras LSTM at every step (config.py refuses that combination)."""
+    import tensorflow as tf
+
+    backbone, k = ("bert" if "bert" in args.backbones else args.backbones[0]), 4
+    variants = [("fgm", {}, 1), (f"fgm + steps_per_execution={k}", {"steps_per_execution": k}, k)]
+    if backbone == "bert":
+        variants.insert(1, ("fgm + jit_compile", {"jit_compile": True}, 1))
+    if tf.config.list_physical_devices("GPU"):
+        variants.append(("fgm + mixed_precision", {"mixed_precision": True}, 1))
+    else:
+        print("mixed_precision: skipped (no GPU; float16 on a CPU is emulated and slower)")
+    rows, base = [], None
+    for name, options, per_call in variants:
+        model, data, batch = build(backbone, "fgm", args, **options)
+        times, peak = time_steps(model, data, args.warmup, args.steps, per_call)
+        median = statistics.median(times)
+        base = base or median
+        rows.append({"backbone": backbone, "variant": name, "median_step_s": median, "ratio": median / base,
+                     "peak_mib": peak})
+        print(f"{backbone:>7} {name:>30}: {median * 1000:8.1f} ms/step  {median / base:.2f}x  peak {peak:7.1f} MiB",
+              flush=True)
+    return rows
+
+
+def padding_share(lengths, batches, max_length=None) -> float:
+    real = padded = 0
+    for b in batches:
+        longest = max_length or max(lengths[b])
+        real += sum(lengths[b])
+        padded += len(b) * longest
+    return 1.0 - real / padded
+
+
+def bench_data(args) -> tuple[list[dict], object]:
+    """The data path on IMDB reviews: pipeline alone and Bi-LSTM fgm training, for three padding modes."""
+    import itertools
+
+    import numpy as np
+    import tensorflow as tf
+
+    from dataset.pipeline import bucketed_epoch_batches, epoch_batches, fixed_length, token_lengths, training_dataset
+    from dataset.readers import read_rows
+    from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+    from model.classifier import TextClassifier
+    from trainer.adversarial_model import AdversarialModel
+    from trainer.config import ModelConfig, RegularizerConfig, TrainConfig
+    from trainer.optimizers import make_optimizer
+
+    rows = read_rows(os.path.join(args.data, "train.jsonl.gz"), None, "text", "label")
+    pick = np.random.default_rng(0).permutation(len(rows.texts))[:args.data_examples]
+    texts, labels = [rows.texts[i] for i in pick], np.array([rows.labels[i] == "pos" for i in pick], np.int32)
+    tokenizer = TextTokenizer("word", strip_html=True)
+    vocab = Vocabulary.build(texts, tokenizer, min_freq=2, max_size=args.vocab)
+    encoder = TextEncoder(tokenizer, vocab.tokens, args.data_max_length)
+    lengths = token_lengths(texts, encoder)
+    print(f"data: {len(texts)} IMDB reviews, {len(vocab)} words, max_length {args.data_max_length}; "
+          f"mean length {lengths.mean():.0f} tokens, {100 * np.mean(lengths >= args.data_max_length):.0f}% truncated")
+    B, n_batches = args.batch, -(-len(texts) // args.batch)
+    modes = {
+        "per-batch padding": (encoder, None, epoch_batches(len(texts), B, 0)),
+        "length bucketing": (encoder, lengths, bucketed_epoch_batches(lengths, B, 0, 100)),
+        "pad to max_length": (fixed_length(encoder, args.data_max_length), None, epoch_batches(len(texts), B, 0)),
+    }
+    results = []
+    for name, (enc, bucket_lengths, order) in modes.items():
+        index_batches = [b.numpy() for b in itertools.islice(iter(order), n_batches)]
+        share = padding_share(lengths, index_batches, args.data_max_length if "max_length" in name else None)
+        ds = training_dataset(texts, labels, enc, B, 0, lengths=bucket_lengths)
+        start, seen = time.perf_counter(), 0
+        for x, _ in itertools.islice(iter(ds), n_batches):
+            seen += int(tf.shape(x["token_ids"])[0])
+        pipeline = seen / (time.perf_counter() - start)
+        cfg = ModelConfig(name="bilstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden, pooling="max",
+                          normalize_embeddings=True)
+        model = AdversarialModel(TextClassifier(cfg, len(vocab), 2, counts=vocab.counts), [RegularizerConfig("fgm", epsilon=5.0)])
+        model(model.classifier.example_inputs())
+        model.compile(optimizer=make_optimizer(TrainConfig()))
+        step, iterator = model.make_train_function(), iter(ds)
+        for _ in range(args.warmup):
+            step(iterator)
+        start = time.perf_counter()
+        for _ in range(args.data_steps):
+            float(step(iterator)["loss"])
+        train = args.data_steps * B / (time.perf_counter() - start)
+        results.append({"mode": name, "padding_share": share, "pipeline_examples_per_s": pipeline,
+                        "train_examples_per_s": train})
+        print(f"{name:>18}: padding {100 * share:5.1f}%  pipeline {pipeline:8.0f} ex/s  "
+              f"training (Bi-LSTM fgm) {train:6.1f} ex/s", flush=True)
+    return results, (model, encoder, texts)
+
+
+def bench_inference(model, encoder, texts, args) -> list[dict]:
+    """Sentences per second of the SavedModel on raw strings (the model's weights do not matter)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from trainer.config import Config
+    from trainer.export import ServingModule
+    from trainer.restore import Run
+
+    results = []
+    with tempfile.TemporaryDirectory() as out:
+        module = ServingModule(Run(Config(), ["neg", "pos"], encoder, model))
+        tf.saved_model.save(module, out, signatures={"serving_default": module.serve})
+        serve = tf.saved_model.load(out).signatures["serving_default"]
+        for batch, calls in ((1, args.inference_calls), (64, max(3, args.inference_calls // 16))):
+            chunks = [tf.constant([texts[(i * batch + j) % len(texts)] for j in range(batch)]) for i in range(calls)]
+            serve(texts=chunks[0])  # warm-up
+            start = time.perf_counter()
+            for chunk in chunks:
+                serve(texts=chunk)["probabilities"].numpy()
+            rate = batch * calls / (time.perf_counter() - start)
+            results.append({"batch": batch, "sentences_per_s": rate})
+            print(f"SavedModel on raw strings, batch {batch:>2}: {rate:8.1f} sentences/s", flush=True)
+    return results
 
 
 def main(argv=None) -> int:
@@ -91,34 +253,43 @@ def main(argv=None) -> int:
     parser.add_argument("--pgd-steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--jit-compile", action="store_true", help="compile train_step with XLA")
+    parser.add_argument("--no-options", action="store_true", help="skip the options section")
+    parser.add_argument("--data", help="IMDB-style directory (train.jsonl.gz) for the data-path and inference sections")
+    parser.add_argument("--data-examples", type=int, default=3000)
+    parser.add_argument("--data-max-length", type=int, default=400)
+    parser.add_argument("--data-steps", type=int, default=8)
+    parser.add_argument("--inference-calls", type=int, default=64)
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args(argv)
 
-    results = []
-    for backbone in args.backbones:
-        base = None
-        for method in args.methods:
-            model, data, batch = build(backbone, method, args)
-            times = time_steps(model, data, args.warmup, args.steps)
-            median = statistics.median(times)
-            base = median if method == "none" else base
-            target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
-            results.append({"backbone": backbone, "method": method, "median_step_s": median,
-                            "examples_per_s": batch / median, "ratio": median / base if base else None,
-                            "target": target})
-            r = results[-1]
-            ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
-            print(f"{backbone:>7} {method:>7}: {median * 1000:8.1f} ms/step  {r['examples_per_s']:8.1f} ex/s  "
-                  f"{ratio:>6} (target <= {target}x)", flush=True)
-    print("\n| backbone | method | ms/step | examples/s | ratio to none | target |\n|---|---|---|---|---|---|")
-    for r in results:
+    out = {"device": device(), "args": vars(args), "methods": bench_methods(args)}
+    if not args.no_options:
+        out["options"] = bench_options(args)
+    if args.data:
+        out["data"], (model, encoder, texts) = bench_data(args)
+        out["inference"] = bench_inference(model, encoder, texts, args)
+
+    print(f"\ndevice: {out['device']}\n\n| backbone | method | ms/step | examples/s | ratio to none | target | peak MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in out["methods"]:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
         print(f"| {r['backbone']} | {r['method']} | {r['median_step_s'] * 1000:.1f} | {r['examples_per_s']:.1f} | "
-              f"{ratio} | {r['target']} |")
+              f"{ratio} | {r['target']} | {r['peak_mib']:.0f} |")
+    if "options" in out:
+        print("\n| backbone | variant | ms/step | ratio to fgm |\n|---|---|---|---|")
+        for r in out["options"]:
+            print(f"| {r['backbone']} | {r['variant']} | {r['median_step_s'] * 1000:.1f} | {r['ratio']:.2f} |")
+    if "data" in out:
+        print("\n| padding | padding tokens | pipeline examples/s | training examples/s (Bi-LSTM fgm) |\n|---|---|---|---|")
+        for r in out["data"]:
+            print(f"| {r['mode']} | {100 * r['padding_share']:.1f}% | {r['pipeline_examples_per_s']:.0f} | "
+                  f"{r['train_examples_per_s']:.1f} |")
+        print("\n| SavedModel, raw strings | sentences/s |\n|---|---|")
+        for r in out["inference"]:
+            print(f"| batch {r['batch']} | {r['sentences_per_s']:.1f} |")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=2)
+            json.dump(out, f, indent=2)
     return 0
 
 

@@ -98,6 +98,9 @@ def case(tmp_path, files, tiny_bert_dir, name):
     if name == "malformed_tf_config":
         cfg["distribute"] = {"strategy": "multi_worker"}
         return cfg, [], 'TF_CONFIG: expected {"cluster": {"worker": [...]}'
+    if name == "xla_with_lstm":
+        cfg["train"]["jit_compile"] = True
+        return cfg, [], "train.jit_compile: XLA compiles the tf-keras LSTM anew at every step"
     raise AssertionError(name)
 
 
@@ -106,7 +109,8 @@ CASES = ["malformed_yaml", "top_level_list", "unknown_key", "unknown_section", "
          "missing_column", "empty_file", "unknown_dev_label", "single_class", "empty_text_column", "base_cycle",
          "set_unknown_key", "set_without_equals", "pretrained_dir_without_config",
          "vocab_does_not_match_checkpoint", "hub_name_offline", "two_data_sources",
-         "pretrained_vectors_wrong_size", "multi_worker_without_tf_config", "malformed_tf_config"]
+         "pretrained_vectors_wrong_size", "multi_worker_without_tf_config", "malformed_tf_config",
+         "xla_with_lstm"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -124,17 +124,36 @@ def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
     assert evaluate.main(["--run-dir", os.path.dirname(lstm_run)]) == 2
 
 
-def test_benchmark_prints_ratios_for_every_method(tmp_path, capsys):
-    from scripts import benchmark
+def test_benchmark_prints_ratios_options_data_path_and_inference(tmp_path, capsys):
+    import gzip
 
+    from scripts import benchmark
+    from conftest import make_texts
+
+    imdb = tmp_path / "imdb"
+    imdb.mkdir()
+    with gzip.open(imdb / "train.jsonl.gz", "wt", encoding="utf-8") as f:
+        for text, label in make_texts(40, seed=5):
+            f.write(json.dumps({"text": text + " <br /> " + text * (len(text) % 3), "label": label}) + "\n")
     out = tmp_path / "bench.json"
     assert benchmark.main(["--backbones", "bilstm", "bert", "--methods", "none", "fgm", "pgd", "--batch", "4",
                            "--length", "8", "--embedding-dim", "8", "--hidden", "8", "--vocab", "50",
                            "--bert-batch", "2", "--bert-hidden", "24", "--bert-layers", "1", "--pgd-steps", "2",
-                           "--warmup", "1", "--steps", "2", "--output", str(out)]) == 0
-    results = json.load(open(out))["results"]
+                           "--warmup", "1", "--steps", "2", "--data", str(imdb), "--data-examples", "40",
+                           "--data-max-length", "24", "--data-steps", "2", "--inference-calls", "4",
+                           "--output", str(out)]) == 0
+    report = json.load(open(out))
+    results = report["methods"]
     assert [(r["backbone"], r["method"]) for r in results] == [
         (b, m) for b in ("bilstm", "bert") for m in ("none", "fgm", "pgd")]
     assert all(r["median_step_s"] > 0 for r in results)
+    assert all(r["peak_mib"] > 0 for r in results if r["backbone"] == "bert")  # tiny LSTM tensors may not count
     assert [r["ratio"] for r in results if r["method"] == "none"] == [1.0, 1.0]
-    assert "| bilstm | fgm |" in capsys.readouterr().out
+    assert [(r["backbone"], r["variant"]) for r in report["options"]][:3] == [
+        ("bert", "fgm"), ("bert", "fgm + jit_compile"), ("bert", "fgm + steps_per_execution=4")]
+    shares = {r["mode"]: r["padding_share"] for r in report["data"]}
+    assert shares["length bucketing"] <= shares["per-batch padding"] <= shares["pad to max_length"]
+    assert all(r["train_examples_per_s"] > 0 and r["pipeline_examples_per_s"] > 0 for r in report["data"])
+    assert [r["batch"] for r in report["inference"]] == [1, 64] and report["inference"][0]["sentences_per_s"] > 0
+    printed = capsys.readouterr().out
+    assert "| bilstm | fgm |" in printed and "| length bucketing |" in printed and "| batch 64 |" in printed

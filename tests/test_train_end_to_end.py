@@ -98,9 +98,10 @@ def test_user_errors_exit_2_with_one_line_and_no_run_dir(tmp_path, tiny_files, p
     assert not run_dir.exists()
 
 
-def test_fixed_shapes_xla_bucketing_and_steps_per_execution_train(tmp_path, tiny_files):
+def test_fixed_shapes_xla_bucketing_and_steps_per_execution_train(tmp_path, tiny_files, tiny_bert_dir):
     cfg = tiny_config_dict(tiny_files, "fgm", data={"padding": "max_length", "length_bucketing": True, "bucket_window": 2},
-                           train={"jit_compile": True, "steps_per_execution": 2, "epochs": 2},
+                           model={"name": "bert", "pretrained": tiny_bert_dir},
+                           train={"jit_compile": True, "steps_per_execution": 2, "epochs": 2, "learning_rate": 1e-3},
                            eval={"robustness_after_training": False})
     run_dir = str(tmp_path / "run")
     assert train.main(["--config", write_config(tmp_path, cfg), "--run-dir", run_dir]) == 0
@@ -109,3 +110,30 @@ def test_fixed_shapes_xla_bucketing_and_steps_per_execution_train(tmp_path, tiny
     import csv
     rows = list(csv.DictReader(open(os.path.join(run_dir, "history.csv"))))
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])  # it learns
+
+
+def test_mixed_precision_computes_in_float16_but_perturbs_in_float32_and_every_weight_learns(tiny_files):
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    from trainer.config import config_from_dict
+    from trainer.run import build_model, datasets, prepare
+
+    cfg = config_from_dict(tiny_config_dict(tiny_files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],
+                                            data={"num_labeled": 32}, train={"mixed_precision": True}))
+    prepared = prepare(cfg)
+    model = build_model(cfg, prepared, 2)
+    assert tf_keras.mixed_precision.global_policy().name == "float32"  # only the model's layers are mixed
+    assert isinstance(model.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+    clf = model.classifier
+    assert clf.backbone.compute_dtype == "float16" and clf.embedding.compute_dtype == "float32"
+    x, y = next(iter(datasets(cfg, prepared)[0]))
+    assert clf.embed(x).dtype == tf.float32 and model(x).dtype == tf.float32
+    before = [v.numpy() for v in model.trainable_variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert logs["fgm_perturbation_l2"] == pytest.approx(cfg.regularizer[0].epsilon, rel=1e-4)
+    assert logs["vat_perturbation_l2"] == pytest.approx(cfg.regularizer[1].epsilon, rel=1e-4)
+    for v, old in zip(model.trainable_variables, before):
+        assert np.any(v.numpy() != old), v.name

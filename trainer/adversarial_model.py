@@ -106,6 +106,22 @@ class AdversarialModel(tf_keras.Model):
         if not self.macro_f1.built:
             self.macro_f1.build(tf.TensorShape([None, num_classes]), tf.TensorShape([None, num_classes]))
 
+    # ------------------------------------------------------------------------------ mixed precision
+    def _loss_scale(self):
+        """The dynamic loss scale under mixed precision (tf-keras wraps the optimizer), else 1."""
+        opt = self.optimizer
+        return tf.cast(opt.loss_scale, tf.float32) if isinstance(opt, tf_keras.mixed_precision.LossScaleOptimizer) else 1.0
+
+    def _gradients(self, tape, target, sources, output_gradients=None):
+        """tape.gradient, with the loss scaled up before and the gradients scaled down after under mixed
+        precision, so that float16 gradients do not underflow."""
+        opt = self.optimizer
+        if not isinstance(opt, tf_keras.mixed_precision.LossScaleOptimizer):
+            return tape.gradient(target, sources, output_gradients=output_gradients)
+        seed = tf.ones_like(target) if output_gradients is None else output_gradients  # the tape has ended:
+        scaled = seed * tf.cast(opt.loss_scale, seed.dtype)  # scale the gradient it starts from instead
+        return opt.get_unscaled_gradients(tape.gradient(target, sources, output_gradients=scaled))
+
     def _learning_rate(self):
         lr = self.optimizer.learning_rate
         if isinstance(lr, tf_keras.optimizers.schedules.LearningRateSchedule):
@@ -155,7 +171,8 @@ class AdversarialModel(tf_keras.Model):
                                                    draw + 1)
                 start = radius * R.l2_normalize(self._normal(tf.shape(embeddings), draw), mask)
             return R.pgd_perturbation(lambda e: cross_entropy(labels, logits_fn(e)), embeddings, mask,
-                                      reg.epsilon, reg.step_size, reg.steps, first_grad=emb_grad, start=start)
+                                      reg.epsilon, reg.step_size, reg.steps, first_grad=emb_grad, start=start,
+                                      loss_scale=self._loss_scale())
         raise ValueError(f"unknown regularizer '{reg.name}'")
 
     def _adversarial_loss(self, reg, inputs, labels, mask, emb_grad, embeddings, variables, draw):
@@ -168,7 +185,7 @@ class AdversarialModel(tf_keras.Model):
             tape.watch(perturbed)
             logits = self.classifier.logits_from_embeddings(perturbed, inputs, training=True)
             loss = cross_entropy(labels, logits)
-        *grads, input_grad = tape.gradient(loss, variables + [perturbed])
+        *grads, input_grad = self._gradients(tape, loss, variables + [perturbed])
         return loss, grads, input_grad, r
 
     def _vat_loss(self, reg, inputs, clean_logits, unlabeled, variables, draw):
@@ -197,12 +214,12 @@ class AdversarialModel(tf_keras.Model):
                     noise = tf.concat([self._normal(tf.concat([[n_labelled], shape[1:]], 0), draw),
                                        self._normal(tf.concat([[shape[0] - n_labelled], shape[1:]], 0), draw + 1)], 0)
                 r = R.vat_perturbation(logits_fn, e, mask, p_logits, noise,
-                                       reg.xi, reg.epsilon, reg.power_iterations)
+                                       reg.xi, reg.epsilon, reg.power_iterations, loss_scale=self._loss_scale())
             kl = R.kl_divergence(p_logits, logits_fn(e + r))
             loss = kl
             if unlabeled is not None and reg.entropy_weight > 0:
                 loss += reg.entropy_weight * R.entropy(u_logits)
-        return loss, tape.gradient(loss, variables), r
+        return loss, self._gradients(tape, loss, variables), r
 
     # ------------------------------------------------------------------------------ steps
     def train_step(self, data):
@@ -224,12 +241,12 @@ class AdversarialModel(tf_keras.Model):
             ent = R.entropy(logits) if entropy_weight > 0 else 0.0
         variables = self.trainable_variables  # read after the first call has built every layer
         # One backward pass gives the weight gradients and the gradient w.r.t. the embeddings.
-        *clean_grads, emb_grad = tape.gradient(clean_loss, variables + [embeddings])
+        *clean_grads, emb_grad = self._gradients(tape, clean_loss, variables + [embeddings])
         grads = [_scaled(g, self.clean_weight) for g in clean_grads]
         lookup_grad = self.clean_weight * emb_grad  # what flows back into the lookup
         total = self.clean_weight * clean_loss
         if entropy_weight > 0:
-            *ent_grads, ent_emb_grad = tape.gradient(ent, variables + [embeddings])
+            *ent_grads, ent_emb_grad = self._gradients(tape, ent, variables + [embeddings])
             grads = [_add(a, _scaled(g, entropy_weight)) for a, g in zip(grads, ent_grads)]
             lookup_grad += entropy_weight * ent_emb_grad
             total += entropy_weight * ent
@@ -250,7 +267,7 @@ class AdversarialModel(tf_keras.Model):
             self.trackers[f"{name}_loss"].update_state(loss)
             self.trackers[f"{name}_perturbation_l2"].update_state(l2)
             self.trackers[f"{name}_perturbation_linf"].update_state(linf)
-        lookup_grads = lookup_tape.gradient(looked_up, variables, output_gradients=lookup_grad)
+        lookup_grads = self._gradients(lookup_tape, looked_up, variables, output_gradients=lookup_grad)
         grads = [_add(a, g) for a, g in zip(grads, lookup_grads)]
 
         examples, share = self._batch_share(labels)

@@ -129,8 +129,10 @@ class TrainConfig:
     # every checkpoint_every steps and at each epoch end, atomically; the last keep_last are kept.
     checkpoint_every: Optional[int] = _f(1000, min=1)
     keep_last: int = _f(2, min=1)
-    # XLA-compile the train step; compiles once per input shape, so best with data.padding: max_length.
+    # XLA-compile the train step (bert only); compiles once per input shape: use data.padding: max_length.
     jit_compile: bool = False
+    # float16 compute with float32 weights (GPUs); embeddings, perturbations and logits stay in float32.
+    mixed_precision: bool = False
     # Train steps per call into TensorFlow (fewer Python round trips for small models).
     steps_per_execution: int = _f(1, min=1)
     # 'auto': continue the newest unfinished run of this config (same settings) instead of starting anew.
@@ -401,6 +403,10 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
                         f"to 1, got {d.split}")
     if d.num_labeled is not None and d.labeled_fraction is not None:
         raise UserError("data: give at most one of num_labeled and labeled_fraction")
+    if cfg.train.jit_compile and cfg.model.name != "bert":
+        raise UserError(f"train.jit_compile: XLA compiles the tf-keras LSTM anew at every step (it treats its "
+                        f"weights as compile-time constants), which makes model.name: {cfg.model.name} hundreds "
+                        "of times slower; use it with model.name: bert")
     if d.length_bucketing and cfg.train.steps_per_epoch:
         raise UserError("data.length_bucketing sorts within each pass over the data; it does not combine with "
                         "train.steps_per_epoch")

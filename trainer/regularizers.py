@@ -56,7 +56,8 @@ def pgd_step(r, grad, mask, epsilon, step_size):
     return project_l2_ball(r + step_size * l2_normalize(grad, mask), epsilon)
 
 
-def pgd_perturbation(loss_fn, embeddings, mask, epsilon, step_size, steps, first_grad=None, start=None):
+def pgd_perturbation(loss_fn, embeddings, mask, epsilon, step_size, steps, first_grad=None, start=None,
+                     loss_scale=1.0):
     """PGD (Madry et al. 2018) in the L2 ball: `steps` ascent steps of size `step_size`, each
     r <- project(r + step_size * g / ||g||_2), g = d loss_fn(embeddings + r) / dr.
 
@@ -65,6 +66,8 @@ def pgd_perturbation(loss_fn, embeddings, mask, epsilon, step_size, steps, first
         first_grad: the gradient at r = 0 if already known (the clean backward pass); used for the first
             step when starting from zero, which saves one forward and backward pass.
         start: a starting point inside the ball (a random start), or None for zero.
+        loss_scale: multiplies the loss before differentiating (only the direction is used): keeps float16
+            gradients from underflowing under mixed precision.
     """
     embeddings = tf.stop_gradient(embeddings)
     r = tf.zeros_like(embeddings) if start is None else project_l2_ball(start, epsilon)
@@ -74,7 +77,7 @@ def pgd_perturbation(loss_fn, embeddings, mask, epsilon, step_size, steps, first
         else:
             with tf.GradientTape() as tape:
                 tape.watch(r)
-                loss = loss_fn(embeddings + r)
+                loss = loss_fn(embeddings + r) * loss_scale
             grad = tape.gradient(loss, r)
         r = pgd_step(r, grad, mask, epsilon, step_size)
     return tf.stop_gradient(r * _mask3(mask, r.dtype))
@@ -92,11 +95,12 @@ def entropy(logits):
     return -tf.reduce_mean(tf.reduce_sum(tf.nn.softmax(logits) * tf.nn.log_softmax(logits), axis=-1))
 
 
-def vat_perturbation(logits_fn, embeddings, mask, clean_logits, noise, xi, epsilon, power_iterations=1):
+def vat_perturbation(logits_fn, embeddings, mask, clean_logits, noise, xi, epsilon, power_iterations=1,
+                     loss_scale=1.0):
     """VAT (Miyato et al. 2018): the direction that most increases KL(p || p(. | e + r)), by power
     iteration from random `noise`:  d <- normalize(grad_d KL(p || p(e + xi * d))), then r = epsilon * d.
 
-    `clean_logits` give p and are held constant; no labels are needed.
+    `clean_logits` give p and are held constant; no labels are needed. `loss_scale` as in pgd_perturbation.
     """
     embeddings = tf.stop_gradient(embeddings)
     p_logits = tf.stop_gradient(clean_logits)
@@ -105,6 +109,6 @@ def vat_perturbation(logits_fn, embeddings, mask, clean_logits, noise, xi, epsil
         d = xi * l2_normalize(d, mask)
         with tf.GradientTape() as tape:
             tape.watch(d)
-            kl = kl_divergence(p_logits, logits_fn(embeddings + d))
+            kl = kl_divergence(p_logits, logits_fn(embeddings + d)) * loss_scale
         d = tf.stop_gradient(tape.gradient(kl, d))
     return tf.stop_gradient(epsilon * l2_normalize(d, mask))

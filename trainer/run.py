@@ -5,6 +5,7 @@ directory is created, so a mistake never leaves a directory that looks like a re
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -130,8 +131,23 @@ def steps_per_epoch(cfg: Config, n_train: int) -> int:
     return cfg.train.steps_per_epoch or -(-n_train // cfg.data.batch_size)
 
 
+@contextlib.contextmanager
+def mixed_precision(on: bool):
+    """Layers made inside take the mixed_float16 policy (float16 compute, float32 weights); compile() then
+    adds loss scaling."""
+    if not on:
+        yield
+        return
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
+
+
 def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> AdversarialModel:
-    model = make_model(cfg, num_classes, prepared.vocab, prepared.hf_encoder, prepared.initial_vectors)
+    with mixed_precision(cfg.train.mixed_precision):
+        model = make_model(cfg, num_classes, prepared.vocab, prepared.hf_encoder, prepared.initial_vectors)
     total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts))
     multipliers = None
     if cfg.train.layerwise_lr_decay is not None:
@@ -302,7 +318,7 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     tf_keras.utils.set_random_seed(cfg.train.seed)
     if resume:
         check_resumable(run_dir)
-    with strategy.scope():  # a pretrained encoder's variables belong to the strategy too
+    with strategy.scope(), mixed_precision(cfg.train.mixed_precision):  # a pretrained encoder's too
         prepared = prepare(cfg)
     if chief and not resume:
         make_run_dir(run_dir)
