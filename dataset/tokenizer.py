@@ -68,6 +68,9 @@ class TextTokenizer(tf_keras.layers.Layer):
             x = tf.strings.regex_replace(x, r"<[^>]*>", " ")
         if self.lowercase:
             x = tf.strings.lower(x, encoding="utf-8")
+        # Unicode separators and control characters (e.g. U+0085 NEL in IMDB) become plain spaces: the
+        # whitespace tokenizer would otherwise cut inside their UTF-8 bytes.
+        x = tf.strings.regex_replace(x, r"[\p{Z}\p{Cc}]+", " ")
         if self.mode == "word":
             if self.split_punctuation:
                 x = tf.strings.regex_replace(x, r"(\pP|\pS)", r" \1 ")

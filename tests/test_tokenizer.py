@@ -50,3 +50,13 @@ def test_lstm_sentence_pairs_join_with_sep_and_trim_longest_first():
     ids = enc(tf.constant(["a b", "a b c d e f"]), tf.constant(["x y", "x y"]))["token_ids"].numpy()
     np.testing.assert_array_equal(ids, [[i("a"), i("b"), 2, i("x"), i("y"), 0],
                                         [i("a"), i("b"), i("c"), 2, i("x"), i("y")]])
+
+
+def test_unicode_separators_and_control_characters_split_words_without_breaking_utf8():
+    import tensorflow as tf
+
+    texts = tf.constant(["them\u0085there", "a\u00a0b\u3000c\u2028d"])
+    words = TextTokenizer("word")(texts).to_list()
+    assert words == [[b"them", b"there"], [b"a", b"b", b"c", b"d"]]
+    chars = TextTokenizer("char")(tf.constant(["好\u3000\u0085棒"])).to_list()
+    assert chars == [["好".encode(), b" ", "棒".encode()]]

@@ -76,8 +76,11 @@ def prepare(cfg: Config) -> Prepared:
     d = cfg.data
     tokenizer = text_tokenizer(d)
     pairs = data.train.texts_b is not None
-    vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []), tokenizer, min_freq=d.min_freq,
-                             max_size=d.max_vocab_size, pairs=pairs)
+    # Texts the model trains on: the labelled ones and, when VAT reads them, the unlabeled ones (Miyato et
+    # al. 2017 build the vocabulary from both).
+    unlabeled = data.unlabeled if uses_unlabeled(cfg) else []
+    vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []) + unlabeled, tokenizer,
+                             min_freq=d.min_freq, max_size=d.max_vocab_size, pairs=pairs)
     known = sum(vocab.counts[2:])
     log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
              len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))

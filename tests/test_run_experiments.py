@@ -1,0 +1,39 @@
+"""scripts/run_experiments.py: a grid runs once, finished runs are skipped, seeds are aggregated."""
+import os
+
+import yaml
+
+from conftest import tiny_config_dict
+from scripts import run_experiments
+
+
+def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, capsys):
+    data_root = os.path.dirname(tiny_files["train"])
+    base = tiny_config_dict({k: "{data_root}/" + os.path.basename(v) for k, v in tiny_files.items()}, "none",
+                            eval={"attacks": ["fgm"], "epsilons": [0.0, 1.0], "robustness_examples": 8})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"experiments": [{
+        "name": "tiny", "title": "Tiny", "base": base, "seeds": [1, 2],
+        "variants": {"fgm": {"regularizer": {"name": "fgm"}}},
+        "attack": {"name": "fgm", "epsilon": 1.0}}]}))
+    args = [str(spec), "--data-root", data_root, "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "docs" / "RESULTS.md")]
+    assert run_experiments.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" s\n") == 2 and "skipped" not in printed  # both seeds ran
+    assert run_experiments.main(args) == 0
+    assert capsys.readouterr().out.count("skipped (finished)") == 2
+    results = (tmp_path / "docs" / "RESULTS.md").read_text()
+    rows = [line for line in results.splitlines() if line.startswith("| fgm |")]
+    assert len(rows) == 1 and rows[0].count(" ± ") >= 6 and "| 2 |" in rows[0]
+    assert (tmp_path / "docs" / "results_tiny.png").exists()
+    assert "python train.py --config" in results and "--data-root" in results
+    saved = yaml.safe_load((tmp_path / "runs" / "tiny" / "fgm-seed2.yaml").read_text())
+    assert saved["train"]["seed"] == 2 and saved["data"]["train"] == tiny_files["train"]
+
+
+def test_a_bad_spec_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("experiments: [{name: x}]\n")
+    assert run_experiments.main([str(spec)]) == 2
+    assert "experiments[0]: missing base, variants, seeds" in capsys.readouterr().err
