@@ -213,18 +213,20 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
                 cells.append(mean_std(r.get("attack", []), True))
             cells.append(mean_std(r["wall_s"], digits=0))
             lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
+                  "evaluation."]
         if any(r["accuracy"] for r in rows):
             png = f"results_{experiment['name']}.png"
             plot(experiment, rows, os.path.join(docs, png))
             lines += ["", f"![{experiment['name']}]({png})"]
-        lines += ["", "Runs (mean ± sample standard deviation over seeds):", ""]
+        if experiment.get("notes"):
+            lines += ["", experiment["notes"].strip()]
+        lines += ["", "Runs (their configs are written next to them by the command above):", ""]
         for run in all_runs[experiment["name"]]:
             state = "finished" if os.path.exists(os.path.join(run["run_dir"], "metrics.json")) else "not run"
             lines.append(f"- `python train.py --config {os.path.relpath(run['config_path'], ROOT)} "
                          f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}` ({state})")
         lines.append("")
-        if experiment.get("notes"):
-            lines += [experiment["notes"].strip(), ""]
     with open(results_path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     os.replace(results_path + ".tmp", results_path)

@@ -283,7 +283,11 @@ def find_resumable(cfg: Config, candidates: list[str]) -> str | None:
     """The first of `candidates` that is an unfinished run of exactly this config (train.resume: auto)."""
     for run_dir in candidates:
         if os.path.isdir(run_dir) and resumable(run_dir):
-            saved = load_config(os.path.join(run_dir, "config.yaml"))
+            try:
+                saved = load_config(os.path.join(run_dir, "config.yaml"))
+            except UserError as e:
+                log.info("not resuming %s: %s", run_dir, e)
+                continue
             if saved == cfg:
                 return run_dir
             log.info("not resuming %s: its config differs from this one", run_dir)
