@@ -151,6 +151,7 @@ def test_sigterm_saves_after_the_current_step_says_how_to_resume_and_resume_chec
     assert finished.returncode == 2 and "has finished" in finished.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_resume_auto_continues_the_unfinished_run_of_the_same_config(setup):
     tmp, config, reference = setup
     auto = tmp / "auto.yaml"

@@ -48,7 +48,8 @@ def test_train_writes_tensorboard_config_vocab_and_metrics(tmp_path, tiny_files)
 
 
 def test_reloaded_config_reproduces_the_run(tmp_path, tiny_files):
-    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, {"name": "fgsm", "epsilon": 0.1}))
+    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, {"name": "fgsm", "epsilon": 0.1},
+                                                       eval={"robustness_after_training": False}))
     first = str(tmp_path / "first")
     assert train.main(["--config", cfg_path, "--run-dir", first]) == 0
     second = str(tmp_path / "second")
