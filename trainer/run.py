@@ -184,9 +184,16 @@ def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
     elif data.unlabeled:
         log.info("the %d unlabeled texts are not used: only a vat regularizer learns from them",
                  len(data.unlabeled))
-    dev = labelled_dataset(data.dev.texts, data.dev.labels, enc, d.batch_size, texts_b=data.dev.texts_b)
-    test = labelled_dataset(data.test.texts, data.test.labels, enc, d.batch_size, texts_b=data.test.texts_b)
-    return train, dev, test
+    return (train, *evaluation_datasets(cfg, prepared))
+
+
+def evaluation_datasets(cfg: Config, prepared: Prepared):
+    """dev and test, one ordered pass each."""
+    d, data, enc = cfg.data, prepared.data, prepared.encoder
+    if d.padding == "max_length":
+        enc = fixed_length(enc, d.max_length)
+    return tuple(labelled_dataset(split.texts, split.labels, enc, d.batch_size, texts_b=split.texts_b)
+                 for split in (data.dev, data.test))
 
 
 class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
@@ -393,7 +400,7 @@ def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict)
     directly, without the strategy's collectives), and writes metrics.json."""
     data = prepared.data
     read_classifier(model, os.path.join(run_dir, "checkpoints"))
-    _, dev_ds, test_ds = datasets(cfg, prepared)
+    dev_ds, test_ds = evaluation_datasets(cfg, prepared)  # not the training stream (bucketing tokenizes it all)
     best_epoch = metrics["best_epoch"]
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {metrics['train_seconds']:.0f} s")
     summaries = {}
