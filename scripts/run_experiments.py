@@ -189,7 +189,8 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
     os.makedirs(docs, exist_ok=True)
     lines = ["# Results", "",
              "Written by `scripts/run_experiments.py`; every number below comes from the runs listed with it.",
-             "Model selection (best epoch) uses the dev split only; the test split is evaluated once per run.", "",
+             "Model selection (best epoch) uses the dev split only; the test split is evaluated once per run. The dev "
+             "accuracy column is the selected epoch's.", "",
              "Reproduce:", "", "```bash",
              f"python scripts/run_experiments.py {os.path.relpath(spec_path, ROOT)} --data-root {args.data_root}",
              "```", ""]
@@ -199,15 +200,16 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
         if experiment.get("description"):
             lines += [experiment["description"].strip(), ""]
         attack = experiment.get("attack")
-        head = "| method | seeds | test accuracy (%) | test error (%) | macro-F1 | ECE | NLL |"
-        rule = "|---|---|---|---|---|---|---|"
+        head = "| method | seeds | dev accuracy (%) | test accuracy (%) | test error (%) | macro-F1 | ECE | NLL |"
+        rule = "|---|---|---|---|---|---|---|---|"
         if attack:
             head += f" accuracy under {attack['name']} ε={attack['epsilon']} (%) |"
             rule += "---|"
         lines += [head + " wall time per run (s) |", rule + "---|"]
         for r in rows:
             error = [1 - a for a in r["accuracy"]]
-            cells = [r["variant"], str(r["seeds"]), mean_std(r["accuracy"], True), mean_std(error, True),
+            cells = [r["variant"], str(r["seeds"]), mean_std(r["dev_accuracy"], True), mean_std(r["accuracy"], True),
+                     mean_std(error, True),
                      mean_std(r["macro_f1"], digits=4), mean_std(r["ece"], digits=4), mean_std(r["nll"], digits=4)]
             if attack:
                 cells.append(mean_std(r.get("attack", []), True))

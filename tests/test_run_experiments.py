@@ -1,5 +1,7 @@
 """scripts/run_experiments.py: a grid runs once, finished runs are skipped, seeds are aggregated."""
+import json
 import os
+import statistics
 
 import yaml
 
@@ -25,7 +27,13 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     assert capsys.readouterr().out.count("skipped (finished)") == 2
     results = (tmp_path / "docs" / "RESULTS.md").read_text()
     rows = [line for line in results.splitlines() if line.startswith("| fgm |")]
-    assert len(rows) == 1 and rows[0].count(" ± ") >= 6 and "| 2 |" in rows[0]
+    assert len(rows) == 1 and rows[0].count(" ± ") >= 7 and "| 2 |" in rows[0]
+    metrics = [json.loads((tmp_path / "runs" / "tiny" / f"fgm-seed{k}" / "metrics.json").read_text()) for k in (1, 2)]
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    for cell, values in ((cells[2], [m["dev"]["accuracy"] for m in metrics]),
+                         (cells[3], [m["test"]["accuracy"] for m in metrics]),
+                         (cells[4], [1 - m["test"]["accuracy"] for m in metrics])):
+        assert cell == f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
     assert (tmp_path / "docs" / "results_tiny.png").exists()
     assert "python train.py --config" in results and "--data-root" in results
     saved = yaml.safe_load((tmp_path / "runs" / "tiny" / "fgm-seed2.yaml").read_text())
