@@ -86,8 +86,8 @@ def load_spec(path: str) -> list[dict]:
 def plan(experiment: dict, data_root: str, runs_dir: str) -> list[dict]:
     """One entry per (variant, seed): its config, config path, run dir and command."""
     runs = []
-    for variant, overrides in experiment["variants"].items():
-        for seed in experiment["seeds"]:
+    for seed in experiment["seeds"]:  # seed by seed: a grid stopped part-way has every method on the same seeds
+        for variant, overrides in experiment["variants"].items():
             cfg = substitute(merge(merge(experiment["base"], overrides), {"train": {"seed": seed}}), data_root)
             name = f"{variant}-seed{seed}"
             folder = os.path.join(runs_dir, experiment["name"])
