@@ -12,8 +12,8 @@ import os
 import sys
 
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
-from trainer.config import load_config
-from trainer.errors import run_cli
+from core.config import load_config
+from core.errors import run_cli
 
 
 def parse_args(argv=None):
@@ -37,7 +37,12 @@ def run(args) -> None:
         cfg = load_config(os.path.join(args.resume, "config.yaml"))
     else:
         cfg = load_config(args.config, args.set)
-    from trainer.run import default_run_dir, find_resumable, runs_root, train  # imports TensorFlow: after the config is checked
+    from trainer.run import (  # imports TensorFlow: after the config is checked
+        default_run_dir,
+        find_resumable,
+        runs_root,
+        train,
+    )
 
     if args.resume:
         train(cfg, args.resume, resume=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
+from core.config import DataConfig
+from core.errors import UserError
 from dataset.builtin import BUILTIN
 from dataset.readers import Rows, read_rows
-from trainer.config import DataConfig
-from trainer.errors import UserError
 
 log = logging.getLogger(__name__)
 

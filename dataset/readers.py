@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 FORMATS = ("tsv", "csv", "jsonl")
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 
@@ -112,7 +112,7 @@ class Vocabulary:
                 f.write(f"{token}\t{count}\n")
 
     @classmethod
-    def load(cls, path: str) -> "Vocabulary":
+    def load(cls, path: str) -> Vocabulary:
         tokens, counts = [], []
         if not os.path.exists(path):
             raise UserError(f"{path}: vocabulary file not found")

@@ -16,8 +16,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
+from core.errors import UserError
 from dataset.tokenizer import trim_longest_first
-from trainer.errors import UserError
 
 
 def read_vocab(path: str) -> list[str]:

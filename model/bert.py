@@ -20,7 +20,7 @@ import urllib.parse
 import tensorflow as tf
 import tf_keras
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class TransformerClassifier(tf_keras.Model):
     @property
     def num_layers(self) -> int:
         config = self.encoder.config
-        return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers")
+        return getattr(config, "num_hidden_layers", None) or config.n_layers
 
     def padding_mask(self, inputs):
         return tf.cast(inputs["attention_mask"], tf.bool)

@@ -4,10 +4,9 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from core.config import ModelConfig
 from model.embedding import TokenEmbedding
 from model.lstm import LSTMBackbone
-from trainer.config import ModelConfig
-
 
 BACKBONES = {
     "lstm": lambda cfg: LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=False,

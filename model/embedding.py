@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 
 class TokenEmbedding(tf_keras.layers.Layer):

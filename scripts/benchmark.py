@@ -37,10 +37,10 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     import tensorflow as tf
     import tf_keras
 
+    from core.config import ModelConfig, RegularizerConfig, TrainConfig
     from model.bert import TransformerClassifier
     from model.classifier import TextClassifier
     from trainer.adversarial_model import AdversarialModel
-    from trainer.config import ModelConfig, RegularizerConfig, TrainConfig
     from trainer.optimizers import make_optimizer
 
     tf_keras.utils.set_random_seed(0)
@@ -160,12 +160,12 @@ def bench_data(args) -> tuple[list[dict], object]:
     import numpy as np
     import tensorflow as tf
 
+    from core.config import ModelConfig, RegularizerConfig, TrainConfig
     from dataset.pipeline import bucketed_epoch_batches, epoch_batches, fixed_length, token_lengths, training_dataset
     from dataset.readers import read_rows
     from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
     from model.classifier import TextClassifier
     from trainer.adversarial_model import AdversarialModel
-    from trainer.config import ModelConfig, RegularizerConfig, TrainConfig
     from trainer.optimizers import make_optimizer
 
     rows = read_rows(os.path.join(args.data, "train.jsonl.gz"), None, "text", "label")
@@ -217,7 +217,7 @@ def bench_inference(model, encoder, texts, args) -> list[dict]:
 
     import tensorflow as tf
 
-    from trainer.config import Config
+    from core.config import Config
     from trainer.export import ServingModule
     from trainer.restore import Run
 

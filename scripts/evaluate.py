@@ -15,16 +15,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from trainer.errors import run_cli  # noqa: E402
+from core.errors import run_cli  # noqa: E402
 
 
 def evaluate(args) -> None:
     import numpy as np
 
+    from core.errors import UserError
     from dataset.data import load_data
-    from dataset.readers import read_rows
     from dataset.pipeline import labelled_dataset
-    from trainer.errors import UserError
+    from dataset.readers import read_rows
     from trainer.evaluate import evaluate_split
     from trainer.metrics import format_report
     from trainer.restore import load_run

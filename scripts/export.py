@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from trainer.errors import run_cli  # noqa: E402
+from core.errors import run_cli  # noqa: E402
 
 
 def export(args) -> None:

@@ -16,8 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from core.errors import UserError, run_cli  # noqa: E402
 from dataset.readers import iter_rows_tolerant  # noqa: E402
-from trainer.errors import UserError, run_cli  # noqa: E402
 
 
 def predict(args) -> None:

@@ -11,9 +11,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from core.errors import run_cli  # noqa: E402
 from dataset.readers import read_rows  # noqa: E402
 from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab  # noqa: E402
-from trainer.errors import run_cli  # noqa: E402
 
 
 def parity(pretrained: str, texts: list[str], batch_size: int = 512):

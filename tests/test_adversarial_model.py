@@ -1,13 +1,12 @@
 """One train_step of the real model with every regularizer: everything trains, perturbations take effect."""
 import numpy as np
 import pytest
-
 import tensorflow as tf
 import tf_keras
 
+from core.config import ModelConfig, RegularizerConfig, TrainConfig
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel, cross_entropy
-from trainer.config import ModelConfig, RegularizerConfig, TrainConfig
 from trainer.optimizers import make_optimizer
 
 VOCAB = 20

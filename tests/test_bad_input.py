@@ -5,10 +5,9 @@ import os
 
 import pytest
 import yaml
+from conftest import tiny_config_dict
 
 import train
-
-from conftest import tiny_config_dict
 
 
 def _write(path, text):

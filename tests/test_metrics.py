@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from trainer.metrics import (average_precision, calibration_errors, classification_report, evaluation_metrics,
-                             roc_auc, threshold_table)
+from trainer.metrics import (
+    average_precision,
+    calibration_errors,
+    classification_report,
+    evaluation_metrics,
+    roc_auc,
+    threshold_table,
+)
 
 PROBS = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
 Y = np.array([0, 1, 1, 1, 0])

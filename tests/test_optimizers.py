@@ -2,17 +2,15 @@ import types
 
 import numpy as np
 import pytest
-import yaml
-
 import tensorflow as tf
 import tf_keras
+import yaml
+from conftest import tiny_config_dict
 
-from trainer.config import TrainConfig, load_config
-from trainer.errors import UserError
+from core.config import TrainConfig, load_config
+from core.errors import UserError
 from trainer.optimizers import WarmupLinearDecay, layerwise_multipliers, make_optimizer
 from trainer.run import build_model, datasets, prepare
-
-from conftest import tiny_config_dict
 
 
 def test_warmup_then_linear_decay_by_hand():

@@ -5,8 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
-from dataset.pipeline import (bucketed_epoch_batches, continuous_batches, epoch_batches, fixed_length, token_lengths,
-                              training_dataset, with_unlabeled)
+from dataset.pipeline import (
+    bucketed_epoch_batches,
+    continuous_batches,
+    epoch_batches,
+    fixed_length,
+    token_lengths,
+    training_dataset,
+    with_unlabeled,
+)
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
 
 

@@ -1,8 +1,6 @@
 """The perturbation math on toy models whose gradients and Hessians are known by hand."""
 import numpy as np
 import pytest
-
-import trainer  # noqa: F401
 import tensorflow as tf
 
 from trainer import regularizers as R

@@ -14,7 +14,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT, tiny_config_dict
 
 STEPS_PER_EPOCH, EPOCHS = 4, 3  # 32 labelled examples, batch 8

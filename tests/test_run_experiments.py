@@ -4,8 +4,8 @@ import os
 import statistics
 
 import yaml
-
 from conftest import tiny_config_dict
+
 from scripts import run_experiments
 
 

@@ -7,11 +7,10 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import make_texts, tiny_config_dict, write_tsv
 
 import train
 from scripts import compare, evaluate, export, predict
-
-from conftest import make_texts, tiny_config_dict, write_tsv
 
 FAST_EVAL = {"attacks": ["fgm"], "epsilons": [0.0, 1.0], "robustness_examples": 100}
 
@@ -73,8 +72,9 @@ def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
     assert export.main(["--run-dir", run_dir, "--out", out]) == 0
     texts = ["the movie was good", "awful plot and bad", "好"]
 
-    from trainer.restore import load_run
     import tensorflow as tf
+
+    from trainer.restore import load_run
     run = load_run(run_dir)
     want = tf.nn.softmax(run.model(run.encoder(tf.constant(texts)))).numpy()
 
@@ -130,8 +130,9 @@ def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
 def test_benchmark_prints_ratios_options_data_path_and_inference(backbones, methods, options, tmp_path, capsys):
     import gzip
 
-    from scripts import benchmark
     from conftest import make_texts
+
+    from scripts import benchmark
 
     imdb = tmp_path / "imdb"
     imdb.mkdir()

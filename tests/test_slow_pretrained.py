@@ -11,7 +11,6 @@ import random
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -59,7 +58,7 @@ def _imdb_subset(path, n, seed):
 
 
 def test_short_fgm_fine_tune_of_minilm_lowers_the_dev_loss(minilm_dir, tmp_path):
-    from trainer.config import load_config
+    from core.config import load_config
     from trainer.run import build_model, datasets, prepare
 
     train_path = os.path.join(DATA, "imdb", "train.jsonl.gz")

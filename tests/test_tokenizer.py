@@ -1,5 +1,4 @@
 import numpy as np
-
 import tensorflow as tf
 
 from dataset.tokenizer import PAD, UNK, TextEncoder, TextTokenizer, Vocabulary

@@ -6,11 +6,10 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT, tiny_config_dict
 
 import train
-from trainer.config import load_config
-
-from conftest import ROOT, tiny_config_dict
+from core.config import load_config
 
 
 def write_config(tmp_path, cfg, name="tiny.yaml"):
@@ -118,7 +117,7 @@ def test_mixed_precision_computes_in_float16_but_perturbs_in_float32_and_every_w
     import tensorflow as tf
     import tf_keras
 
-    from trainer.config import config_from_dict
+    from core.config import config_from_dict
     from trainer.run import build_model, datasets, prepare
 
     cfg = config_from_dict(tiny_config_dict(tiny_files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],

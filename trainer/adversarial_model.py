@@ -4,8 +4,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from core.config import RegularizerConfig
 from trainer import regularizers as R
-from trainer.config import RegularizerConfig
 
 
 def cross_entropy(labels, logits):

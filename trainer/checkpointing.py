@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from trainer.errors import Interrupted, UserError
+from core.errors import Interrupted, UserError
 
 log = logging.getLogger(__name__)
 

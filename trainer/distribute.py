@@ -14,8 +14,8 @@ import os
 
 import tensorflow as tf
 
-from trainer.config import DistributeConfig
-from trainer.errors import UserError
+from core.config import DistributeConfig
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ import os
 
 import tensorflow as tf
 
+from core.errors import UserError
 from dataset.wordpiece import HFTokenizerEncoder
-from trainer.errors import UserError
 from trainer.restore import Run
 
 

@@ -6,8 +6,8 @@ import re
 import tensorflow as tf
 import tf_keras
 
-from trainer.config import TrainConfig
-from trainer.errors import UserError
+from core.config import TrainConfig
+from core.errors import UserError
 
 
 class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):

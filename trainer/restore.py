@@ -5,14 +5,14 @@ import json
 import os
 from dataclasses import dataclass
 
+from core.config import Config, DataConfig, load_config
+from core.errors import UserError
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
 from model.bert import TransformerClassifier
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import BEST_DIR, read_classifier
-from trainer.config import Config, DataConfig, load_config
-from trainer.errors import UserError
 
 ENCODER_CONFIG_DIR = "encoder"  # the Hugging Face config of a bert run, to rebuild it without weights
 HF_TOKENIZER_DIR = "tokenizer"  # the Hugging Face tokenizer of a run without a WordPiece vocabulary

@@ -19,6 +19,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from core.config import Config, load_config, save_config
+from core.errors import Interrupted, TrainingDiverged, UserError
 from dataset.data import DataBundle, load_data
 from dataset.pipeline import fixed_length, labelled_dataset, token_lengths, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
@@ -26,11 +28,15 @@ from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_l
 from model.bert import load_encoder
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
-from trainer.checkpointing import (TRAIN_DIR, TrainingCheckpoints, data_fingerprint, latest,
-                                   read_classifier, stop_on_signals)
-from trainer.config import Config, load_config, save_config
+from trainer.checkpointing import (
+    TRAIN_DIR,
+    TrainingCheckpoints,
+    data_fingerprint,
+    latest,
+    read_classifier,
+    stop_on_signals,
+)
 from trainer.distribute import is_chief, make_strategy
-from trainer.errors import Interrupted, TrainingDiverged, UserError
 from trainer.evaluate import evaluate_split
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer

