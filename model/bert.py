@@ -140,8 +140,10 @@ class TransformerClassifier(tf_keras.Model):
         ones = tf.ones([1, 2], tf.int32)
         return {"input_ids": ones, "attention_mask": ones, "token_type_ids": tf.zeros([1, 2], tf.int32)}
 
-    def embed(self, inputs):
-        """The word embeddings of input_ids (B, T, D), looked up in the encoder's own table."""
+    def embed(self, inputs, training=False):
+        """The word embeddings of input_ids (B, T, D), looked up in the encoder's own table. The encoder adds
+        position and segment embeddings, normalizes and applies its own dropout after this (`training` is
+        not used here)."""
         table = self.encoder.get_input_embeddings().weight
         return tf.gather(tf.cast(table, tf.float32), inputs["input_ids"])
 

@@ -21,8 +21,10 @@ class TextClassifier(tf_keras.Model):
 
     Inputs are a dict with 'token_ids' (B, T) int32, 0 = padding.
 
-    Dropout (`model.dropout`) is applied to the embeddings inside logits_from_embeddings, i.e. after any
-    perturbation has been added, as in Miyato et al.'s reference implementation.
+    Dropout (`model.dropout`) is part of embed(): perturbations are added to the dropped-out embeddings and
+    are never dropped themselves, as in Miyato et al.'s reference implementation (tensorflow/models
+    research/adversarial_text, whose Embedding layer applies the dropout). The clean and the perturbed
+    passes of a step share that dropout mask; the LSTM and head dropout draw fresh masks in each pass.
     """
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, counts=None,
@@ -46,16 +48,16 @@ class TextClassifier(tf_keras.Model):
         """A one-token batch, to build every variable before training."""
         return {"token_ids": tf.ones([1, 1], tf.int32)}
 
-    def embed(self, inputs):
-        """Looked-up (and, if configured, normalized) embeddings (B, T, D): what regularizers perturb."""
-        return self.embedding(inputs["token_ids"])
+    def embed(self, inputs, training=False):
+        """Looked-up (and, if configured, normalized) embeddings (B, T, D) after the embedding dropout: what
+        regularizers perturb."""
+        return self.embedding_dropout(self.embedding(inputs["token_ids"]), training=training)
 
     def logits_from_embeddings(self, embeddings, inputs, training=False):
-        x = self.embedding_dropout(embeddings, training=training)
-        h = self.backbone(x, self.padding_mask(inputs), training=training)
+        h = self.backbone(embeddings, self.padding_mask(inputs), training=training)
         return self.head(self.head_dropout(h, training=training))
 
     def call(self, inputs, training=False):
-        return self.logits_from_embeddings(self.embed(inputs), inputs, training=training)
+        return self.logits_from_embeddings(self.embed(inputs, training=training), inputs, training=training)
 
 

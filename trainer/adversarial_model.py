@@ -54,9 +54,10 @@ class AdversarialModel(tf_keras.Model):
         loss = clean_weight * CE(y, f(e)) + sum_i weight_i * loss_i(f(e + r_i)),
     where r_i are perturbations of the looked-up embeddings e (see trainer.regularizers).
 
-    The gradient w.r.t. e comes from the same backward pass as the clean weight gradients. Perturbed
-    passes run with dropout on (training=True), with fresh dropout masks, as in Miyato et al.'s
-    reference implementation; validation and prediction run the clean model without dropout.
+    The gradient w.r.t. e comes from the same backward pass as the clean weight gradients. e is taken after
+    the embedding dropout, so r is added to the dropped-out embeddings and never dropped, as in Miyato et
+    al.'s reference implementation; the layers above draw fresh dropout masks in every perturbed pass.
+    Validation and prediction run the clean model without dropout.
 
     Inputs: (features, labels) with features a dict of (B, T) tensors ({'token_ids'} for the LSTMs,
     {'input_ids', 'attention_mask', 'token_type_ids'} for Hugging Face encoders) and, in semi-supervised
@@ -79,6 +80,9 @@ class AdversarialModel(tf_keras.Model):
         for name in self.reg_names:
             for key in (f"{name}_loss", f"{name}_perturbation_l2", f"{name}_perturbation_linf"):
                 self.trackers[key] = mean(key)
+        for reg, name in zip(self.regs, self.reg_names):
+            if reg.name == "vat" and reg.entropy_weight > 0:  # VAT + EntMin: the entropy term on its own
+                self.trackers[f"{name}_entropy"] = mean(f"{name}_entropy")
         self.trackers["embedding_norm"] = mean("embedding_norm")  # to set epsilon against
         self.trackers["embedding_grad_norm"] = mean("embedding_grad_norm")
         self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy("accuracy")
@@ -136,17 +140,20 @@ class AdversarialModel(tf_keras.Model):
     # ------------------------------------------------------------------------------ noise
     def _noise(self, sample, shape, draw: int):
         """Random numbers for this step, stateless: keyed by (train.seed, draw, optimizer step), so a resumed
-        run draws what it would have drawn. Under a distribution strategy each replica takes its rows of
-        the numbers drawn for the whole (evenly split) global batch: the same as on one device."""
+        run draws what it would have drawn. Under a distribution strategy the numbers are drawn for the whole
+        global batch and each replica takes its own rows, found from every replica's row count: the same
+        numbers as on one device, also when the batch does not split evenly (an epoch's last batch)."""
         key = tf.stack([tf.cast(self.seed, tf.int64) * 64 + draw, tf.cast(self.optimizer.iterations, tf.int64)])
         ctx = tf.distribute.get_replica_context()
-        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
-        if replicas == 1:
+        if ctx is None or ctx.num_replicas_in_sync == 1:
             return sample(shape, seed=key)
-        rows = shape[0]
-        full = sample(tf.concat([[rows * replicas], shape[1:]], 0), seed=key)
-        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * rows
-        return full[start:start + rows]
+        rows = tf.cast(shape[0], tf.float32)
+        replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+        counts = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                tf.one_hot(replica, ctx.num_replicas_in_sync, dtype=tf.float32) * rows)
+        start = tf.cast(tf.reduce_sum(counts[:replica]), tf.int32)
+        full = sample(tf.concat([[tf.cast(tf.reduce_sum(counts), tf.int32)], shape[1:]], 0), seed=key)
+        return full[start:start + shape[0]]
 
     def _normal(self, shape, draw):
         return self._noise(tf.random.stateless_normal, shape, draw)
@@ -188,19 +195,25 @@ class AdversarialModel(tf_keras.Model):
         *grads, input_grad = self._gradients(tape, loss, variables + [perturbed])
         return loss, grads, input_grad, r
 
-    def _vat_loss(self, reg, inputs, clean_logits, unlabeled, variables, draw):
-        """KL(p || p(e + r)) on the labelled batch and, if given, the unlabeled batch; plus the
-        entropy of the unlabeled predictions when reg.entropy_weight > 0."""
+    def _vat_loss(self, reg, inputs, clean_logits, clean_entropy, unlabeled, variables, draw):
+        """KL(p || p(e + r)) over the labelled batch and, if given, the unlabeled batch, p held constant.
+
+        Returns (kl, entropy, gradients, r). With reg.entropy_weight > 0 (VAT + EntMin, Miyato et al. 2018)
+        `entropy` is the mean entropy of the predictions over every text VAT sees, labelled and unlabeled;
+        the gradients here carry the unlabeled texts' part, train_step the labelled part (it needs the clean
+        pass). Otherwise `entropy` is None."""
         clf = self.classifier
         n_labelled = tf.shape(clean_logits)[0]
         vat_inputs = inputs if unlabeled is None else concat_batches(inputs, unlabeled)
         mask = clf.padding_mask(vat_inputs)
+        labelled_share = self._labelled_share(clean_logits, unlabeled)
+        entropy = clean_entropy if reg.entropy_weight > 0 else None
 
         def logits_fn(e):
             return clf.logits_from_embeddings(e, vat_inputs, training=True)
 
         with tf.GradientTape() as tape:
-            e = clf.embed(vat_inputs)
+            e = clf.embed(vat_inputs, training=True)
             p_logits = tf.stop_gradient(clean_logits)
             if unlabeled is not None:
                 u_inputs = {k: v[n_labelled:] for k, v in vat_inputs.items()}
@@ -217,9 +230,19 @@ class AdversarialModel(tf_keras.Model):
                                        reg.xi, reg.epsilon, reg.power_iterations, loss_scale=self._loss_scale())
             kl = R.kl_divergence(p_logits, logits_fn(e + r))
             loss = kl
-            if unlabeled is not None and reg.entropy_weight > 0:
-                loss += reg.entropy_weight * R.entropy(u_logits)
-        return loss, self._gradients(tape, loss, variables), r
+            if entropy is not None and unlabeled is not None:
+                unlabeled_entropy = (1.0 - labelled_share) * R.entropy(u_logits)
+                loss += reg.entropy_weight * unlabeled_entropy
+                entropy = labelled_share * clean_entropy + unlabeled_entropy
+        return kl, entropy, self._gradients(tape, loss, variables), r
+
+    @staticmethod
+    def _labelled_share(labelled, unlabeled):
+        """The labelled texts' share of the texts VAT sees (1 without an unlabeled batch)."""
+        if unlabeled is None:
+            return tf.constant(1.0)
+        n_labelled = tf.cast(tf.shape(labelled)[0], tf.float32)
+        return n_labelled / (n_labelled + tf.cast(tf.shape(next(iter(unlabeled.values())))[0], tf.float32))
 
     # ------------------------------------------------------------------------------ steps
     def train_step(self, data):
@@ -228,12 +251,14 @@ class AdversarialModel(tf_keras.Model):
         unlabeled = inputs.pop("unlabeled", None)
         clf = self.classifier
         mask = clf.padding_mask(inputs)
+        # VAT + EntMin: the labelled texts' part of the entropy term goes through the clean pass.
         entropy_weight = sum(r.weight * r.entropy_weight for r in self.regs if r.name == "vat")
+        labelled_share = self._labelled_share(labels, unlabeled)
 
         # The embedding lookup (for the LSTMs with the frequency normalization of the table) is taped on its
         # own and run backward once, for the clean loss and every loss on e + r together.
         with tf.GradientTape() as lookup_tape:
-            embeddings = clf.embed(inputs)
+            embeddings = clf.embed(inputs, training=True)
         with tf.GradientTape(persistent=entropy_weight > 0) as tape:
             tape.watch(embeddings)
             logits = clf.logits_from_embeddings(embeddings, inputs, training=True)
@@ -247,24 +272,28 @@ class AdversarialModel(tf_keras.Model):
         total = self.clean_weight * clean_loss
         if entropy_weight > 0:
             *ent_grads, ent_emb_grad = self._gradients(tape, ent, variables + [embeddings])
-            grads = [_add(a, _scaled(g, entropy_weight)) for a, g in zip(grads, ent_grads)]
-            lookup_grad += entropy_weight * ent_emb_grad
-            total += entropy_weight * ent
+            grads = [_add(a, _scaled(g, entropy_weight * labelled_share)) for a, g in zip(grads, ent_grads)]
+            lookup_grad += entropy_weight * labelled_share * ent_emb_grad
             del tape
         looked_up, embeddings = embeddings, tf.stop_gradient(embeddings)
 
         for i, (reg, name) in enumerate(zip(self.regs, self.reg_names)):
             draw = 2 * i  # each regularizer draws its own noise (pgd's random start two kinds)
+            entropy = None
             if reg.name == "vat":  # on its own lookup: the batch may include unlabeled texts
-                loss, reg_grads, r = self._vat_loss(reg, inputs, logits, unlabeled, variables, draw)
+                loss, entropy, reg_grads, r = self._vat_loss(reg, inputs, logits, ent, unlabeled, variables, draw)
             else:
                 loss, reg_grads, input_grad, r = self._adversarial_loss(reg, inputs, labels, mask, emb_grad,
                                                                         embeddings, variables, draw)
                 lookup_grad += reg.weight * input_grad
             grads = [_add(a, _scaled(g, reg.weight)) for a, g in zip(grads, reg_grads)]
             total += reg.weight * loss
+            if entropy is not None:
+                total += reg.weight * reg.entropy_weight * entropy
+                self.trackers[f"{name}_entropy"].update_state(entropy, sample_weight=tf.shape(r)[0])
             l2, linf = R.per_example_norms(r)
-            self.trackers[f"{name}_loss"].update_state(loss)
+            # weighted by the texts each loss is a mean over, like `loss`: global means under a strategy
+            self.trackers[f"{name}_loss"].update_state(loss, sample_weight=tf.shape(r)[0])
             self.trackers[f"{name}_perturbation_l2"].update_state(l2)
             self.trackers[f"{name}_perturbation_linf"].update_state(linf)
         lookup_grads = self._gradients(lookup_tape, looked_up, variables, output_gradients=lookup_grad)

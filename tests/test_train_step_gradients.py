@@ -1,0 +1,305 @@
+"""The gradients a full train_step applies, against the plain formulas written out in this file.
+
+Each expected gradient is computed here under its own GradientTape: the perturbation first, from the
+formula, then held constant (a numpy array) while the weighted sum of the losses is differentiated with
+respect to every trainable variable, the embedding table included. The model trains with plain SGD at
+learning rate 1 and no clipping, so the change of each variable is minus the gradient it applied.
+
+The random noise the model draws (random, vat) is recorded as it is drawn and reused here, so that the
+expected perturbation starts from the same numbers.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from core.config import ModelConfig, RegularizerConfig
+from model.classifier import TextClassifier
+from trainer.adversarial_model import AdversarialModel
+
+VOCAB = 20
+IDS = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9], [3, 3, 0, 0, 0], [10, 11, 12, 13, 0]], np.int32)
+LABELS = np.array([0, 1, 0, 1], np.int32)
+UNLABELED = np.array([[14, 15, 0], [16, 17, 18], [19, 2, 0]], np.int32)
+# The batch VAT sees in semi-supervised training: labelled then unlabeled rows, padded to one length.
+VAT_IDS = np.concatenate([IDS, np.pad(UNLABELED, [[0, 0], [0, IDS.shape[1] - UNLABELED.shape[1]]])])
+
+
+class RecordedNoise:
+    """Stands in for the model's normal noise: seeded numbers, kept in the order they were drawn."""
+
+    def __init__(self):
+        self.draws = []
+
+    def __call__(self, shape, draw):
+        noise = tf.random.stateless_normal(shape, seed=[len(self.draws) + 1, 11])
+        self.draws.append(noise.numpy())
+        return noise
+
+
+def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
+    tf_keras.utils.set_random_seed(0)
+    cfg = ModelConfig(name=name, embedding_dim=6, hidden_size=4, dropout=0.0, head_dropout=0.0,
+                      pooling="max", normalize_embeddings=normalize)
+    clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
+    model = AdversarialModel(clf, [RegularizerConfig(**r) for r in regs], clean_weight=clean_weight, seed=0)
+    model({"token_ids": tf.constant(IDS)})
+    model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=1.0), run_eagerly=True)
+    model.noise = RecordedNoise()
+    model._normal = model.noise
+    return model
+
+
+def applied_gradients(model, unlabeled=False):
+    """One train_step; returns (minus each variable's change, the logs) and puts the weights back."""
+    variables = model.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+    x = {"token_ids": tf.constant(IDS)}
+    if unlabeled:
+        x["unlabeled"] = {"token_ids": tf.constant(UNLABELED)}
+    logs = model.train_step((x, tf.constant(LABELS)))
+    applied = [b - v.numpy() for b, v in zip(before, variables)]
+    for v, b in zip(variables, before):
+        v.assign(b)
+    return applied, {k: float(v) for k, v in logs.items()}
+
+
+# ---------------------------------------------------------------------------------------- the formulas
+def ce(labels, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+
+
+def kl(p_logits, q_logits):
+    """KL(p || q) = sum_y p(y) (log p(y) - log q(y)), averaged over the batch."""
+    p = tf.nn.softmax(p_logits)
+    return tf.reduce_mean(tf.reduce_sum(p * (tf.nn.log_softmax(p_logits) - tf.nn.log_softmax(q_logits)), -1))
+
+
+def mean_entropy(logits):
+    p = tf.nn.softmax(logits)
+    return -tf.reduce_mean(tf.reduce_sum(p * tf.nn.log_softmax(logits), -1))
+
+
+def unit(x, ids):
+    """x / ||x||_2 per example over (time, dim), padding positions zeroed first (float64)."""
+    x = np.asarray(x, np.float64) * (ids != 0)[:, :, None]
+    return x / np.sqrt((x ** 2).sum(axis=(1, 2), keepdims=True))
+
+
+class Plain:
+    """The classifier as a function of its embeddings, with the gradient formulas on top of it."""
+
+    def __init__(self, model):
+        self.clf = model.classifier
+
+    def embed(self, ids):
+        return self.clf.embed({"token_ids": tf.constant(ids)}, training=True)
+
+    def logits(self, e, ids):
+        return self.clf.logits_from_embeddings(e, {"token_ids": tf.constant(ids)}, training=True)
+
+    def input_gradient(self, loss_of, e):
+        e = tf.constant(np.asarray(e, np.float32))
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            loss = loss_of(e)
+        return tape.gradient(loss, e).numpy()
+
+    def clean_gradient(self):
+        return self.input_gradient(lambda e: ce(LABELS, self.logits(e, IDS)), self.embed(IDS))
+
+    def perturbation(self, reg, noise):
+        """r for one regularizer on the labelled batch, from its formula."""
+        eps, g = reg["epsilon"], self.clean_gradient()
+        if reg["name"] == "fgm":
+            return eps * unit(g, IDS)
+        if reg["name"] == "fgsm":
+            return eps * np.sign(g) * (IDS != 0)[:, :, None]
+        if reg["name"] == "random":
+            return eps * unit(noise, IDS)
+        if reg["name"] == "pgd":
+            e0, r = self.embed(IDS).numpy(), np.zeros_like(g, np.float64)
+            for k in range(reg["steps"]):
+                grad = g if k == 0 else self.input_gradient(lambda e: ce(LABELS, self.logits(e, IDS)), e0 + r)
+                r = r + reg["step_size"] * unit(grad, IDS)
+                norm = np.sqrt((r ** 2).sum(axis=(1, 2), keepdims=True))
+                r = r * np.minimum(1.0, eps / norm)
+            return r * (IDS != 0)[:, :, None]
+        raise AssertionError(reg["name"])
+
+    def vat_perturbation(self, reg, ids, noise):
+        """One power iteration: d = xi * unit(noise); r = epsilon * unit(grad_d KL(p || p(e + d)))."""
+        e0 = self.embed(ids).numpy()
+        p = self.logits(tf.constant(e0), ids).numpy()
+        d = reg.get("xi", 0.1) * unit(noise, ids)
+        grad = self.input_gradient(lambda dd: kl(tf.constant(p), self.logits(tf.constant(e0) + dd, ids)), d)
+        return reg["epsilon"] * unit(grad, ids)
+
+
+def expected_gradients(model, terms, clean_weight=1.0):
+    """d/dtheta [clean_weight * CE(y, f(e)) + sum of the terms], each term a function (plain, e_labelled)
+    -> its weighted loss, built by the helpers below."""
+    plain = Plain(model)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        e = plain.embed(IDS)
+        total = clean_weight * ce(LABELS, plain.logits(e, IDS))
+        for term in terms:
+            total += term(plain, e)
+    return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(total, variables)]
+
+
+def adversarial_term(weight, r):
+    r = tf.constant(np.asarray(r, np.float32))  # held constant
+    return lambda plain, e: weight * ce(LABELS, plain.logits(e + r, IDS))
+
+
+def vat_term(weight, r, ids, hold_p=True, p_logits=None, entropy_weight=0.0):
+    """weight * (KL(p || p(e + r)) + entropy_weight * H), on the batch `ids`; p held constant (computed
+    before the tape) unless hold_p is false."""
+    r = tf.constant(np.asarray(r, np.float32))
+
+    def term(plain, e_labelled):
+        e = plain.embed(ids)
+        p = tf.constant(p_logits) if hold_p else plain.logits(e, ids)
+        loss = kl(p, plain.logits(e + r, ids))
+        if entropy_weight:
+            loss += entropy_weight * mean_entropy(plain.logits(e, ids))
+        return weight * loss
+
+    return term
+
+
+def assert_same_gradients(applied, expected, variables):
+    assert len(applied) == len(expected) >= 5
+    for a, b, v in zip(applied, expected, variables):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6, err_msg=v.name)
+
+
+def largest_difference(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------------------------------- the tests
+SINGLE = {
+    "fgm": {"name": "fgm", "epsilon": 1.5},
+    "fgsm": {"name": "fgsm", "epsilon": 0.2},
+    "random": {"name": "random", "epsilon": 2.0},
+    "pgd": {"name": "pgd", "epsilon": 1.0, "steps": 3, "step_size": 0.6},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SINGLE))
+def test_each_adversarial_regularizer_alone_applies_the_plain_gradient(case):
+    reg = SINGLE[case]
+    model = build([{**reg, "weight": 0.7}])
+    applied, logs = applied_gradients(model)
+    noise = model.noise.draws[0] if model.noise.draws else None
+    r = Plain(model).perturbation(reg, noise)
+    expected = expected_gradients(model, [adversarial_term(0.7, r)])
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    # the perturbation took effect: the adversarial loss is that of the model at e + r, not at e
+    plain = Plain(model)
+    e = plain.embed(IDS)
+    assert logs[f"{case}_loss"] == pytest.approx(float(ce(LABELS, plain.logits(e + r.astype(np.float32), IDS))),
+                                                 rel=1e-5)
+    assert logs[f"{case}_loss"] != pytest.approx(logs["clean_loss"], rel=1e-3)
+
+
+def test_weighted_combination_with_clean_weight_applies_the_plain_gradient():
+    regs = [{"name": "fgm", "epsilon": 1.5, "weight": 0.25}, {"name": "fgsm", "epsilon": 0.1, "weight": 2.0},
+            {"name": "random", "epsilon": 1.0, "weight": 0.5}]
+    model = build(regs, clean_weight=0.3)
+    applied, logs = applied_gradients(model)
+    plain = Plain(model)
+    terms = [adversarial_term(reg["weight"], plain.perturbation(reg, model.noise.draws[0])) for reg in regs]
+    expected = expected_gradients(model, terms, clean_weight=0.3)
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    want = 0.3 * logs["clean_loss"] + 0.25 * logs["fgm_loss"] + 2.0 * logs["fgsm_loss"] + 0.5 * logs["random_loss"]
+    assert logs["loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_adversarial_gradient_reaches_the_embedding_table_without_normalization():
+    """Without normalization the table's gradient is sparse; the adversarial loss's part must still reach it."""
+    reg = {"name": "fgm", "epsilon": 2.0}
+    model = build([{**reg, "weight": 3.0}], clean_weight=0.5, normalize=False)
+    applied, _ = applied_gradients(model)
+    expected = expected_gradients(model, [adversarial_term(3.0, Plain(model).perturbation(reg, None))], 0.5)
+    assert_same_gradients(applied, expected, model.trainable_variables)
+
+
+def test_vat_on_the_labelled_batch_applies_the_plain_gradient():
+    reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1}
+    model = build([{**reg, "weight": 0.6}])
+    applied, logs = applied_gradients(model)
+    plain = Plain(model)
+    noise = np.concatenate(model.noise.draws)
+    r = plain.vat_perturbation(reg, IDS, noise)
+    p = plain.logits(plain.embed(IDS), IDS).numpy()
+    expected = expected_gradients(model, [vat_term(0.6, r, IDS, p_logits=p)])
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    assert logs["vat_loss"] == pytest.approx(float(kl(p, plain.logits(plain.embed(IDS) + r.astype(np.float32), IDS))),
+                                             rel=1e-5)
+
+
+def test_semi_supervised_vat_holds_p_constant_on_every_example():
+    """KL(p || q) with p held constant, over labelled and unlabeled texts: the gradient equals the one
+    computed with p constant and differs from the one that also moves p."""
+    reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1}
+    model = build([{**reg, "weight": 1.3}], clean_weight=0.8)
+    applied, _ = applied_gradients(model, unlabeled=True)
+    plain = Plain(model)
+    noise = np.concatenate(model.noise.draws)
+    assert noise.shape[0] == len(VAT_IDS)
+    r = plain.vat_perturbation(reg, VAT_IDS, noise)
+    p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
+    held = expected_gradients(model, [vat_term(1.3, r, VAT_IDS, p_logits=p)], 0.8)
+    moving = expected_gradients(model, [vat_term(1.3, r, VAT_IDS, hold_p=False)], 0.8)
+    assert largest_difference(held, moving) > 1e-4  # the two hypotheses can be told apart
+    assert_same_gradients(applied, held, model.trainable_variables)
+
+
+def test_vat_direction_is_kl_of_clean_to_perturbed():
+    """KL(p || q) and KL(q || p) give different gradients here; the step follows the first."""
+    reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1}
+    model = build([{**reg, "weight": 1.0}])
+    applied, _ = applied_gradients(model, unlabeled=True)
+    plain = Plain(model)
+    r = tf.constant(plain.vat_perturbation(reg, VAT_IDS, np.concatenate(model.noise.draws)).astype(np.float32))
+    p = tf.constant(plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy())
+
+    def reversed_term(plain, e_labelled):
+        return kl(plain.logits(plain.embed(VAT_IDS) + r, VAT_IDS), p)
+
+    forward = expected_gradients(model, [vat_term(1.0, r.numpy(), VAT_IDS, p_logits=p.numpy())])
+    backward = expected_gradients(model, [reversed_term])
+    assert largest_difference(forward, backward) > 1e-4
+    assert_same_gradients(applied, forward, model.trainable_variables)
+
+
+def test_vat_entropy_term_is_applied_and_logged():
+    """VAT + EntMin: entropy_weight * the mean entropy of the predictions on every text VAT sees
+    (labelled and unlabeled), inside the regularizer's weight; logged as vat_entropy."""
+    reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1, "entropy_weight": 0.4}
+    model = build([{**reg, "weight": 0.5}])
+    applied, logs = applied_gradients(model, unlabeled=True)
+    plain = Plain(model)
+    r = plain.vat_perturbation(reg, VAT_IDS, np.concatenate(model.noise.draws))
+    p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
+    expected = expected_gradients(model, [vat_term(0.5, r, VAT_IDS, p_logits=p, entropy_weight=0.4)])
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    entropy = float(mean_entropy(p))
+    assert logs["vat_entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert logs["loss"] == pytest.approx(logs["clean_loss"] + 0.5 * (logs["vat_loss"] + 0.4 * entropy), rel=1e-5)
+
+
+def test_combination_with_vat_and_clean_weight_applies_the_plain_gradient():
+    fgm = {"name": "fgm", "epsilon": 1.0, "weight": 0.4}
+    vat = {"name": "vat", "epsilon": 1.5, "xi": 0.1, "weight": 0.7}
+    model = build([fgm, vat], clean_weight=0.6)
+    applied, _ = applied_gradients(model, unlabeled=True)
+    plain = Plain(model)
+    r_vat = plain.vat_perturbation(vat, VAT_IDS, np.concatenate(model.noise.draws))
+    p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
+    terms = [adversarial_term(0.4, plain.perturbation(fgm, None)), vat_term(0.7, r_vat, VAT_IDS, p_logits=p)]
+    assert_same_gradients(applied, expected_gradients(model, terms, 0.6), model.trainable_variables)
