@@ -14,6 +14,7 @@ import sys
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from core.config import load_config
 from core.errors import run_cli
+from core.startup import VERBOSE_ENV, load_tensorflow
 
 
 def parse_args(argv=None):
@@ -22,6 +23,8 @@ def parse_args(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value (parsed as YAML); repeatable")
     parser.add_argument("--run-dir", help="where to write the run (default runs/<config name>/<time>)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up lines too (also: ADVTEXT_VERBOSE=1)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the stopped run in RUN_DIR with its own config.yaml (no --config or --set)")
     args = parser.parse_args(argv)
@@ -37,6 +40,9 @@ def run(args) -> None:
         cfg = load_config(os.path.join(args.resume, "config.yaml"))
     else:
         cfg = load_config(args.config, args.set)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    load_tensorflow()
     from trainer.run import (  # imports TensorFlow: after the config is checked
         default_run_dir,
         find_resumable,

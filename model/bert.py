@@ -1,9 +1,9 @@
 """Hugging Face encoders (BERT, RoBERTa, ALBERT, ELECTRA, DistilBERT, ...) as backbones.
 
 Weights load from a local directory: TensorFlow weights (tf_model.h5) through `from_pretrained`, or
-PyTorch safetensors weights (model.safetensors) converted in memory without torch. A hub name is
-fetched by transformers when the hub is reachable; offline, loading fails at once with a message that
-says how to use a local directory instead.
+PyTorch safetensors weights (model.safetensors) converted in memory without torch. A hub name resolves to
+its snapshot in the Hugging Face cache (HF_HOME), downloaded first when the hub can be reached; offline and
+not cached, loading fails at once with a message that says how to use a local directory instead.
 
 Perturbations go through `inputs_embeds`: only the word embeddings are perturbed; the model adds position
 and segment embeddings (and its embedding LayerNorm and dropout) itself. Padding is masked by the
@@ -38,9 +38,10 @@ def _hub_reachable(timeout=3.0) -> bool:
 
 def _offline_error(name: str) -> UserError:
     return UserError(
-        f"model.pretrained: '{name}' is not a local directory and the Hugging Face hub cannot be reached. "
-        f"On a machine with network, save it (e.g. `huggingface-cli download {name} --local-dir DIR`, or "
-        f"from_pretrained(...).save_pretrained(DIR)) and set model.pretrained: DIR")
+        f"model.pretrained: '{name}' is not a local directory and the Hugging Face hub cannot be reached "
+        f"(nor is it in the Hugging Face cache under HF_HOME). On a machine with network, save it (e.g. "
+        f"`huggingface-cli download {name} --local-dir DIR`, or from_pretrained(...).save_pretrained(DIR)) "
+        f"and set model.pretrained: DIR")
 
 
 def load_safetensors_into(model, path: str) -> dict:
@@ -57,8 +58,41 @@ def load_safetensors_into(model, path: str) -> dict:
     return info
 
 
+# What a checkpoint directory needs: configs and vocabularies, and one set of weights.
+HUB_FILES = ["*.json", "*.txt", "*.model", "spiece.model", "merges.txt"]
+
+
+def resolve_pretrained(pretrained: str) -> str:
+    """The local checkpoint directory of model.pretrained: the directory itself or, for a hub name, its
+    snapshot in the Hugging Face cache. A name that is not cached is downloaded when the hub can be
+    reached (TensorFlow weights if the repository has them, else model.safetensors)."""
+    if os.path.isdir(pretrained):
+        return pretrained
+    if os.path.sep in pretrained and os.path.exists(os.path.dirname(pretrained)) or pretrained.startswith("."):
+        raise UserError(f"model.pretrained: {pretrained}: directory not found")
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(pretrained, local_files_only=True)
+    except HFValidationError:
+        raise UserError(f"model.pretrained: '{pretrained}' is neither a directory nor a hub name") from None
+    except LocalEntryNotFoundError:
+        pass
+    if not _hub_reachable():
+        raise _offline_error(pretrained)
+    try:
+        files = HfApi().list_repo_files(pretrained)
+        weights = "tf_model.h5" if "tf_model.h5" in files else "model.safetensors"
+        return snapshot_download(pretrained, allow_patterns=HUB_FILES + [weights])
+    except (OSError, HfHubHTTPError) as e:
+        raise UserError(f"model.pretrained: cannot load '{pretrained}' from the hub: "
+                        f"{str(e).splitlines()[0]}") from None
+
+
 def load_encoder(pretrained: str | None, config_overrides: dict | None):
-    """Returns (encoder, loading info or None). No `pretrained`: a randomly initialized model built from
+    """Returns (encoder, loading info or None). `pretrained` is a checkpoint directory or a hub name
+    (resolve_pretrained). No `pretrained`: a randomly initialized model built from
     `config_overrides`, which must name `model_type` (e.g. {'model_type': 'bert', 'hidden_size': 32})."""
     from transformers import AutoConfig, TFAutoModel
 
@@ -75,17 +109,7 @@ def load_encoder(pretrained: str | None, config_overrides: dict | None):
         encoder = TFAutoModel.from_config(config)
         encoder.build_in_name_scope()
         return encoder, None
-    if not os.path.isdir(pretrained):
-        if os.path.sep in pretrained and os.path.exists(os.path.dirname(pretrained)) or pretrained.startswith("."):
-            raise UserError(f"model.pretrained: {pretrained}: directory not found")
-        if not _hub_reachable():
-            raise _offline_error(pretrained)
-        try:
-            config = AutoConfig.from_pretrained(pretrained, **overrides)
-            return TFAutoModel.from_pretrained(pretrained, config=config), None
-        except OSError as e:
-            raise UserError(f"model.pretrained: cannot load '{pretrained}' from the hub: "
-                            f"{str(e).splitlines()[0]}") from None
+    pretrained = resolve_pretrained(pretrained)
     if not os.path.exists(os.path.join(pretrained, "config.json")):
         raise UserError(f"model.pretrained: {pretrained} has no config.json (a Hugging Face checkpoint "
                         "directory holds config.json, the weights and vocab.txt)")

@@ -27,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from core.startup import load_tensorflow  # noqa: E402
 
 TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.8}
 
@@ -239,6 +240,7 @@ def bench_inference(model, encoder, texts, args) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    load_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], choices=["lstm", "bilstm", "bert"])
     parser.add_argument("--methods", nargs="+", default=["none", "random", "fgsm", "fgm", "pgd", "vat"])

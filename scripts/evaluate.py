@@ -16,9 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core.errors import run_cli  # noqa: E402
+from core.startup import load_tensorflow  # noqa: E402
 
 
 def evaluate(args) -> None:
+    load_tensorflow()
     import numpy as np
 
     from core.errors import UserError

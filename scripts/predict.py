@@ -17,10 +17,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core.errors import UserError, run_cli  # noqa: E402
+from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import iter_rows_tolerant  # noqa: E402
 
 
 def predict(args) -> None:
+    load_tensorflow()
     import tensorflow as tf
 
     from trainer.restore import load_run

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core.errors import run_cli  # noqa: E402
+from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import read_rows  # noqa: E402
 from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab  # noqa: E402
 
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
 
 
 def report(args) -> None:
+    load_tensorflow()
     for path in args.data:
         texts = read_rows(path, None, args.text_column, None).texts[: args.limit]
         same, total, diffs = parity(args.pretrained, texts)

@@ -47,7 +47,8 @@ def tiny_config_dict(files, regularizer="fgm", **sections):
         "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.0, "head_dropout": 0.0},
         "regularizer": regularizer if isinstance(regularizer, (dict, list)) else {"name": regularizer},
         "train": {"epochs": 1, "learning_rate": 0.01},
-        "eval": {"attacks": ["fgm", "pgd"], "epsilons": [0.0, 1.0], "pgd_steps": 2},
+        # robustness curves cost more than a tiny run's training: on only where a test reads them
+        "eval": {"attacks": ["fgm", "pgd"], "epsilons": [0.0, 1.0], "pgd_steps": 2, "robustness_after_training": False},
     }
     for key, values in sections.items():
         cfg[key] = {**cfg.get(key, {}), **values}
@@ -75,3 +76,28 @@ def tiny_bert_dir(tmp_path_factory):
     (path / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
     (path / "tokenizer_config.json").write_text('{"do_lower_case": true}')
     return str(path)
+
+
+TINY_BERT_HUB_NAME = "advtext-test/tiny-bert"
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_hub(tmp_path_factory, tiny_bert_dir):
+    """The tiny BERT as a hub download leaves it: HF_HOME/hub/models--<org>--<name>/snapshots/<commit>/
+    with refs/main naming the commit. Yields the hub name, with HF_HOME pointing there and HF_HUB_OFFLINE=1,
+    so that loading it by name works only through the cache."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    home = tmp_path_factory.mktemp("hf_home")
+    repo = home / "hub" / ("models--" + TINY_BERT_HUB_NAME.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(tiny_bert_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HOME", str(home))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
+        yield TINY_BERT_HUB_NAME

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import make_texts, tiny_config_dict, write_tsv
+from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
 
 import train
 from scripts import compare, evaluate, export, predict
@@ -36,11 +36,18 @@ def lstm_run(tmp_path_factory, data_files):
 
 
 @pytest.fixture(scope="module")
-def bert_run(tmp_path_factory, data_files, tiny_bert_dir):
-    cfg = tiny_config_dict(data_files, "vat")
-    cfg["model"] = {"name": "bert", "pretrained": tiny_bert_dir}
-    cfg["eval"] = FAST_EVAL
-    return _train(tmp_path_factory.mktemp("bert"), cfg)
+def bert_run(tmp_path_factory, data_files, tiny_bert_hub):
+    """The design card's config (configs/bert_fgm.yaml) with its checkpoint given by hub name, offline: the
+    name resolves through the Hugging Face cache, as it does for a user after the first download."""
+    path = tmp_path_factory.mktemp("bert")
+    cfg = {"base": os.path.join(ROOT, "configs", "bert_fgm.yaml"),
+           "data": {"dataset": None, **data_files, "batch_size": 8, "max_length": 12},
+           "model": {"pretrained": tiny_bert_hub},
+           "train": {"epochs": 1, "learning_rate": 1e-3}, "eval": FAST_EVAL}
+    run_dir = _train(path, cfg)
+    saved = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
+    assert saved["model"]["pretrained"] == tiny_bert_hub  # the run records the name, not the cache path
+    return run_dir
 
 
 def test_training_writes_evaluation_reports_plots_and_hparams(lstm_run):

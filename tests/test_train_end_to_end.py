@@ -18,12 +18,22 @@ def write_config(tmp_path, cfg, name="tiny.yaml"):
     return str(path)
 
 
-def test_train_writes_tensorboard_config_vocab_and_metrics(tmp_path, tiny_files):
-    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],
-                                                       data={"num_labeled": 24}))
-    run_dir = str(tmp_path / "run")
-    assert train.main(["--config", cfg_path, "--run-dir", run_dir, "--set", "train.epochs=2"]) == 0
+@pytest.fixture(scope="module")
+def fgm_vat_run(tmp_path_factory):
+    from conftest import make_texts, write_tsv
 
+    tmp = tmp_path_factory.mktemp("e2e")
+    files = {name: write_tsv(tmp / f"{name}.tsv", make_texts(n, seed=s))
+             for name, n, s in (("train", 48, 1), ("dev", 12, 2), ("test", 12, 3))}
+    cfg_path = write_config(tmp, tiny_config_dict(files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],
+                                                  data={"num_labeled": 24}))
+    run_dir = str(tmp / "run")
+    assert train.main(["--config", cfg_path, "--run-dir", run_dir, "--set", "train.epochs=2"]) == 0
+    return tmp, cfg_path, run_dir
+
+
+def test_train_writes_tensorboard_config_vocab_and_metrics(fgm_vat_run):
+    _, cfg_path, run_dir = fgm_vat_run
     files = set(os.listdir(run_dir))
     assert {"config.yaml", "metrics.json", "vocab.tsv", "labels.json", "history.csv", "tensorboard",
             "checkpoints"} <= files
@@ -46,17 +56,15 @@ def test_train_writes_tensorboard_config_vocab_and_metrics(tmp_path, tiny_files)
     assert saved == load_config(cfg_path, ["train.epochs=2"])
 
 
-def test_reloaded_config_reproduces_the_run(tmp_path, tiny_files):
-    cfg_path = write_config(tmp_path, tiny_config_dict(tiny_files, {"name": "fgsm", "epsilon": 0.1},
-                                                       eval={"robustness_after_training": False}))
-    first = str(tmp_path / "first")
-    assert train.main(["--config", cfg_path, "--run-dir", first]) == 0
-    second = str(tmp_path / "second")
+def test_reloaded_config_reproduces_the_run(fgm_vat_run):
+    tmp, _, first = fgm_vat_run
+    second = str(tmp / "second")
     assert train.main(["--config", os.path.join(first, "config.yaml"), "--run-dir", second]) == 0
     a = json.load(open(os.path.join(first, "metrics.json")))
     b = json.load(open(os.path.join(second, "metrics.json")))
     assert a["test"] == b["test"] and a["dev"] == b["dev"]
     assert open(os.path.join(first, "vocab.tsv")).read() == open(os.path.join(second, "vocab.tsv")).read()
+    assert open(os.path.join(first, "history.csv")).read() == open(os.path.join(second, "history.csv")).read()
 
 
 def test_existing_run_directory_is_never_overwritten(tmp_path, tiny_files, capsys):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -17,10 +18,16 @@ def attack_grid(cfg: Config) -> dict[str, list[float]]:
     return {a: cfg.eval.fgsm_epsilons if a == "fgsm" else cfg.eval.epsilons for a in cfg.eval.attacks}
 
 
+_FORWARD = weakref.WeakKeyDictionary()  # model -> its traced inference pass, shared by every split
+
+
 def predict_logits(model, dataset) -> np.ndarray:
     """The clean model's logits for every batch of (features, labels), in order. Calls the model directly,
-    so that under a distribution strategy one process can evaluate on its own."""
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    so that under a distribution strategy one process can evaluate on its own. One traced function per
+    model serves every split (tracing an LSTM costs about as much as predicting a thousand texts)."""
+    if model not in _FORWARD:
+        _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward = _FORWARD[model]
     return np.concatenate([forward(x).numpy() for x, _ in dataset])
 
 

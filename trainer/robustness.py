@@ -25,9 +25,8 @@ class _Attacker:
         return cross_entropy(labels, self.clf.logits_from_embeddings(e, inputs, training=False))
 
     def _gradient(self, inputs, labels, r):
-        """The embeddings e and d loss(e + r) / dr; r None means the clean gradient (r = 0)."""
+        """The embeddings e and d loss(e + r) / dr (r = 0 for the clean gradient: one trace serves both)."""
         e = self.clf.embed(inputs)
-        r = tf.zeros_like(e) if r is None else r
         with tf.GradientTape() as tape:
             tape.watch(r)
             loss = self._loss(inputs, labels, e + r)
@@ -40,7 +39,7 @@ class _Attacker:
     def batch(self, inputs, labels, attacks: dict[str, list[float]], pgd_steps: int) -> dict[str, list[int]]:
         """Correct predictions on one batch for each attack and epsilon; one clean gradient serves all."""
         mask = self.clf.padding_mask(inputs)
-        e, grad = self.gradient(inputs, labels, None)
+        e, grad = self.gradient(inputs, labels, tf.zeros_like(self.clf.embed(inputs)))
         out = {}
         for attack, epsilons in attacks.items():
             out[attack] = []

@@ -25,7 +25,7 @@ from dataset.data import DataBundle, load_data
 from dataset.pipeline import fixed_length, labelled_dataset, token_lengths, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
-from model.bert import load_encoder
+from model.bert import load_encoder, resolve_pretrained
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import (
@@ -101,12 +101,9 @@ def prepare(cfg: Config) -> Prepared:
 
 def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
     m = cfg.model
-    hf_encoder, _ = load_encoder(m.pretrained, m.config_overrides)
-    local = m.pretrained if m.pretrained and os.path.isdir(m.pretrained) else None
+    local = resolve_pretrained(m.pretrained) if m.pretrained else None  # config.yaml keeps the name
+    hf_encoder, _ = load_encoder(local, m.config_overrides)
     vocab_file = m.vocab_file or (os.path.join(local, "vocab.txt") if local else None)
-    if vocab_file is None and m.pretrained:
-        from transformers.utils import cached_file
-        vocab_file = cached_file(m.pretrained, "vocab.txt", _raise_exceptions_for_missing_entries=False)
     size = hf_encoder.config.vocab_size
     if vocab_file is None or not os.path.exists(vocab_file):
         if m.vocab_file:
