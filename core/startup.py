@@ -32,7 +32,7 @@ def load_tensorflow() -> None:
     standard error unless ADVTEXT_VERBOSE is set. Lines that are not known noise still come through."""
     if "tensorflow" in sys.modules or verbose():
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # runtime notices too (errors still raise in Python)
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -34,7 +34,7 @@ class TextClassifier(tf_keras.Model):
         self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
                                         normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
                                         name="token_embedding", dtype="float32")
-        self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout)
+        self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout, dtype="float32")  # perturbed: float32
         self.backbone = BACKBONES[cfg.name](cfg)
         self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)
         # float32 at both ends under mixed precision: the perturbed embeddings and the logits

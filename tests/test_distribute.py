@@ -62,7 +62,7 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
             {"name": "vat", "epsilon": 2.0, "weight": 0.6}]
     # a one-directional LSTM: half the layers to trace in a step of three regularizers, on three devices
     configs = {"random+fgm+vat": tiny_config_dict(files, regs, data={"num_labeled": 32, "batch_size": 7},
-                                                  model={"name": "lstm", "pooling": "max"},
+                                                  model={"name": "lstm"},
                                                   train={"optimizer": "sgd", "learning_rate": 0.5})}
     done = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT), json.dumps(configs)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -110,7 +110,7 @@ def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
              "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
              "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
     cfg = tiny_config_dict(files, [{"name": "random", "epsilon": 1.0}, {"name": "fgm"}],
-                           model={"name": "lstm", "pooling": "max"},
+                           model={"name": "lstm"},
                            train={"epochs": 2, "optimizer": "sgd", "learning_rate": 0.5})
     one_device = tmp_path / "one.yaml"
     one_device.write_text(yaml.safe_dump(cfg))

@@ -22,6 +22,7 @@ def clean_grad(e, labels):
 
 
 def test_clean_gradient_is_hand_computed():
+    """Checks the toy itself, which the tests below build on."""
     # e = 0: logits 0, p = (0.5, 0.5), y = 0: dL/dz = p - y = (-0.5, 0.5); dL/de_t = W (p - y) = (-1, -1)
     # at each real token, and 0 at padding.
     g = clean_grad(tf.zeros([1, 3, 2]), tf.constant([0]))

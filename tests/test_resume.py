@@ -48,7 +48,7 @@ def setup(tmp_path_factory):
              "test": write_tsv(tmp / "test.tsv", make_texts(12, seed=3))}
     cfg = tiny_config_dict(files, [{"name": "random", "epsilon": 0.5}, {"name": "vat", "weight": 0.5}],
                            data={"num_labeled": 32},
-                           model={"dropout": 0.3, "head_dropout": 0.3},
+                           model={"dropout": 0.3, "head_dropout": 0.3},  # an LSTM (conftest): dropout in two places
                            train={"epochs": EPOCHS, "checkpoint_every": 3, "keep_last": 2},
                            eval={"robustness_after_training": False})
     config = tmp / "tiny.yaml"

@@ -219,6 +219,15 @@ def test_weighted_combination_with_clean_weight_applies_the_plain_gradient():
     assert logs["loss"] == pytest.approx(want, rel=1e-5)
 
 
+def test_adversarial_loss_alone_with_clean_weight_zero_applies_the_plain_gradient():
+    reg = {"name": "fgm", "epsilon": 1.0}
+    model = build([{**reg, "weight": 1.0}], clean_weight=0.0)
+    applied, logs = applied_gradients(model)
+    expected = expected_gradients(model, [adversarial_term(1.0, Plain(model).perturbation(reg, None))], 0.0)
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    assert logs["loss"] == pytest.approx(logs["fgm_loss"], rel=1e-6)
+
+
 def test_adversarial_gradient_reaches_the_embedding_table_without_normalization():
     """Without normalization the table's gradient is sparse; the adversarial loss's part must still reach it."""
     reg = {"name": "fgm", "epsilon": 2.0}
