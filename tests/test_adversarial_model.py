@@ -6,7 +6,7 @@ import tf_keras
 
 from core.config import ModelConfig, RegularizerConfig, TrainConfig
 from model.classifier import TextClassifier
-from trainer.adversarial_model import AdversarialModel, cross_entropy
+from trainer.adversarial_model import AdversarialModel, cross_entropy, metric_names
 from trainer.optimizers import make_optimizer
 
 VOCAB = 20
@@ -128,3 +128,24 @@ def test_embedding_normalization_uses_frequency_weighted_mean_and_variance():
     np.testing.assert_allclose(freqs @ want, np.zeros(8), atol=1e-6)
     e = model.classifier.embed({"token_ids": tf.constant(IDS)}).numpy()
     np.testing.assert_allclose(e[1, 2], want[IDS[1, 2]], rtol=1e-4, atol=1e-5)
+
+
+def test_a_repeated_regularizer_gets_numbered_logs():
+    regs = [RegularizerConfig(name) for name in ("fgm", "vat", "fgm")]
+    assert metric_names(regs) == ["fgm_0", "vat", "fgm_2"]
+    assert metric_names(regs[:2]) == ["fgm", "vat"]
+    model = build([{"name": "fgm", "epsilon": 1.0}, {"name": "fgm", "epsilon": 2.0}])
+    logs = step(model)
+    assert logs["fgm_0_perturbation_l2"] == pytest.approx(1.0, rel=1e-4)
+    assert logs["fgm_1_perturbation_l2"] == pytest.approx(2.0, rel=1e-4)
+    assert {"loss", "clean_loss", "accuracy", "macro_f1", "embedding_norm", "embedding_grad_norm",
+            "learning_rate"} <= logs.keys()
+
+
+def test_calling_the_model_without_training_runs_inference():
+    tf_keras.utils.set_random_seed(0)
+    cfg = ModelConfig(name="bilstm", embedding_dim=8, hidden_size=6, dropout=0.5, head_dropout=0.5, pooling="max")
+    model = AdversarialModel(TextClassifier(cfg, VOCAB, 2), [])
+    x = {"token_ids": tf.constant(IDS)}
+    np.testing.assert_array_equal(model(x).numpy(), model(x).numpy())  # no dropout
+    assert not np.array_equal(model(x, training=True).numpy(), model(x, training=True).numpy())

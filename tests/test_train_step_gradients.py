@@ -268,6 +268,20 @@ def test_semi_supervised_vat_holds_p_constant_on_every_example():
     assert_same_gradients(applied, held, model.trainable_variables)
 
 
+def test_semi_supervised_vat_without_normalization_sums_the_sparse_table_gradients():
+    """Without normalization the table's gradients are IndexedSlices: the clean lookup's and VAT's own
+    lookup's must be summed, not dropped."""
+    reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1}
+    model = build([{**reg, "weight": 1.3}], clean_weight=0.8, normalize=False)
+    applied, logs = applied_gradients(model, unlabeled=True)
+    assert "vat_entropy" not in logs  # entropy_weight 0: no entropy term, none logged
+    plain = Plain(model)
+    r = plain.vat_perturbation(reg, VAT_IDS, np.concatenate(model.noise.draws))
+    p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
+    assert_same_gradients(applied, expected_gradients(model, [vat_term(1.3, r, VAT_IDS, p_logits=p)], 0.8),
+                          model.trainable_variables)
+
+
 def test_vat_direction_is_kl_of_clean_to_perturbed():
     """KL(p || q) and KL(q || p) give different gradients here; the step follows the first."""
     reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1}
