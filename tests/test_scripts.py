@@ -126,7 +126,7 @@ def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
     assert report["n"] == 12 and "robustness" not in report
     assert compare.main([lstm_run, bert_run, "--attack", "fgm", "--epsilon", "1"]) == 0
     table = capsys.readouterr().out
-    assert "| model.name |" in table and "regularizer.0.name" in table
+    assert "| model.name |" in table and "regularizer.0.epsilon" in table
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 3
     assert evaluate.main(["--run-dir", os.path.dirname(lstm_run)]) == 2
 

@@ -31,13 +31,15 @@ BEST_DIR = "best"
 
 
 def random_generators(model) -> dict:
-    """The tf.random.Generator of every layer that draws random numbers (dropout), by layer path.
-    tf-keras leaves them out of checkpoints; a resumed run must continue their streams."""
+    """The tf.random.Generator of every layer that draws random numbers (dropout), keyed by its place among
+    them and its layer type. tf-keras leaves them out of checkpoints; a resumed run must continue their
+    streams. Not by layer name: Keras numbers names per process (dropout_3 after three other dropouts), so a
+    run resumed in a process that built other layers first would not find them."""
     found = {}
     for layer in model.submodules:
         rng = getattr(getattr(layer, "_random_generator", None), "_generator", None)
         if isinstance(rng, tf.random.Generator):
-            found[layer.name + f"_{len(found)}"] = rng
+            found[f"{len(found)}_{type(layer).__name__}"] = rng
     return found
 
 
