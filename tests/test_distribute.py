@@ -1,20 +1,17 @@
-"""tf.distribute: a MirroredStrategy step over two logical CPU devices, and two local multi-worker processes,
-update the weights exactly like one device, on global batches that do not split evenly across the replicas
-(7 texts: 4 and 3), with random noise (random, vat) and an unlabeled stream (vat).
+"""tf.distribute on one machine: a MirroredStrategy step over two logical CPU devices updates the weights
+exactly like one device, on a global batch that does not split evenly (7 texts: 4 and 3), with random noise
+(random, vat), an unlabeled stream (vat) and sparse table gradients (no normalization).
+(Several processes: tests/test_distribute_workers.py.)
 
-Both run in subprocesses: logical devices and multi-worker collectives must be set up before TensorFlow
-starts. Tolerance: 1e-5 on every weight, with plain SGD (Adam's first step is sign(g) * lr, which turns
-float rounding of a near-zero gradient into a full step).
+It runs in a subprocess: logical devices must be set up before TensorFlow starts. Tolerance: 1e-5 on every
+weight, with plain SGD (Adam's first step is sign(g) * lr, which turns float rounding of a near-zero
+gradient into a full step).
 """
 import json
-import os
-import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import yaml
 from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
 
 MIRRORED = """
@@ -77,78 +74,6 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
         one, two = r["logs"]
         assert one.keys() == two.keys() and {"loss", "random_loss", "fgm_loss", "vat_loss"} <= one.keys()
         for key in one:  # the metrics are aggregated across replicas: the same numbers
-            # float rounding differs with the split (each replica averages its own rows): 1e-4
-            assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-6), (name, key, r)
-
-
-WORKER = """
-import os, sys
-sys.path.insert(0, {root!r})
-import numpy as np
-import trainer
-from trainer import checkpointing
-def on_train_end(self, logs=None):  # each worker leaves its final weights for the test to compare
-    np.savez({out!r}, *[v.numpy() for v in self.model.trainable_variables])
-checkpointing.TrainingCheckpoints.on_train_end = on_train_end
-import train
-sys.exit(train.main(sys.argv[1:]))
-"""
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
-    """47 texts in batches of 8: the last batch of each epoch, 7 texts, splits 4 and 3 across the workers."""
-    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(47, seed=1)),
-             "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
-             "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
-    cfg = tiny_config_dict(files, [{"name": "random", "epsilon": 1.0}, {"name": "fgm"}],
-                           model={"name": "lstm"},
-                           train={"epochs": 2, "optimizer": "sgd", "learning_rate": 0.5})
-    one_device = tmp_path / "one.yaml"
-    one_device.write_text(yaml.safe_dump(cfg))
-    config = tmp_path / "mw.yaml"
-    config.write_text(yaml.safe_dump({**cfg, "distribute": {"strategy": "multi_worker"}}))
-    run_dir = tmp_path / "run"
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    procs = []
-    try:
-        for index in range(2):
-            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                                          "task": {"type": "worker", "index": index}})}
-            code = WORKER.format(root=ROOT, out=str(tmp_path / f"weights-{index}.npz"))
-            procs.append(subprocess.Popen([sys.executable, "-c", code, "--config", str(config), "--run-dir",
-                                           str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
-        # meanwhile, the same run on one device, in this process
-        import train
-        from trainer import checkpointing
-
-        monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_end", lambda self, logs=None: np.savez(
-            tmp_path / "weights-one.npz", *[v.numpy() for v in self.model.trainable_variables]))
-        assert train.main(["--config", str(one_device), "--run-dir", str(tmp_path / "one")]) == 0
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
-    assert "distribute: multi_worker, 2 replicas" in outputs[0]
-    one, a, b = (np.load(tmp_path / f"weights-{i}.npz") for i in ("one", 0, 1))
-    assert len(a.files) == len(b.files) == len(one.files) > 0
-    for key in a.files:
-        np.testing.assert_array_equal(a[key], b[key])
-        np.testing.assert_allclose(a[key], one[key], atol=1e-5, err_msg=key)
-    # The chief (worker 0) wrote the run; the other worker's files went to a temporary directory, now gone.
-    assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "best").is_dir()
-    assert json.load(open(run_dir / "metrics.json"))["epochs_run"] == 2
+            # float rounding differs with the split (each replica averages its own rows): 1e-4 relative, 1e-5
+            # absolute (the small VAT loss); unweighted replica means would differ by about 1e-3
+            assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-5), (name, key, r)

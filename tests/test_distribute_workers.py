@@ -1,0 +1,87 @@
+"""tf.distribute across processes: two local multi-worker processes train like one device, on an epoch whose
+last batch (7 texts) splits 4 and 3 across the workers, with random noise (random) and FGM.
+
+The workers run in subprocesses (multi-worker collectives must be set up before TensorFlow starts); the
+one-device run in this process. Tolerance: 1e-5 on every weight, with plain SGD.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+
+WORKER = """
+import os, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+import trainer
+from trainer import checkpointing
+def on_train_end(self, logs=None):  # each worker leaves its final weights for the test to compare
+    np.savez({out!r}, *[v.numpy() for v in self.model.trainable_variables])
+checkpointing.TrainingCheckpoints.on_train_end = on_train_end
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
+    """47 texts in batches of 8: the last batch of each epoch, 7 texts, splits 4 and 3 across the workers."""
+    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(47, seed=1)),
+             "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
+             "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
+    cfg = tiny_config_dict(files, [{"name": "random", "epsilon": 1.0}, {"name": "fgm"}],
+                           model={"name": "lstm"},
+                           train={"epochs": 2, "optimizer": "sgd", "learning_rate": 0.5})
+    one_device = tmp_path / "one.yaml"
+    one_device.write_text(yaml.safe_dump(cfg))
+    config = tmp_path / "mw.yaml"
+    config.write_text(yaml.safe_dump({**cfg, "distribute": {"strategy": "multi_worker"}}))
+    run_dir = tmp_path / "run"
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    procs = []
+    try:
+        for index in range(2):
+            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                          "task": {"type": "worker", "index": index}})}
+            code = WORKER.format(root=ROOT, out=str(tmp_path / f"weights-{index}.npz"))
+            procs.append(subprocess.Popen([sys.executable, "-c", code, "--config", str(config), "--run-dir",
+                                           str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        # meanwhile, the same run on one device, in this process
+        import train
+        from trainer import checkpointing
+
+        monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_end", lambda self, logs=None: np.savez(
+            tmp_path / "weights-one.npz", *[v.numpy() for v in self.model.trainable_variables]))
+        assert train.main(["--config", str(one_device), "--run-dir", str(tmp_path / "one")]) == 0
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert "distribute: multi_worker, 2 replicas" in outputs[0]
+    one, a, b = (np.load(tmp_path / f"weights-{i}.npz") for i in ("one", 0, 1))
+    assert len(a.files) == len(b.files) == len(one.files) > 0
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_allclose(a[key], one[key], atol=1e-5, err_msg=key)
+    # The chief (worker 0) wrote the run; the other worker's files went to a temporary directory, now gone.
+    assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "best").is_dir()
+    assert json.load(open(run_dir / "metrics.json"))["epochs_run"] == 2
