@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -23,6 +24,7 @@ REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
 BACKBONES = ("lstm", "bilstm", "bert")
 DEFAULT_EPSILON = {"fgsm": 0.05}
 DEFAULT_EPSILON_BERT = {"fgsm": 0.01}
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 # Keys holding file paths: resolved relative to the YAML file that sets them.
 PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings", "vocab_file")}
 # Keys that hold a local path or a hub name: resolved relative to the YAML file only if that path exists.
@@ -50,7 +52,7 @@ class DataConfig:
     label_column: str = "label"
     labels: list[str] | None = None
     split: list[float] = _f([0.8, 0.1, 0.1])
-    seed: int = 42
+    seed: int = _f(42, min=0, max=SEED_MAX)
     tokenizer: str = _f("char", choices=("char", "word"))
     lowercase: bool = True
     split_punctuation: bool = True
@@ -120,7 +122,7 @@ class TrainConfig:
     weight_decay: float = _f(0.0, min=0.0)
     clip_norm: float | None = _f(1.0, min_exclusive=0.0)
     clean_weight: float = _f(1.0, min=0.0)
-    seed: int = 42
+    seed: int = _f(42, min=0, max=SEED_MAX)
     monitor: str = _f("val_accuracy", choices=("val_accuracy", "val_loss", "val_macro_f1"))
     early_stopping_patience: int | None = _f(None, min=1)
     steps_per_epoch: int | None = _f(None, min=1)
@@ -197,12 +199,30 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": Regularizer
 
 
 # ----------------------------------------------------------------------------- reading YAML
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise UserError(f"{self.name}: line {key_node.start_mark.line + 1}: key '{key}' is given twice "
+                                f"in one mapping (first on line {seen[key] + 1})")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader)
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not a config file") from None
+    except PermissionError:
+        raise UserError(f"{path}: config file cannot be read (permission denied)") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: config file is not UTF-8 text") from None
     except yaml.YAMLError as e:
@@ -331,6 +351,8 @@ def _coerce(value: Any, tp, key: str):
             raise UserError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
@@ -445,9 +467,12 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         e.epsilons = [0.0, 0.25, 0.5, 1.0, 2.0] if bert else [0.0, 1.0, 2.0, 5.0, 10.0]
     if e.fgsm_epsilons is None:
         e.fgsm_epsilons = [0.0, 0.0025, 0.005, 0.01, 0.02] if bert else [0.0, 0.01, 0.02, 0.05, 0.1]
-    for key in ("epsilons", "fgsm_epsilons"):
+    for key, attacks in (("epsilons", {"fgm", "pgd"}), ("fgsm_epsilons", {"fgsm"})):
         if any(x < 0 for x in getattr(e, key)):
             raise UserError(f"eval.{key}: radii must be non-negative, got {getattr(e, key)}")
+        if not getattr(e, key) and attacks & set(e.attacks):
+            raise UserError(f"eval.{key}: an empty list, but eval.attacks has {', '.join(sorted(attacks & set(e.attacks)))}"
+                            f"; give at least one radius, or leave those attacks out of eval.attacks")
     for reg in cfg.regularizer:
         if reg.epsilon is None:
             reg.epsilon = DEFAULT_EPSILON_BERT.get(reg.name, 1.0) if bert else DEFAULT_EPSILON.get(reg.name, 5.0)

@@ -97,6 +97,22 @@ def case(tmp_path, files, tiny_bert_dir, name):
     if name == "malformed_tf_config":
         cfg["distribute"] = {"strategy": "multi_worker"}
         return cfg, [], 'TF_CONFIG: expected {"cluster": {"worker": [...]}'
+    # Invalid values that the types alone let through
+    sets = {"nan_dropout": ("model.dropout=.nan", "model.dropout: expected a finite number, got nan"),
+            "nan_learning_rate": ("train.learning_rate=.nan", "train.learning_rate: expected a finite number"),
+            "inf_epsilon": ("regularizer.epsilon=.inf", "regularizer.epsilon: expected a finite number, got inf"),
+            "nan_split": ("data.split=[.nan, .nan, .nan]", "data.split[0]: expected a finite number"),
+            "nan_eval_epsilon": ("eval.epsilons=[.nan, 1]", "eval.epsilons[0]: expected a finite number"),
+            "negative_seed": ("train.seed=-1", "train.seed: -1 is below the minimum 0"),
+            "huge_seed": ("train.seed=99999999999", "train.seed: 99999999999 is above the maximum 4294967295"),
+            "negative_data_seed": ("data.seed=-3", "data.seed: -3 is below the minimum 0"),
+            "empty_eval_epsilons": ("eval.epsilons=[]", "eval.epsilons: an empty list, but eval.attacks has fgm, pgd")}
+    if name in sets:
+        assignment, expected = sets[name]
+        return cfg, ["--set", assignment], expected
+    if name == "duplicate_yaml_key":
+        return "train:\n  epochs: 1\n  learning_rate: 0.1\n  epochs: 3\n", [], (
+            "line 4: key 'epochs' is given twice in one mapping (first on line 2)")
     if name == "xla_with_lstm":
         cfg["train"]["jit_compile"] = True
         return cfg, [], "train.jit_compile: XLA compiles the tf-keras LSTM anew at every step"
@@ -109,7 +125,8 @@ CASES = ["malformed_yaml", "top_level_list", "unknown_key", "unknown_section", "
          "set_unknown_key", "set_without_equals", "pretrained_dir_without_config",
          "vocab_does_not_match_checkpoint", "hub_name_offline", "two_data_sources",
          "pretrained_vectors_wrong_size", "multi_worker_without_tf_config", "malformed_tf_config",
-         "xla_with_lstm"]
+         "xla_with_lstm", "nan_dropout", "nan_learning_rate", "inf_epsilon", "nan_split", "nan_eval_epsilon",
+         "negative_seed", "huge_seed", "negative_data_seed", "empty_eval_epsilons", "duplicate_yaml_key"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -148,6 +165,7 @@ def test_a_diverging_run_stops_with_one_line_naming_the_step(tmp_path, tiny_file
 
 @pytest.mark.parametrize("args, expected", [
     (["--resume", "no/such/run"], "no/such/run/config.yaml: config file not found"),
+    (["--config", "configs"], "configs: is a directory, not a config file"),
 ])
 def test_resume_of_something_that_is_not_a_run_exits_2(args, expected, capsys):
     assert train.main(args) == 2
