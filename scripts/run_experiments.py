@@ -184,7 +184,23 @@ def plot(experiment: dict, rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+FINISHED_MARK = "` (finished)"
+
+
+def finished_in_report(path: str) -> int:
+    """How many finished runs an existing report was made from (0 if there is none)."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return sum(line.rstrip().endswith(FINISHED_MARK) for line in f)
+
+
 def report(experiments: list[dict], all_runs: dict, spec_path: str, args, results_path: str) -> None:
+    finished = sum(os.path.exists(os.path.join(r["run_dir"], "metrics.json")) for runs in all_runs.values() for r in runs)
+    before = finished_in_report(results_path)
+    if finished < before and not args.allow_fewer_runs:
+        raise UserError(f"{results_path}: made from {before} finished runs, but only {finished} are under "
+                        f"{args.runs_dir}; not rewritten (check --runs-dir, or pass --allow-fewer-runs)")
     docs = os.path.dirname(results_path) or "."
     os.makedirs(docs, exist_ok=True)
     lines = ["# Results", "",
@@ -225,9 +241,9 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
             lines += ["", experiment["notes"].strip()]
         lines += ["", "Runs (their configs are written next to them by the command above):", ""]
         for run in all_runs[experiment["name"]]:
-            state = "finished" if os.path.exists(os.path.join(run["run_dir"], "metrics.json")) else "not run"
+            state = FINISHED_MARK if os.path.exists(os.path.join(run["run_dir"], "metrics.json")) else "` (not run)"
             lines.append(f"- `python train.py --config {os.path.relpath(run['config_path'], ROOT)} "
-                         f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}` ({state})")
+                         f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}{state}")
         lines.append("")
     with open(results_path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -243,10 +259,16 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=os.path.join("docs", "RESULTS.md"))
     parser.add_argument("--only", nargs="+", help="run only these experiments (the report lists all)")
     parser.add_argument("--report-only", action="store_true", help="run nothing; aggregate what has finished")
+    parser.add_argument("--allow-fewer-runs", action="store_true",
+                        help="rewrite the report even if it would list fewer finished runs than it does now")
     args = parser.parse_args(argv)
 
     def run() -> None:
         experiments = load_spec(args.spec)
+        names = [e["name"] for e in experiments]
+        unknown = [name for name in args.only or [] if name not in names]
+        if unknown:
+            raise UserError(f"--only {unknown[0]}: no such experiment in {args.spec}; experiments: {', '.join(names)}")
         data_root = os.path.abspath(args.data_root)
         all_runs = {e["name"]: plan(e, data_root, os.path.abspath(args.runs_dir)) for e in experiments}
         for experiment in experiments:

@@ -38,6 +38,16 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     assert "python train.py --config" in results and "--data-root" in results
     saved = yaml.safe_load((tmp_path / "runs" / "tiny" / "fgm-seed2.yaml").read_text())
     assert saved["train"]["seed"] == 2 and saved["data"]["train"] == tiny_files["train"]
+    # A report is never rewritten from fewer runs than it was made from, unless asked.
+    before = results
+    other = args[:args.index("--runs-dir") + 1] + [str(tmp_path / "elsewhere")] + args[args.index("--runs-dir") + 2:]
+    assert run_experiments.main(other + ["--report-only"]) == 2
+    assert "made from 2 finished runs, but only 0" in capsys.readouterr().err
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
+    # An unknown experiment name is an error, before anything runs.
+    assert run_experiments.main(args + ["--only", "typo"]) == 2
+    assert "--only typo: no such experiment" in capsys.readouterr().err
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
 
 
 def test_a_bad_spec_is_one_line(tmp_path, capsys):
