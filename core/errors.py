@@ -17,6 +17,19 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse reports anything else in one line, exit 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def run_cli(main) -> int:
     """Runs a command-line entry point: a UserError becomes one line on stderr and exit code 2, a
     diverged training run one line and exit code 1, a run stopped by a signal one line and 128 + the

@@ -3,12 +3,14 @@ table (binary), robustness curves under FGSM/FGM/PGD, plots.
 
     python scripts/evaluate.py --run-dir runs/bilstm_fgm/20261125-120000 [--split test|dev] [--data FILE]
 
-Writes eval_<name>.json, eval_<name>.txt and <name>_*.png into the run directory (name: the split, or
-the data file's name), and the plots to TensorBoard.
+Writes eval_<name>.json, eval_<name>.txt and <name>_*.png into the run directory, and the plots to
+TensorBoard. name: the split, or data-<file name> for --data; where eval_<name>.json exists already (the
+run's own evaluation, or an earlier one), the time is appended: nothing recorded is replaced.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 
@@ -42,10 +44,12 @@ def evaluate(args) -> None:
                                 f"({', '.join(run.label_names)})")
         texts, texts_b = rows.texts, rows.texts_b
         labels = np.array([index[label] for label in rows.labels], np.int32)
-        name = os.path.basename(args.data).split(".")[0]
+        name = "data-" + os.path.basename(args.data).split(".")[0]
     else:
         split = getattr(load_data(d), args.split)
         texts, texts_b, labels, name = split.texts, split.texts_b, split.labels, args.split
+    if os.path.exists(os.path.join(args.run_dir, f"eval_{name}.json")):  # never replace a recorded evaluation
+        name += "-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     ds = labelled_dataset(texts, labels, run.encoder, d.batch_size, texts_b=texts_b)
     report = evaluate_split(run.model, ds, labels, run.label_names, run.cfg, args.run_dir, name,
                             robustness=not args.no_robustness)

@@ -118,12 +118,25 @@ def test_predict_reports_bad_rows_and_predicts_the_rest(lstm_run, tmp_path, caps
     txt.write_text("good\nbad movie\n")
     assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "o2.jsonl")]) == 0
     assert len((tmp_path / "o2.jsonl").read_text().splitlines()) == 2
+    # an unusable --output or --batch-size is refused before any work, in one line
+    assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "no" / "o.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(SystemExit) as stop:
+            predict.main(["--run-dir", lstm_run, "--input", str(txt), "--batch-size", bad])
+        assert stop.value.code == 2 and "--batch-size" in capsys.readouterr().err
 
 
 def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
+    recorded = {name: open(os.path.join(lstm_run, name), "rb").read()
+                for name in os.listdir(lstm_run) if name.startswith(("eval_", "test_", "dev_"))}
+    # other data (here a file named dev.tsv) is written beside the run's own evaluation, never over it
     assert evaluate.main(["--run-dir", lstm_run, "--data", data_files["dev"], "--no-robustness"]) == 0
-    report = json.load(open(os.path.join(lstm_run, "eval_dev.json")))
+    report = json.load(open(os.path.join(lstm_run, "eval_data-dev.json")))
     assert report["n"] == 12 and "robustness" not in report
+    assert evaluate.main(["--run-dir", lstm_run, "--split", "test", "--no-robustness"]) == 0  # again: a new name
+    assert {name: open(os.path.join(lstm_run, name), "rb").read() for name in recorded} == recorded
+    assert len([n for n in os.listdir(lstm_run) if n.startswith("eval_test-") and n.endswith(".json")]) == 1
     assert compare.main([lstm_run, bert_run, "--attack", "fgm", "--epsilon", "1"]) == 0
     table = capsys.readouterr().out
     assert "| model.name |" in table and "regularizer.0.epsilon" in table
