@@ -181,3 +181,47 @@ def test_resume_auto_continues_the_unfinished_run_of_the_same_config(setup):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
     assert_same_run(run_dir, reference)
+
+
+def test_a_run_directory_is_used_by_one_process_at_a_time(setup, capsys):
+    _, _, reference = setup
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (reference / ".lock").write_text(str(holder.pid))
+        assert train.main(["--resume", str(reference)]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last == (f"error: {reference}: in use by another process (pid {holder.pid}); wait for it to end or "
+                        "stop it (a run directory is used by one process at a time)")
+    finally:
+        holder.kill()
+        holder.wait()
+    # its process is gone: the lock is stale and does not block (this run has finished: that is the answer)
+    assert train.main(["--resume", str(reference)]) == 2
+    assert "has finished" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (reference / ".lock").exists()
+
+
+def test_sigterm_during_the_final_evaluation_says_how_to_finish(tmp_path, tiny_files, monkeypatch, capsys):
+    import trainer.run
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_files, "fgm")))
+    run_dir = tmp_path / "run"
+    evaluate_split = trainer.run.evaluate_split
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return evaluate_split(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.run, "evaluate_split", interrupted)
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir)]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGTERM during the final evaluation (training had finished "
+                                            f"and is saved); finish it with: python train.py --resume {run_dir}")
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()
+    monkeypatch.undo()
+    leftover = run_dir / "checkpoints" / "train" / "ckpt-99_temp"  # what a write killed part-way leaves
+    leftover.mkdir()
+    assert train.main(["--resume", str(run_dir)]) == 0
+    assert (run_dir / "metrics.json").exists() and not leftover.exists()

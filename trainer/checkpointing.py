@@ -11,10 +11,12 @@ write never leaves a broken latest checkpoint; `keep_last` bounds the disk used.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 
@@ -28,6 +30,88 @@ log = logging.getLogger(__name__)
 
 TRAIN_DIR = "train"
 BEST_DIR = "best"
+
+
+LOCK_FILE = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str):
+    """Holds run_dir/.lock (this process's id) while a process trains or finishes the run, so that a second
+    process on the same run (two `train.resume: auto` commands, a --resume beside a running job) stops at
+    once with one line. A lock whose process is gone (killed) is stale and taken over."""
+    path = os.path.join(run_dir, LOCK_FILE)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    owner = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and _pid_alive(owner):
+                raise UserError(f"{run_dir}: in use by another process (pid {owner}); wait for it to end or stop "
+                                "it (a run directory is used by one process at a time)") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # stale: its process is gone
+        except PermissionError:
+            raise UserError(f"{run_dir}: cannot write into the run directory (permission denied)") from None
+    else:
+        raise UserError(f"{run_dir}: could not lock the run directory ({path})")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def remove_unfinished_writes(checkpoint_dir: str) -> None:
+    """Removes the ckpt-N_temp/ folders that a write stopped part-way leaves behind (never the latest
+    checkpoint: CheckpointManager switches to a checkpoint only once it is complete)."""
+    for which in (TRAIN_DIR, BEST_DIR):
+        for path in glob.glob(os.path.join(checkpoint_dir, which, "*_temp*")):
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def finishing_on_signals(run_dir: str):
+    """During the final evaluation (training has finished): SIGINT or SIGTERM stop it with one line that
+    says how to finish the run (--resume evaluates it without training again)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt:
+        signum = received[0] if received else signal.SIGINT
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} during the final evaluation (training had "
+                          f"finished and is saved); finish it with: python train.py --resume {run_dir}",
+                          signum) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def random_generators(model) -> dict:

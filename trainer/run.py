@@ -32,8 +32,11 @@ from trainer.checkpointing import (
     TRAIN_DIR,
     TrainingCheckpoints,
     data_fingerprint,
+    finishing_on_signals,
     latest,
     read_classifier,
+    remove_unfinished_writes,
+    run_dir_lock,
     stop_on_signals,
 )
 from trainer.distribute import is_chief, make_strategy
@@ -333,25 +336,31 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     chief = is_chief(strategy)
     tf_keras.backend.experimental.enable_tf_random_generator()  # dropout streams that checkpoints can hold
     tf_keras.utils.set_random_seed(cfg.train.seed)
-    if resume:
-        check_resumable(run_dir)
-    with strategy.scope(), mixed_precision(cfg.train.mixed_precision):  # a pretrained encoder's too
-        prepared = prepare(cfg)
-    if chief and not resume:
-        make_run_dir(run_dir)
-        write_run_files(cfg, prepared, run_dir)
-    # Multi-worker: every worker saves (saving takes part in collectives), only the chief into run_dir.
-    out_dir = run_dir if chief else tempfile.mkdtemp(prefix="worker-")
-    if chief:
-        log.info("run directory: %s", os.path.abspath(run_dir))
-    try:
-        model, metrics = _train(cfg, prepared, strategy, run_dir, out_dir, resume)
-    finally:
+    with contextlib.ExitStack() as held:
+        if resume and chief:
+            held.enter_context(run_dir_lock(run_dir))  # one process at a time on a run
+        if resume:
+            check_resumable(run_dir)
+            remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
+        with strategy.scope(), mixed_precision(cfg.train.mixed_precision):  # a pretrained encoder's too
+            prepared = prepare(cfg)
+        if chief and not resume:
+            make_run_dir(run_dir)
+            held.enter_context(run_dir_lock(run_dir))
+            write_run_files(cfg, prepared, run_dir)
+        # Multi-worker: every worker saves (saving takes part in collectives), only the chief into run_dir.
+        out_dir = run_dir if chief else tempfile.mkdtemp(prefix="worker-")
+        if chief:
+            log.info("run directory: %s", os.path.abspath(run_dir))
+        try:
+            model, metrics = _train(cfg, prepared, strategy, run_dir, out_dir, resume)
+        finally:
+            if not chief:
+                shutil.rmtree(out_dir, ignore_errors=True)
         if not chief:
-            shutil.rmtree(out_dir, ignore_errors=True)
-    if not chief:
-        return {}
-    return _finish(cfg, prepared, model, run_dir, metrics)
+            return {}
+        with finishing_on_signals(run_dir):
+            return _finish(cfg, prepared, model, run_dir, metrics)
 
 
 def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str, resume: bool):
