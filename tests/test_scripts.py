@@ -185,3 +185,37 @@ def test_benchmark_prints_ratios_options_data_path_and_inference(backbones, meth
     assert all(r["train_examples_per_s"] > 0 and r["pipeline_examples_per_s"] > 0 for r in report["data"])
     assert [r["batch"] for r in report["inference"]] == [1, 64] and report["inference"][0]["sentences_per_s"] > 0
     assert "| length bucketing |" in printed and "| batch 64 |" in printed
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("truncated_weights", "cannot be read into the model"),
+    ("truncated_index", "cannot be read into the model"),
+    ("other_model_size", "cannot be read into the model"),
+    ("labels_missing", "labels.json: missing"),
+    ("three_labels", "cannot be read into the model"),
+])
+def test_a_damaged_run_directory_is_one_line(damage, expected, lstm_run, tmp_path, capsys):
+    import glob
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(lstm_run, run)
+    best = run / "checkpoints" / "best"
+    if damage.startswith("truncated"):
+        pattern = "*.data-*" if damage == "truncated_weights" else "*.index"
+        target = glob.glob(str(best / pattern))[0]
+        with open(target, "r+b") as f:
+            f.truncate(os.path.getsize(target) // 2)
+    elif damage == "other_model_size":
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["model"]["hidden_size"] = 12
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    elif damage == "labels_missing":
+        (run / "labels.json").unlink()
+    else:
+        (run / "labels.json").write_text('["neg", "pos", "meh"]')
+    for main, args in ((evaluate.main, []), (predict.main, ["--input", str(run / "vocab.tsv")]),
+                       (export.main, ["--out", str(tmp_path / "out")])):
+        assert main(["--run-dir", str(run), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "Traceback" not in "\n".join(err) and err[-1].startswith("error: ") and expected in err[-1], err[-3:]

@@ -152,7 +152,14 @@ def read_classifier(model, checkpoint_dir: str, which: str = BEST_DIR) -> str:
         raise UserError(f"{checkpoint_dir}: no '{which}' checkpoint (training did not finish an epoch?)")
     root = {BEST_DIR: lambda: tf.train.Checkpoint(classifier=model.classifier),
             TRAIN_DIR: lambda: tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=model.classifier))}[which]()
-    root.read(path).expect_partial()
+    try:
+        status = root.read(path)
+        status.assert_existing_objects_matched()  # every weight of the model comes from the checkpoint
+        status.expect_partial()  # the training state's optimizer and counters are not needed here
+    except (ValueError, AssertionError, IndexError, tf.errors.OpError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"{path}: cannot be read into the model this run's config.yaml and labels.json describe "
+                        f"({first}); the checkpoint is damaged, or those files changed after training") from None
     return path
 
 

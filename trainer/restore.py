@@ -63,8 +63,16 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
     if not os.path.exists(config_path):
         raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = load_config(config_path)
-    with open(os.path.join(run_dir, "labels.json"), encoding="utf-8") as f:
-        label_names = json.load(f)
+    labels_path = os.path.join(run_dir, "labels.json")
+    try:
+        with open(labels_path, encoding="utf-8") as f:
+            label_names = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{labels_path}: missing; the run directory is incomplete") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{labels_path}: not valid JSON") from None
+    if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
+        raise UserError(f"{labels_path}: expected a list of at least two label names")
     hf_encoder = None
     if cfg.model.name == "bert":
         from transformers import AutoConfig, TFAutoModel
