@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -56,8 +58,29 @@ def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) ->
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
-def _sort_labels(labels: set[str]) -> list[str]:
-    if all(label.lstrip("-").isdigit() for label in labels):
+INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _number(label: str) -> float | None:
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _sort_labels(labels: set[str], path: str = "") -> list[str]:
+    """The label list: integers (ASCII digits only) numerically, anything else as text. Two labels that
+    spell one number differently ('1' and '1.0') are an error, not two classes."""
+    spelled = {}
+    for label in sorted(labels):
+        number = _number(label)
+        if number is not None and number in spelled:
+            raise UserError(f"{path}: labels '{spelled[number]}' and '{label}' are the same number written two "
+                            "ways; write each class one way")
+        if number is not None:
+            spelled[number] = label
+    if all(INTEGER.fullmatch(label) for label in labels):
         return sorted(labels, key=int)
     return sorted(labels)
 
@@ -111,7 +134,7 @@ def load_data(cfg: DataConfig) -> DataBundle:
     if len(set(train.labels)) < 2:
         raise UserError(f"{train.path}: the training split has a single class "
                         f"('{train.labels[0]}'); a classifier needs at least two")
-    names = list(cfg.labels) if cfg.labels else _sort_labels(set(train.labels))
+    names = list(cfg.labels) if cfg.labels else _sort_labels(set(train.labels), train.path)
     bundle_splits = {name: Split(rows.texts, _to_ids(rows, names, name), rows.texts_b)
                      for name, rows in splits.items()}
 

@@ -10,11 +10,14 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 
 from core.errors import UserError
 
 FORMATS = ("tsv", "csv", "jsonl")
+# The csv module refuses fields over 131,072 characters by default; a long review is still a review.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass
@@ -53,7 +56,7 @@ def _open_text(path: str):
         raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
         data = raw.read()
         raw.close()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: cannot read: {e}") from None
     try:
         return io.StringIO(data.decode("utf-8-sig"), newline="")
@@ -111,6 +114,10 @@ def _delimited_records(path, stream, delimiter):
     except StopIteration:
         raise UserError(f"{path}: file is empty (expected a header row)") from None
     header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise UserError(f"{path}: line 1: the header names column '{repeated[0]}' more than once "
+                        f"({', '.join(header)})")
 
     def records():
         for row in reader:
@@ -132,6 +139,8 @@ def _jsonl_records(path, stream):
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}: line {line_no}: not valid JSON: {e.msg}") from None
+        except RecursionError:
+            raise UserError(f"{path}: line {line_no}: JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}: line {line_no}: expected a JSON object")
         yield line_no, record
@@ -170,7 +179,7 @@ def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_colu
     try:
         with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
             raw_lines = f.read().split(b"\n")
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: cannot read: {e}") from None
     header = None
     for line_no, raw in enumerate(raw_lines, start=1):
@@ -192,6 +201,9 @@ def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_colu
                 record = json.loads(text)
             except json.JSONDecodeError as e:
                 yield line_no, None, None, f"not valid JSON: {e.msg}"
+                continue
+            except RecursionError:
+                yield line_no, None, None, "JSON nested too deeply"
                 continue
             if not isinstance(record, dict):
                 yield line_no, None, None, "expected a JSON object"

@@ -264,6 +264,8 @@ def main(argv=None) -> int:
     parser.add_argument("--inference-calls", type=int, default=64)
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args(argv)
+    if args.data and not os.path.exists(os.path.join(args.data, "train.jsonl.gz")):  # before the long part
+        parser.error(f"--data {args.data}: no train.jsonl.gz there (an IMDB-style directory)")
 
     out = {"device": device(), "args": vars(args), "methods": bench_methods(args)}
     if not args.no_options:

@@ -18,6 +18,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.errors import UserError, run_cli  # noqa: E402
+from core.paths import check_new_file  # noqa: E402
 
 
 def find_runs(paths) -> list[str]:
@@ -68,10 +69,9 @@ def table(runs: list[str], attack: str, epsilon: float) -> str:
 
 
 def compare(args) -> None:
+    check_new_file(args.output)
     text = table(find_runs(args.runs), args.attack, args.epsilon)
     if args.output:
-        if os.path.exists(args.output):
-            raise UserError(f"{args.output}: exists; choose another --output (nothing is overwritten)")
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text + "\n")
     print(text)

@@ -17,10 +17,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core.errors import run_cli  # noqa: E402
+from core.paths import check_new_dir  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 
 def export(args) -> None:
+    check_new_dir(args.out)
     load_tensorflow()
     from trainer.export import export_run
     from trainer.restore import load_run

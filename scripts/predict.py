@@ -16,26 +16,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import UserError, positive_int, run_cli  # noqa: E402
+from core.errors import positive_int, run_cli  # noqa: E402
+from core.paths import check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import iter_rows_tolerant  # noqa: E402
 
 
-def check_output(path: str | None) -> None:
-    """Refuses an --output that exists or cannot be written, before any work is done."""
-    if not path:
-        return
-    if os.path.exists(path):
-        raise UserError(f"{path}: exists; choose another --output (nothing is overwritten)")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"{path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"{path}: cannot write into {folder} (permission denied)")
-
-
 def predict(args) -> None:
-    check_output(args.output)
+    check_new_file(args.output)
     load_tensorflow()
     import tensorflow as tf
 
@@ -55,7 +43,7 @@ def predict(args) -> None:
         for (line, *_), p in zip(batch, probs):
             results[line] = {"line": line, "label": run.label_names[int(p.argmax())],
                              "probabilities": {n: round(float(v), 6) for n, v in zip(run.label_names, p)}}
-    check_output(args.output)  # again: it may have appeared meanwhile
+    check_new_file(args.output)  # again: it may have appeared meanwhile
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     errors = 0
     for line, _, _, error in rows:

@@ -77,9 +77,16 @@ def load_spec(path: str) -> list[dict]:
     if not isinstance(experiments, list) or not experiments:
         raise UserError(f"{path}: expected a non-empty list under 'experiments'")
     for i, e in enumerate(experiments):
+        if not isinstance(e, dict):
+            raise UserError(f"{path}: experiments[{i}]: expected a mapping with name, base, variants, seeds")
         missing = [k for k in ("name", "base", "variants", "seeds") if k not in e]
         if missing:
             raise UserError(f"{path}: experiments[{i}]: missing {', '.join(missing)}")
+        if not isinstance(e["variants"], dict) or not all(isinstance(v, dict) for v in e["variants"].values()):
+            raise UserError(f"{path}: experiments[{i}].variants: expected a mapping of method name to config "
+                            "overrides, e.g. {none: {regularizer: {name: none}}}")
+        if not isinstance(e["seeds"], list) or not all(isinstance(x, int) for x in e["seeds"]):
+            raise UserError(f"{path}: experiments[{i}].seeds: expected a list of integers")
     return experiments
 
 

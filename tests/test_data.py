@@ -149,3 +149,44 @@ def test_sentence_pairs_are_read_and_split_together(tmp_path):
     bad.write_text('{"q": "x", "label": 1}\n')
     with pytest.raises(UserError, match=r"bad\.jsonl: line 1: second text column 'a' is missing"):
         read_rows(str(bad), None, "q", "label", "a")
+
+
+def _tsv(path, rows, header="label\ttext"):
+    path.write_text(header + "\n" + "".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("repeated_header", "line 1: the header names column 'text' more than once"),
+    ("same_number_two_ways", "labels '1' and '1.0' are the same number written two ways"),
+    ("deep_json", "line 2: JSON nested too deeply"),
+    ("corrupt_gzip", "cannot read"),
+])
+def test_rows_that_used_to_slip_through_or_crash_are_one_line(problem, expected, tmp_path):
+    path = tmp_path / "train.tsv"
+    if problem == "repeated_header":
+        path.write_text("label\ttext\ttext\npos\ta\tb\nneg\tc\td\n")
+    elif problem == "same_number_two_ways":
+        _tsv(path, [("1", "good"), ("1.0", "fine"), ("0", "bad")])
+    elif problem == "deep_json":
+        path = tmp_path / "train.jsonl"
+        path.write_text('{"text": "ok", "label": "pos"}\n' + "[" * 100_000 + "\n")
+    else:
+        path = tmp_path / "train.tsv.gz"
+        with gzip.open(path, "wt") as f:
+            f.write("label\ttext\n" + "pos\tgood movie\n" * 200)
+        data = bytearray(path.read_bytes())
+        data[30:60] = b"\x00" * 30  # a damaged body behind a valid header
+        path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=expected):
+        load_data(DataConfig(train=str(path), split=[0.5, 0.25, 0.25]))
+
+
+def test_long_texts_and_unusual_labels_are_read(tmp_path):
+    long_text = "word " * 60_000  # 300,000 characters: over the csv module's default field limit
+    rows = read_rows(_tsv(tmp_path / "long.tsv", [("pos", long_text), ("neg", "short")]), None, "text", "label")
+    assert len(rows.texts[0]) == len(long_text)
+    # '²' is a digit to str.isdigit but not an integer: it is a label like any other text
+    data = load_data(DataConfig(train=_tsv(tmp_path / "t.tsv", [("²", f"a{i}") for i in range(8)]
+                                           + [("1", f"b{i}") for i in range(8)]), split=[0.5, 0.25, 0.25]))
+    assert data.label_names == ["1", "²"]

@@ -55,3 +55,10 @@ def test_a_bad_spec_is_one_line(tmp_path, capsys):
     spec.write_text("experiments: [{name: x}]\n")
     assert run_experiments.main([str(spec)]) == 2
     assert "experiments[0]: missing base, variants, seeds" in capsys.readouterr().err
+
+
+def test_variants_given_as_a_list_are_one_line(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("experiments: [{name: x, base: {}, variants: [none, fgm], seeds: [1]}]\n")
+    assert run_experiments.main([str(spec)]) == 2
+    assert "experiments[0].variants: expected a mapping" in capsys.readouterr().err

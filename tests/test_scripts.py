@@ -219,3 +219,16 @@ def test_a_damaged_run_directory_is_one_line(damage, expected, lstm_run, tmp_pat
         assert main(["--run-dir", str(run), *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert "Traceback" not in "\n".join(err) and err[-1].startswith("error: ") and expected in err[-1], err[-3:]
+
+
+def test_unusable_outputs_are_refused_before_any_work(lstm_run, tmp_path, capsys):
+    missing = tmp_path / "no" / "such"
+    assert compare.main([lstm_run, "--output", str(missing / "table.md")]) == 2
+    assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert export.main(["--run-dir", lstm_run, "--out", str(missing / "model")]) == 2
+    assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
+    from scripts import benchmark
+
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--data", str(missing)])
+    assert stop.value.code == 2 and "no train.jsonl.gz there" in capsys.readouterr().err

@@ -1,11 +1,10 @@
 """Export a run as a TensorFlow SavedModel that takes raw strings: tokenization happens in the graph."""
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 
 from core.errors import UserError
+from core.paths import check_new_dir
 from dataset.wordpiece import HFTokenizerEncoder
 from trainer.restore import Run
 
@@ -32,8 +31,7 @@ class ServingModule(tf.Module):
 
 
 def export_run(run: Run, out_dir: str) -> None:
-    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-        raise UserError(f"{out_dir}: exists and is not empty; choose another --out (nothing is overwritten)")
+    check_new_dir(out_dir)
     if isinstance(run.encoder, HFTokenizerEncoder):
         raise UserError("this run tokenizes with a Hugging Face tokenizer outside the TensorFlow graph (its "
                         "checkpoint has no WordPiece vocab.txt), so it cannot be exported as a SavedModel that "

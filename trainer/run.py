@@ -61,7 +61,13 @@ def make_run_dir(path: str) -> None:
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise UserError(f"{path}: run directory exists and is not empty; choose another --run-dir "
                         "(nothing is overwritten)")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create the run directory or write into it ({e.strerror})") from None
 
 
 @dataclass
