@@ -50,19 +50,31 @@ def _check_file(path: str) -> None:
         raise UserError(f"{path}: is a directory, expected a file")
 
 
-def _open_text(path: str):
+def _read_bytes(path: str) -> bytes:
     _check_file(path)
     try:
-        raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-        data = raw.read()
-        raw.close()
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as raw:
+            return raw.read()
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: cannot read: {e}") from None
+
+
+def _open_text(path: str, tolerant: bool = False):
+    """The file as text. Strict: invalid UTF-8 is an error naming the line. Tolerant: bytes that are not
+    UTF-8 become surrogates (see _has_bad_bytes), so that the rows around them can still be read."""
+    data = _read_bytes(path)
+    if tolerant:
+        text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+        return io.StringIO(text, newline="")
     try:
         return io.StringIO(data.decode("utf-8-sig"), newline="")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise UserError(f"{path}: line {line}: not valid UTF-8 text (byte {e.start})") from None
+
+
+def _has_bad_bytes(text: str) -> bool:
+    return any("\udc80" <= c <= "\udcff" for c in text)
 
 
 def _label_text(value, path: str, line: int, column: str) -> str:
@@ -107,6 +119,8 @@ def _rows_from_records(path, records, text_column, label_column, header, text_b_
 
 
 def _delimited_records(path, stream, delimiter):
+    """(header, records); records yields (line, record or None, error or None): a row with the wrong number
+    of fields is an error item, so that a tolerant reader can go on after it."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(stream, delimiter=delimiter, quoting=quoting)
     try:
@@ -124,26 +138,49 @@ def _delimited_records(path, stream, delimiter):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
-                raise UserError(f"{path}: line {reader.line_num}: {len(row)} fields, but the header "
-                                f"has {len(header)} ({', '.join(header)})")
-            yield reader.line_num, dict(zip(header, row))
+                yield reader.line_num, None, (f"{len(row)} fields, but the header has {len(header)} "
+                                              f"({', '.join(header)})")
+                continue
+            yield reader.line_num, dict(zip(header, row)), None
 
     return header, records()
 
 
 def _jsonl_records(path, stream):
+    """Yields (line, record or None, error or None) for every non-blank line."""
     for line_no, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}: line {line_no}: not valid JSON: {e.msg}") from None
+            yield line_no, None, f"not valid JSON: {e.msg}"
+            continue
         except RecursionError:
-            raise UserError(f"{path}: line {line_no}: JSON nested too deeply") from None
+            yield line_no, None, "JSON nested too deeply"
+            continue
         if not isinstance(record, dict):
-            raise UserError(f"{path}: line {line_no}: expected a JSON object")
-        yield line_no, record
+            yield line_no, None, "expected a JSON object"
+            continue
+        yield line_no, record, None
+
+
+def _records(path: str, fmt: str, stream, columns):
+    """(header or None, records) of one file in any format; every named column must be in the header."""
+    if fmt == "jsonl":
+        return None, _jsonl_records(path, stream)
+    header, records = _delimited_records(path, stream, "\t" if fmt == "tsv" else ",")
+    for column in columns:
+        if column and column not in header:
+            raise UserError(f"{path}: no column '{column}'; columns: {', '.join(header)}")
+    return header, records
+
+
+def _strict(path, records):
+    for line, record, error in records:
+        if error:
+            raise UserError(f"{path}: line {line}: {error}")
+        yield line, record
 
 
 def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | None,
@@ -154,14 +191,8 @@ def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | 
     fmt = detect_format(path, fmt)
     stream = _open_text(path)
     try:
-        if fmt == "jsonl":
-            header, records = None, _jsonl_records(path, stream)
-        else:
-            header, records = _delimited_records(path, stream, "\t" if fmt == "tsv" else ",")
-            for column in (text_column, label_column, text_b_column):
-                if column and column not in header:
-                    raise UserError(f"{path}: no column '{column}'; columns: {', '.join(header)}")
-        rows = _rows_from_records(path, records, text_column, label_column, header, text_b_column)
+        header, records = _records(path, fmt, stream, (text_column, label_column, text_b_column))
+        rows = _rows_from_records(path, _strict(path, records), text_column, label_column, header, text_b_column)
     except csv.Error as e:
         raise UserError(f"{path}: malformed {fmt.upper()}: {e}") from None
     if not rows.texts:
@@ -172,59 +203,28 @@ def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | 
 def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_column: str | None = None):
     """For prediction: yields (line, text, text_b, error) for every non-blank row, where a row that
     cannot be read (bad UTF-8, bad JSON, wrong field count, missing column) has text None and an error
-    message, and the rows after it are still read. fmt 'lines' (or a .txt file): one text per line."""
-    _check_file(path)
+    message, and the rows after it are still read. The formats are parsed as read_rows parses them (a
+    quoted CSV field may span lines). fmt 'lines' (or a .txt file): one text per line."""
     name = path[:-3] if path.endswith(".gz") else path
     fmt = fmt or ("lines" if name.endswith(".txt") else detect_format(path))
+    stream = _open_text(path, tolerant=True)
+    if fmt == "lines":
+        records = ((n, {text_column: line.rstrip("\r\n")}, None) for n, line in enumerate(stream, start=1)
+                   if line.strip())
+    else:
+        _, records = _records(path, fmt, stream, (text_column, text_b_column))
     try:
-        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-            raw_lines = f.read().split(b"\n")
-    except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"{path}: cannot read: {e}") from None
-    header = None
-    for line_no, raw in enumerate(raw_lines, start=1):
-        raw = raw.rstrip(b"\r")
-        if line_no == 1:
-            raw = raw.removeprefix(b"\xef\xbb\xbf")
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            yield line_no, None, None, f"not valid UTF-8 (byte {e.start})"
-            continue
-        if fmt == "lines":
-            yield line_no, text, None, None
-            continue
-        if fmt == "jsonl":
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield line_no, None, None, f"not valid JSON: {e.msg}"
-                continue
-            except RecursionError:
-                yield line_no, None, None, "JSON nested too deeply"
-                continue
-            if not isinstance(record, dict):
-                yield line_no, None, None, "expected a JSON object"
-                continue
-        else:
-            delimiter = "\t" if fmt == "tsv" else ","
-            fields = next(csv.reader([text], delimiter=delimiter,
-                                     quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL), [])
-            if header is None:
-                header = [h.strip() for h in fields]
-                for column in (text_column, text_b_column):
-                    if column and column not in header:
-                        raise UserError(f"{path}: no column '{column}'; columns: {', '.join(header)}")
-                continue
-            if len(fields) != len(header):
-                yield line_no, None, None, f"{len(fields)} fields, but the header has {len(header)}"
-                continue
-            record = dict(zip(header, fields))
-        texts = [record.get(c) for c in (text_column, text_b_column) if c]
-        missing = [c for c, t in zip((text_column, text_b_column), texts) if not isinstance(t, str)]
-        if missing:
-            yield line_no, None, None, f"no text in column '{missing[0]}'"
-            continue
-        yield line_no, texts[0], texts[1] if text_b_column else None, None
+        for line, record, error in records:
+            if error is None:
+                texts = [record.get(c) for c in (text_column, text_b_column) if c]
+                missing = [c for c, t in zip((text_column, text_b_column), texts) if not isinstance(t, str)]
+                if missing:
+                    error = f"no text in column '{missing[0]}'"
+                elif any(_has_bad_bytes(t) for t in texts):
+                    error = "not valid UTF-8"
+            if error:
+                yield line, None, None, error
+            else:
+                yield line, texts[0], texts[1] if text_b_column else None, None
+    except csv.Error as e:
+        raise UserError(f"{path}: malformed {fmt.upper()}: {e}") from None

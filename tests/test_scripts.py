@@ -118,6 +118,14 @@ def test_predict_reports_bad_rows_and_predicts_the_rest(lstm_run, tmp_path, caps
     txt.write_text("good\nbad movie\n")
     assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "o2.jsonl")]) == 0
     assert len((tmp_path / "o2.jsonl").read_text().splitlines()) == 2
+    # a quoted CSV text over two lines is one text, read as training reads it
+    multi = tmp_path / "multi.csv"
+    multi.write_text('text\n"good movie,\nreally good"\nbad plot\n')
+    assert predict.main(["--run-dir", lstm_run, "--input", str(multi), "--output", str(tmp_path / "o3.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "o3.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rows] == [3, 4] and all("error" not in r for r in rows)
+    from dataset.readers import read_rows
+    assert read_rows(str(multi), None, "text", None).texts == ["good movie,\nreally good", "bad plot"]
     # an unusable --output or --batch-size is refused before any work, in one line
     assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "no" / "o.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
