@@ -225,3 +225,21 @@ def test_sigterm_during_the_final_evaluation_says_how_to_finish(tmp_path, tiny_f
     leftover.mkdir()
     assert train.main(["--resume", str(run_dir)]) == 0
     assert (run_dir / "metrics.json").exists() and not leftover.exists()
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_one_line(tmp_path, tiny_files, monkeypatch, capsys):
+    import tensorflow as tf
+
+    def full(self, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_files, "fgm")))
+    run_dir = tmp_path / "run"
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"error: {run_dir / 'checkpoints' / 'train'}: cannot write a checkpoint (No space left "
+                              "on device); free disk space, then start the run again"), err[-1]
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()

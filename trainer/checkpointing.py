@@ -225,8 +225,26 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def save(self) -> str:
         self._history.assign(json.dumps(self.history))
-        self._saved_step = int(self.model.optimizer.iterations.numpy())
-        return self.manager.save(checkpoint_number=self._saved_step)  # checkpoints/train/ckpt-<step>
+        step = int(self.model.optimizer.iterations.numpy())
+        with self.writing(self.manager):
+            path = self.manager.save(checkpoint_number=step)  # checkpoints/train/ckpt-<step>
+        self._saved_step = step
+        return path
+
+    @contextlib.contextmanager
+    def writing(self, manager):
+        """A checkpoint that cannot be written (a full disk, a lost mount) is one line that says what is
+        left to continue from; the previous checkpoint stays the latest."""
+        try:
+            yield
+        except (tf.errors.ResourceExhaustedError, tf.errors.UnavailableError, tf.errors.PermissionDeniedError,
+                tf.errors.DataLossError, OSError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            last = self.manager.latest_checkpoint
+            then = (f"then continue with: python train.py --resume {self.run_dir} (from {last})" if last else
+                    "then start the run again (no checkpoint was written yet)")
+            raise UserError(f"{manager.directory}: cannot write a checkpoint ({first}); free disk space, "
+                            f"{then}") from None
 
     # ------------------------------------------------------------------------------ callback
     def on_train_begin(self, logs=None):
@@ -260,7 +278,8 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
             log.warning("train.monitor '%s' is not among this epoch's logs; the best checkpoint is not updated",
                         self.monitor)
         elif not values or (logs[self.monitor] < min(values) if self.mode == "min" else logs[self.monitor] > max(values)):
-            self.best.save(checkpoint_number=epoch + 1)
+            with self.writing(self.best):
+                self.best.save(checkpoint_number=epoch + 1)
         self.history.append(logs)
         self._epoch.assign(epoch + 1)
         self._stopped.assign(bool(self.model.stop_training))
