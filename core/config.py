@@ -24,6 +24,7 @@ REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
 BACKBONES = ("lstm", "bilstm", "bert")
 DEFAULT_EPSILON = {"fgsm": 0.05}
 DEFAULT_EPSILON_BERT = {"fgsm": 0.01}
+PRECISIONS = ("none", "float16", "bfloat16")
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 # Keys holding file paths: resolved relative to the YAML file that sets them.
 PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings", "vocab_file")}
@@ -32,7 +33,8 @@ PATH_OR_NAME_KEYS = {"model": ("pretrained",)}
 
 
 def _f(default, **checks):
-    """A dataclass field with range checks: choices, min, max, min_exclusive."""
+    """A dataclass field with range checks: choices, min, max, min_exclusive; aliases maps booleans to
+    values (for keys that were booleans once)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=checks)
     return field(default=default, metadata=checks)
@@ -133,8 +135,10 @@ class TrainConfig:
     keep_last: int = _f(2, min=1)
     # XLA-compile the train step (bert only); compiles once per input shape: use data.padding: max_length.
     jit_compile: bool = False
-    # float16 compute with float32 weights (GPUs); embeddings, perturbations and logits stay in float32.
-    mixed_precision: bool = False
+    # Compute in float16 (GPUs, with loss scaling) or bfloat16 (CPUs with AVX-512-BF16 or AMX, TPUs, Ampere and
+    # later GPUs; no loss scaling needed), weights in float32; embeddings, perturbations, their norms, the KL
+    # and the logits stay in float32. true means float16, false none.
+    mixed_precision: str = _f("none", choices=PRECISIONS, aliases={True: "float16", False: "none"})
     # Train steps per call into TensorFlow (fewer Python round trips for small models).
     steps_per_execution: int = _f(1, min=1)
     # 'auto': continue the newest unfinished run of this config (same settings) instead of starting anew.
@@ -387,6 +391,9 @@ def _build(cls, values, where: str):
     for key, value in values.items():
         if key not in fields:
             raise _unknown_key(key, list(fields), f"section '{where}'")
+        aliases = fields[key].metadata.get("aliases", {})
+        if isinstance(value, bool) and value in aliases:  # e.g. mixed_precision: true (float16)
+            value = aliases[value]
         value = _coerce(value, hints[key], f"{where}.{key}")
         _check_range(value, fields[key].metadata, f"{where}.{key}")
         kwargs[key] = value

@@ -33,7 +33,7 @@ TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.8}
 
 
 def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per_execution: int = 1,
-          mixed_precision: bool = False):
+          mixed_precision: str = "none"):
     import numpy as np
     import tensorflow as tf
     import tf_keras
@@ -45,18 +45,18 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     from trainer.optimizers import make_optimizer
 
     tf_keras.utils.set_random_seed(0)
-    if mixed_precision:
-        tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    if mixed_precision != "none":
+        tf_keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
     if backbone == "bert":
         from transformers import BertConfig, TFBertModel
 
-        encoder = TFBertModel(BertConfig(vocab_size=30522, hidden_size=args.bert_hidden,
+        encoder = TFBertModel(BertConfig(vocab_size=args.vocab, hidden_size=args.bert_hidden,
                                          num_hidden_layers=args.bert_layers, num_attention_heads=12,
                                          intermediate_size=4 * args.bert_hidden))
         encoder.build_in_name_scope()
         classifier = TransformerClassifier(encoder, 2)
         batch, length = args.bert_batch, args.length
-        ids = np.random.default_rng(0).integers(1000, 30000, size=(batch, length)).astype(np.int32)
+        ids = np.random.default_rng(0).integers(5, args.vocab, size=(batch, length)).astype(np.int32)
         inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     else:
         # The same model for every method, so embedding normalization is on for the clean step too.
@@ -74,6 +74,18 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     labels = np.arange(batch, dtype=np.int32) % 2
     data = tf.data.Dataset.from_tensors(({k: tf.constant(v) for k, v in inputs.items()}, tf.constant(labels)))
     return model, data.repeat(), batch
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its bfloat16 instructions (AMX / AVX-512-BF16 make bfloat16 pay on a CPU)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = f.read()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    flags = [flag for flag in ("amx_bf16", "avx512_bf16") if f" {flag}" in info]
+    return f"{name}; {', '.join(flags) or 'no bfloat16 instructions'}"
 
 
 def device() -> str:
@@ -101,21 +113,31 @@ def time_steps(model, data, warmup: int, steps: int, per_call: int = 1) -> tuple
 
 
 def bench_methods(args) -> list[dict]:
+    """Each method's step in float32 and, with --mixed-precision, in that precision too: the ratio to the
+    clean step of the same precision, and (mixed precision) to the same method's float32 step."""
     results = []
+    precisions = ["none"] + ([args.mixed_precision] if args.mixed_precision != "none" else [])
     for backbone in args.backbones:
-        base = None
-        for method in args.methods:
-            model, data, batch = build(backbone, method, args)
-            times, peak = time_steps(model, data, args.warmup, args.steps)
-            median = statistics.median(times)
-            base = median if method == "none" else base
-            target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
-            r = {"backbone": backbone, "method": method, "median_step_s": median, "examples_per_s": batch / median,
-                 "ratio": median / base if base else None, "target": target, "peak_mib": peak}
-            results.append(r)
-            ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
-            print(f"{backbone:>7} {method:>7}: {median * 1000:8.1f} ms/step  {r['examples_per_s']:8.1f} ex/s  "
-                  f"{ratio:>6} (target <= {target}x)  peak {peak:7.1f} MiB", flush=True)
+        for precision in precisions:
+            base = None
+            for method in args.methods:
+                model, data, batch = build(backbone, method, args, mixed_precision=precision)
+                times, peak = time_steps(model, data, args.warmup, args.steps)
+                median = statistics.median(times)
+                base = median if method == "none" else base
+                target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
+                fp32 = next((r["median_step_s"] for r in results if r["backbone"] == backbone
+                             and r["method"] == method and r["precision"] == "float32"), None)
+                r = {"backbone": backbone, "method": method, "precision": "float32" if precision == "none" else precision,
+                     "median_step_s": median, "examples_per_s": batch / median,
+                     "ratio": median / base if base else None, "target": target, "peak_mib": peak,
+                     "ratio_to_float32": median / fp32 if fp32 and precision != "none" else None}
+                results.append(r)
+                ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
+                vs = f"  {r['ratio_to_float32']:.2f}x its float32 step" if r["ratio_to_float32"] else ""
+                print(f"{backbone:>7} {r['precision']:>8} {method:>7}: {median * 1000:8.1f} ms/step  "
+                      f"{r['examples_per_s']:8.1f} ex/s  {ratio:>6} (target <= {target}x)  peak {peak:7.1f} MiB{vs}",
+                      flush=True)
     return results
 
 
@@ -129,7 +151,7 @@ def bench_options(args) -> list[dict]:
     if backbone == "bert":
         variants.insert(1, ("fgm + jit_compile", {"jit_compile": True}, 1))
     if tf.config.list_physical_devices("GPU"):
-        variants.append(("fgm + mixed_precision", {"mixed_precision": True}, 1))
+        variants.append(("fgm + mixed_precision float16", {"mixed_precision": "float16"}, 1))
     else:
         print("mixed_precision: skipped (no GPU; float16 on a CPU is emulated and slower)")
     rows, base = [], None
@@ -257,6 +279,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--no-options", action="store_true", help="skip the options section")
+    parser.add_argument("--mixed-precision", choices=["none", "float16", "bfloat16"], default="none",
+                        help="also time every method in this precision, with its ratio to the float32 step")
     parser.add_argument("--data", help="IMDB-style directory (train.jsonl.gz) for the data-path and inference sections")
     parser.add_argument("--data-examples", type=int, default=3000)
     parser.add_argument("--data-max-length", type=int, default=400)
@@ -274,12 +298,14 @@ def main(argv=None) -> int:
         out["data"], (model, encoder, texts) = bench_data(args)
         out["inference"] = bench_inference(model, encoder, texts, args)
 
-    print(f"\ndevice: {out['device']}\n\n| backbone | method | ms/step | examples/s | ratio to none | target | peak MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\ndevice: {out['device']} ({cpu_model()})\n\n| backbone | precision | method | ms/step | examples/s | "
+          "ratio to none | target | ratio to float32 | peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in out["methods"]:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
-        print(f"| {r['backbone']} | {r['method']} | {r['median_step_s'] * 1000:.1f} | {r['examples_per_s']:.1f} | "
-              f"{ratio} | {r['target']} | {r['peak_mib']:.0f} |")
+        vs = f"{r['ratio_to_float32']:.2f}" if r["ratio_to_float32"] else "-"
+        print(f"| {r['backbone']} | {r['precision']} | {r['method']} | {r['median_step_s'] * 1000:.1f} | "
+              f"{r['examples_per_s']:.1f} | {ratio} | {r['target']} | {vs} | {r['peak_mib']:.0f} |")
     if "options" in out:
         print("\n| backbone | variant | ms/step | ratio to fgm |\n|---|---|---|---|")
         for r in out["options"]:

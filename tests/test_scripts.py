@@ -175,15 +175,19 @@ def test_benchmark_prints_ratios_options_data_path_and_inference(backbones, meth
     assert benchmark.main(["--backbones", *backbones, "--methods", *methods, "--batch", "4",
                            "--length", "8", "--embedding-dim", "8", "--hidden", "8", "--vocab", "50",
                            "--bert-batch", "2", "--bert-hidden", "24", "--bert-layers", "1", "--pgd-steps", "2",
-                           "--warmup", "1", "--steps", "2", "--output", str(out)] + (data if full else ["--no-options"])) == 0
+                           "--warmup", "1", "--steps", "2", "--mixed-precision", "bfloat16", "--output", str(out)]
+                          + (data if full else ["--no-options"])) == 0
     report = json.load(open(out))
     results = report["methods"]
-    assert [(r["backbone"], r["method"]) for r in results] == [(b, m) for b in backbones for m in methods]
+    assert [(r["backbone"], r["precision"], r["method"]) for r in results] == [
+        (b, p, m) for b in backbones for p in ("float32", "bfloat16") for m in methods]
+    assert all((r["ratio_to_float32"] > 0) == (r["precision"] == "bfloat16") for r in results if r["ratio_to_float32"]
+               is not None) and all(r["ratio_to_float32"] for r in results if r["precision"] == "bfloat16")
     assert all(r["median_step_s"] > 0 for r in results)
     assert all(r["peak_mib"] > 0 for r in results if r["backbone"] == "bert")  # tiny LSTM tensors may not count
-    assert [r["ratio"] for r in results if r["method"] == "none"] == [1.0] * len(backbones)
+    assert [r["ratio"] for r in results if r["method"] == "none"] == [1.0] * 2 * len(backbones)
     printed = capsys.readouterr().out
-    assert f"| {backbones[0]} | fgm |" in printed
+    assert f"| {backbones[0]} | bfloat16 | fgm |" in printed and "ratio to float32" in printed
     if not full:
         return
     assert [(r["backbone"], r["variant"]) for r in report["options"]][:3] == [  # XLA only for bert

@@ -130,6 +130,7 @@ def test_mixed_precision_computes_in_float16_but_perturbs_in_float32_and_every_w
 
     cfg = config_from_dict(tiny_config_dict(tiny_files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],
                                             data={"num_labeled": 32}, train={"mixed_precision": True}))
+    assert cfg.train.mixed_precision == "float16"  # true, as before, means float16
     prepared = prepare(cfg)
     model = build_model(cfg, prepared, 2)
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # only the model's layers are mixed

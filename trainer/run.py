@@ -147,13 +147,13 @@ def steps_per_epoch(cfg: Config, n_train: int) -> int:
 
 
 @contextlib.contextmanager
-def mixed_precision(on: bool):
-    """Layers made inside take the mixed_float16 policy (float16 compute, float32 weights); compile() then
-    adds loss scaling."""
-    if not on:
+def mixed_precision(precision: str):
+    """Layers made inside take the mixed_<precision> policy (float16 or bfloat16 compute, float32 weights);
+    compile() adds loss scaling for float16 (bfloat16 has float32's range and needs none)."""
+    if precision == "none":
         yield
         return
-    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    tf_keras.mixed_precision.set_global_policy(f"mixed_{precision}")
     try:
         yield
     finally:
