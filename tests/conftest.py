@@ -104,3 +104,15 @@ def tiny_bert_hub(tmp_path_factory, tiny_bert_dir):
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
         yield TINY_BERT_HUB_NAME
+
+
+# The heaviest files first, so that the two xdist workers (pytest.ini) finish together: longest processing
+# time first. Within a file the order is kept (the sort is stable).
+HEAVY_FIRST = ["test_scripts.py", "test_resume.py", "test_train_end_to_end.py", "test_distribute.py",
+               "test_distribute_workers.py", "test_run_experiments.py", "test_bert.py", "test_adversarial_model.py",
+               "test_mixed_precision.py", "test_configs_train.py", "test_optimizers.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))

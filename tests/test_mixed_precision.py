@@ -45,23 +45,37 @@ def bert_classifier():
     return TransformerClassifier(encoder, 2, head_dropout=0.0), feed(IDS), feed(UNLABELED)
 
 
+_BUILT = {}
+
+
+def classifier(backbone, precision):
+    """One classifier per (backbone, precision), built under that policy with seeded weights; every method
+    wraps it anew and one_step puts its weights back."""
+    if (backbone, precision) not in _BUILT:
+        tf_keras.utils.set_random_seed(0)
+        if precision != "float32":
+            tf_keras.mixed_precision.set_global_policy(f"mixed_{precision}")
+        try:
+            _BUILT[backbone, precision] = backbone()
+        finally:
+            tf_keras.mixed_precision.set_global_policy("float32")
+    return _BUILT[backbone, precision]
+
+
 def one_step(backbone, regs, precision):
     """The gradients one train_step applies (plain SGD, learning rate 1) and its logs."""
-    tf_keras.utils.set_random_seed(0)
-    if precision != "float32":
-        tf_keras.mixed_precision.set_global_policy(f"mixed_{precision}")
-    try:
-        clf, inputs, unlabeled = backbone()
-        model = AdversarialModel(clf, [RegularizerConfig(**{"epsilon": 1.0, **r}) for r in regs], seed=0)
-        x = {k: tf.constant(v) for k, v in inputs.items()}
-        model(x)
-    finally:
-        tf_keras.mixed_precision.set_global_policy("float32")
+    clf, inputs, unlabeled = classifier(backbone, precision)
+    model = AdversarialModel(clf, [RegularizerConfig(**{"epsilon": 1.0, **r}) for r in regs], seed=0)
+    x = {k: tf.constant(v) for k, v in inputs.items()}
+    model(x)
     model.compile(optimizer=tf_keras.optimizers.SGD(1.0), run_eagerly=True)  # tiny: tracing costs more
     before = [v.numpy().copy() for v in model.trainable_variables]
     x["unlabeled"] = {k: tf.constant(v) for k, v in unlabeled.items()}
     logs = model.make_train_function()(iter(tf.data.Dataset.from_tensors((x, tf.constant(LABELS)))))
-    return model, [b - v.numpy() for b, v in zip(before, model.trainable_variables)], logs
+    applied = [b - v.numpy() for b, v in zip(before, model.trainable_variables)]
+    for v, b in zip(model.trainable_variables, before):
+        v.assign(b)
+    return model, applied, logs
 
 
 @pytest.mark.parametrize("backbone", [lstm_classifier, bert_classifier], ids=["bilstm", "bert"])
