@@ -55,11 +55,12 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
     files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1)),
              "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
              "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
-    regs = [{"name": "random", "epsilon": 1.0, "weight": 0.5}, {"name": "fgm", "weight": 0.7},
-            {"name": "vat", "epsilon": 2.0, "weight": 0.6}]
-    # a one-directional LSTM: half the layers to trace in a step of three regularizers, on three devices;
+    # random and vat draw noise (the uneven split's defect); fgm's deterministic path runs across processes
+    # in test_distribute_workers.py
+    regs = [{"name": "random", "epsilon": 1.0, "weight": 0.5}, {"name": "vat", "epsilon": 2.0, "weight": 0.6}]
+    # a one-directional LSTM: half the layers to trace in a step of two regularizers, on three devices;
     # without normalization the table's gradients are sparse (IndexedSlices), scaled per replica
-    configs = {"random+fgm+vat": tiny_config_dict(files, regs, data={"num_labeled": 32, "batch_size": 7},
+    configs = {"random+vat": tiny_config_dict(files, regs, data={"num_labeled": 32, "batch_size": 7},
                                                   model={"name": "lstm", "normalize_embeddings": False},
                                                   train={"optimizer": "sgd", "learning_rate": 0.5})}
     done = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT), json.dumps(configs)], cwd=ROOT,
@@ -72,7 +73,7 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
         assert r["smallest_change"] > 1e-4, (name, r)  # every variable moved ...
         assert r["max_diff"] < 1e-5, (name, r)  # ... and the same way on one device and on two
         one, two = r["logs"]
-        assert one.keys() == two.keys() and {"loss", "random_loss", "fgm_loss", "vat_loss"} <= one.keys()
+        assert one.keys() == two.keys() and {"loss", "random_loss", "vat_loss"} <= one.keys()
         for key in one:  # the metrics are aggregated across replicas: the same numbers
             # float rounding differs with the split (each replica averages its own rows): 1e-4 relative, 1e-5
             # absolute (the small VAT loss); unweighted replica means would differ by about 1e-3
