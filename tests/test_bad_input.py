@@ -178,3 +178,30 @@ def test_conflicting_or_missing_arguments_are_usage_errors(args, capsys):
     with pytest.raises(SystemExit) as stop:
         train.main(args)
     assert stop.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_read_only_places_are_one_line(tmp_path, tiny_files, monkeypatch, capsys):
+    """As root nothing is read-only, so the refusals the OS would give are injected."""
+    import errno
+
+    from core.errors import UserError
+    from core.paths import check_new_dir
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_files, "fgm")))
+    real_makedirs = os.makedirs
+
+    def read_only(path, *args, **kwargs):
+        if "run" in os.path.basename(str(path)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    run_dir = tmp_path / "run"
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert err == [f"error: {run_dir}: cannot create the run directory or write into it (Permission denied)"]
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(UserError, match="--out .*: cannot write into .* \\(permission denied\\)"):
+        check_new_dir(str(tmp_path / "exported"))
