@@ -59,7 +59,7 @@ def _imdb_subset(path, n, seed):
 
 def test_short_fgm_fine_tune_of_minilm_lowers_the_dev_loss(minilm_dir, tmp_path):
     from core.config import load_config
-    from trainer.run import build_model, datasets, prepare
+    from trainer.run import build_model, datasets, prepare, steps_per_epoch
 
     train_path = os.path.join(DATA, "imdb", "train.jsonl.gz")
     if not os.path.exists(train_path):
@@ -82,7 +82,8 @@ def test_short_fgm_fine_tune_of_minilm_lowers_the_dev_loss(minilm_dir, tmp_path)
     train_ds, dev_ds, _ = datasets(config, prepared)
     model = build_model(config, prepared, 2)
     before = model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"]
-    history = model.fit(train_ds, epochs=config.train.epochs, verbose=0)
+    steps = steps_per_epoch(config, len(prepared.data.train.texts))  # the training stream is endless
+    history = model.fit(train_ds, epochs=config.train.epochs, steps_per_epoch=steps, verbose=0)
     after = model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"]
     print(f"dev loss {before:.4f} -> {after:.4f}; train losses {history.history['clean_loss']}")
     assert np.isfinite(after) and after < before - 0.05
