@@ -16,6 +16,16 @@ def masked_pool(hidden, mask, pooling):
     raise ValueError(f"unknown pooling '{pooling}'")
 
 
+def lstm_layer(units: int, return_sequences: bool):
+    """An LSTM layer. With a GPU, tf-keras's LSTM, which picks its cuDNN or its generic kernel when it runs;
+    without one, the generic kernel alone, as RNN(LSTMCell): the same computation and the same weights
+    (checkpoints load across), but a step that traces about three times faster (the choice traces both
+    kernels), which every retrace pays again (per-batch padding and length bucketing retrace)."""
+    if tf.config.list_logical_devices("GPU"):
+        return tf_keras.layers.LSTM(units, return_sequences=return_sequences)
+    return tf_keras.layers.RNN(tf_keras.layers.LSTMCell(units), return_sequences=return_sequences)
+
+
 class LSTMBackbone(tf_keras.layers.Layer):
     """Stacked (Bi-)LSTM: embeddings (B, T, D) and mask (B, T) -> features (B, H) or (B, 2H).
 
@@ -33,7 +43,7 @@ class LSTMBackbone(tf_keras.layers.Layer):
         self.layers_ = []
         for i in range(num_layers):
             return_sequences = pooling != "last" or i < num_layers - 1
-            lstm = tf_keras.layers.LSTM(hidden_size, return_sequences=return_sequences)
+            lstm = lstm_layer(hidden_size, return_sequences)
             self.layers_.append(tf_keras.layers.Bidirectional(lstm) if bidirectional else lstm)
         self.dropout = tf_keras.layers.Dropout(dropout)
 
