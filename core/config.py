@@ -68,7 +68,9 @@ class DataConfig:
     padding: str = _f("batch", choices=("batch", "max_length"))
     # Training batches of similar lengths (less padding): each data epoch's permutation is cut into windows
     # of bucket_window batches, sorted by length within a window, and the batches are then shuffled.
-    length_bucketing: bool = False
+    # 'auto': on where random batches would be at least 20% padding (data.padding: batch, no
+    # train.steps_per_epoch); true/false: 'on'/'off'.
+    length_bucketing: str = _f("auto", choices=("auto", "on", "off"), aliases={True: "on", False: "off"})
     bucket_window: int = _f(100, min=1)
     unlabeled: str | None = None
     unlabeled_batch_size: int | None = _f(None, min=1)
@@ -436,7 +438,7 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         raise UserError(f"train.jit_compile: XLA compiles the tf-keras LSTM anew at every step (it treats its "
                         f"weights as compile-time constants), which makes model.name: {cfg.model.name} hundreds "
                         "of times slower; use it with model.name: bert")
-    if d.length_bucketing and cfg.train.steps_per_epoch:
+    if d.length_bucketing == "on" and cfg.train.steps_per_epoch:
         raise UserError("data.length_bucketing sorts within each pass over the data; it does not combine with "
                         "train.steps_per_epoch")
     if d.text_b_column and (d.dataset or d.unlabeled or d.num_labeled or d.labeled_fraction):

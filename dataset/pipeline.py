@@ -105,6 +105,15 @@ def fixed_length(encoder, max_length: int):
     return encode
 
 
+def padding_share(lengths, batch_size: int, seed: int = 0) -> float:
+    """The share of padding among the tokens of one epoch of random batches, each padded to its longest
+    text: what length bucketing saves."""
+    lengths = np.asarray(lengths, np.int64)[np.random.default_rng(seed).permutation(len(lengths))]
+    padded = sum(len(chunk) * int(chunk.max()) for chunk in
+                 (lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)))
+    return 1.0 - float(lengths.sum()) / padded if padded else 0.0
+
+
 def token_lengths(texts, encoder, texts_b=None, batch_size: int = 512) -> np.ndarray:
     """The number of tokens the model sees of each text (after truncation)."""
     lengths = []

@@ -10,6 +10,7 @@ from dataset.pipeline import (
     continuous_batches,
     epoch_batches,
     fixed_length,
+    padding_share,
     token_lengths,
     training_dataset,
     with_unlabeled,
@@ -85,6 +86,18 @@ def test_length_bucketing_keeps_each_epoch_a_permutation_and_groups_similar_leng
     plain = take(epoch_batches(103, 8, seed=1), 13)
     assert spread(stream[:13]) < 0.5 * spread(plain)
     assert take(bucketed_epoch_batches(lengths, 8, seed=1, window=4, start_step=5), 21) == stream[5:]
+
+
+def test_padding_share_counts_the_padding_of_random_batches():
+    # one batch: padded to 3 tokens each, 12 tokens of which 8 are text
+    assert padding_share([1, 3, 2, 2], 4) == pytest.approx(1 / 3)
+    assert padding_share([1, 3, 2, 2], 1) == 0.0  # a text per batch: no padding
+    assert padding_share([5] * 9, 4) == 0.0
+    # two batches of 2 from a seeded permutation: the same sum, computed here from the permutation
+    lengths = np.array([1, 9, 1, 9])
+    order = np.random.default_rng(7).permutation(4)
+    padded = 2 * lengths[order[:2]].max() + 2 * lengths[order[2:]].max()
+    assert padding_share(lengths, 2, seed=7) == pytest.approx(1 - 20 / padded)
 
 
 def test_fixed_length_pads_every_batch_to_max_length_and_token_lengths_count_real_tokens():

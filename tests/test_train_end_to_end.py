@@ -146,3 +146,42 @@ def test_mixed_precision_computes_in_float16_but_perturbs_in_float32_and_every_w
     assert logs["vat_perturbation_l2"] == pytest.approx(cfg.regularizer[1].epsilon, rel=1e-4)
     for v, old in zip(model.trainable_variables, before):
         assert np.any(v.numpy() != old), v.name
+
+
+@pytest.mark.parametrize("setting,same_length,steps,bucketed", [
+    ("auto", False, None, True),  # texts of 3 to 7 words: random batches of 8 are over 20% padding
+    ("auto", True, None, False),  # every text 4 words: no padding to save
+    ("auto", False, 3, False),  # a fixed steps_per_epoch has no passes over the data to sort
+    (True, True, None, True),  # on: bucketed whatever the lengths (true is 'on')
+    (False, False, None, False)])
+def test_length_bucketing_auto_is_on_where_random_batches_would_be_mostly_padding(
+        tmp_path, tiny_files, caplog, setting, same_length, steps, bucketed):
+    from conftest import write_tsv
+
+    from core.config import config_from_dict
+    from trainer.run import bucketing_lengths, prepare
+
+    files = dict(tiny_files)
+    if same_length:
+        files["train"] = write_tsv(tmp_path / "same.tsv", [(f"the movie was {w}", "pos" if w in ("good", "fine")
+                                                            else "neg") for w in ["good", "bad", "fine", "poor"] * 8])
+    cfg = config_from_dict(tiny_config_dict(files, data={"length_bucketing": setting},
+                                            train={"steps_per_epoch": steps}))
+    prepared = prepare(cfg)
+    with caplog.at_level("INFO"):
+        lengths = bucketing_lengths(cfg, prepared)
+    assert (lengths is not None) == bucketed
+    if bucketed:  # the words of each training text, as the model sees them
+        assert list(lengths) == [len(t.split()) for t in prepared.data.train.texts]
+    if setting == "auto" and not steps:
+        assert f"data.length_bucketing: auto: {'on' if bucketed else 'off'}" in caplog.text
+        assert ("(random batches of 8 would be 0% padding)" in caplog.text) == same_length
+
+
+def test_length_bucketing_on_with_a_fixed_epoch_length_is_a_user_error(tiny_files):
+    from core.config import config_from_dict
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="data.length_bucketing sorts within each pass"):
+        config_from_dict(tiny_config_dict(tiny_files, data={"length_bucketing": "on"},
+                                          train={"steps_per_epoch": 3}))

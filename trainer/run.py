@@ -22,7 +22,7 @@ import tf_keras
 from core.config import Config, load_config, save_config
 from core.errors import Interrupted, TrainingDiverged, UserError
 from dataset.data import DataBundle, load_data
-from dataset.pipeline import fixed_length, labelled_dataset, token_lengths, training_dataset, with_unlabeled
+from dataset.pipeline import fixed_length, labelled_dataset, padding_share, token_lengths, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
 from model.bert import load_encoder, resolve_pretrained
@@ -180,14 +180,32 @@ def uses_unlabeled(cfg: Config) -> bool:
     return any(r.name == "vat" for r in cfg.active_regularizers)
 
 
+AUTO_BUCKETING_PADDING = 0.2  # data.length_bucketing: auto turns bucketing on from this share of padding
+
+
+def bucketing_lengths(cfg: Config, prepared: Prepared):
+    """The training texts' token counts if the training batches are bucketed by length, else None."""
+    d, data = cfg.data, prepared.data
+    if d.length_bucketing == "off" or cfg.train.steps_per_epoch or (
+            d.length_bucketing == "auto" and d.padding == "max_length"):
+        return None
+    lengths = token_lengths(data.train.texts, prepared.encoder, data.train.texts_b)
+    if d.length_bucketing == "auto":
+        share = padding_share(lengths, d.batch_size, cfg.train.seed)
+        on = share >= AUTO_BUCKETING_PADDING
+        log.info("data.length_bucketing: auto: %s (random batches of %d would be %.0f%% padding)",
+                 "on" if on else "off", d.batch_size, 100 * share)
+        if not on:
+            return None
+    return lengths
+
+
 def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
     """The training stream from step `start_step` on (endless: fit counts the steps), dev and test."""
     d, data, enc = cfg.data, prepared.data, prepared.encoder
     if d.padding == "max_length":
         enc = fixed_length(enc, d.max_length)
-    lengths = None
-    if d.length_bucketing and not cfg.train.steps_per_epoch:
-        lengths = token_lengths(data.train.texts, prepared.encoder, data.train.texts_b)
+    lengths = bucketing_lengths(cfg, prepared)
     train = training_dataset(data.train.texts, data.train.labels, enc, d.batch_size, cfg.train.seed, start_step,
                              full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b,
                              lengths=lengths, bucket_window=d.bucket_window)
