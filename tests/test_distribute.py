@@ -38,6 +38,7 @@ for name, raw in json.loads(sys.argv[1]).items():
         b.assign(a)
     before = [v.numpy() for v in one.trainable_variables]
     for model in (one, two):
+        model.run_eagerly = True  # tracing a mirrored step costs ~50 s; the traced path: test_distribute_workers.py
         model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
     after_one, after_two = ([v.numpy() for v in m.trainable_variables] for m in (one, two))
     results[name] = {{
