@@ -154,6 +154,7 @@ class TrainConfig:
 
 
 ATTACKS = ("fgsm", "fgm", "pgd")
+TEXT_ATTACKS = ("noise", "deepwordbug")
 
 
 @dataclass
@@ -170,6 +171,14 @@ class EvalConfig:
     robustness_examples: int | None = _f(1000, min=1)
     # At the end of training: evaluate dev and test, with robustness curves on test.
     robustness_after_training: bool = True
+    # Attacks on the raw test texts (trainer/text_attacks.py), beside the embedding-space curves; [] for
+    # none. noise: random character edits at each of text_noise_rates; deepwordbug: greedy token edits, up
+    # to each of text_attack_budgets tokens per text.
+    text_attacks: list[str] = _f(list(TEXT_ATTACKS))
+    text_noise_rates: list[float] = _f([0.05, 0.1, 0.2])
+    text_attack_budgets: list[int] = _f([1, 2, 4])
+    # On a fixed stratified sample of this many test texts (the same for every run); None: all.
+    text_attack_examples: int | None = _f(200, min=1)
 
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
@@ -472,6 +481,17 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
     unknown = [a for a in e.attacks if a not in ATTACKS]
     if unknown:
         raise UserError(f"eval.attacks: '{unknown[0]}' is not one of: {', '.join(ATTACKS)}")
+    unknown = [a for a in e.text_attacks if a not in TEXT_ATTACKS]
+    if unknown:
+        raise UserError(f"eval.text_attacks: '{unknown[0]}' is not one of: {', '.join(TEXT_ATTACKS)}")
+    if any(not 0 <= x <= 1 for x in e.text_noise_rates):
+        raise UserError(f"eval.text_noise_rates: rates are between 0 and 1, got {e.text_noise_rates}")
+    if any(b < 1 for b in e.text_attack_budgets):
+        raise UserError(f"eval.text_attack_budgets: budgets are numbers of tokens, at least 1, got "
+                        f"{e.text_attack_budgets}")
+    for key, attack in (("text_noise_rates", "noise"), ("text_attack_budgets", "deepwordbug")):
+        if not getattr(e, key) and attack in e.text_attacks:
+            raise UserError(f"eval.{key}: an empty list, but eval.text_attacks has {attack}")
     if e.epsilons is None:
         e.epsilons = [0.0, 0.25, 0.5, 1.0, 2.0] if bert else [0.0, 1.0, 2.0, 5.0, 10.0]
     if e.fgsm_epsilons is None:

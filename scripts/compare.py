@@ -1,10 +1,12 @@
 """Compare finished runs side by side as a Markdown table.
 
-    python scripts/compare.py runs/bilstm_none runs/bilstm_fgm [--attack fgm --epsilon 5] [--output FILE]
+    python scripts/compare.py runs/bilstm_none runs/bilstm_fgm [--attack fgm --epsilon 5]
+                              [--noise-rate 0.1 --budget 2] [--output FILE]
 
 Each argument is a run directory or a folder searched for run directories (those with metrics.json).
 Columns: the config values that differ between the runs, test accuracy, macro-F1, ECE, NLL, accuracy
-under the chosen attack at the chosen epsilon, and the training time.
+under the chosen embedding attack at the chosen epsilon, under character noise at the chosen rate and under
+the deepwordbug text attack with at most the chosen number of edited tokens, and the training time.
 """
 from __future__ import annotations
 
@@ -41,7 +43,13 @@ def flatten(tree, prefix="") -> dict:
     return {prefix.rstrip("."): tree}
 
 
-def table(runs: list[str], attack: str, epsilon: float) -> str:
+def _at(result: dict | None, key: str, x: float) -> str:
+    """The accuracy at x of a text attack's result, or a dash where the run has no such point."""
+    hits = [i for i, v in enumerate((result or {}).get(key, [])) if abs(v - x) < 1e-9]
+    return f"{result['accuracy'][hits[0]]:.4f}" if hits else "–"
+
+
+def table(runs: list[str], attack: str, epsilon: float, noise_rate: float = 0.1, budget: int = 2) -> str:
     configs, metrics = [], []
     for run in runs:
         with open(os.path.join(run, "config.yaml"), encoding="utf-8") as f:
@@ -53,7 +61,8 @@ def table(runs: list[str], attack: str, epsilon: float) -> str:
             metrics.append(json.load(f))
     keys = sorted({k for c in configs for k in c})
     differing = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
-    header = ["run", *differing, "test acc", "macro-F1", "ECE", "NLL", f"acc {attack}@{epsilon:g}", "train s"]
+    header = ["run", *differing, "test acc", "macro-F1", "ECE", "NLL", f"acc {attack}@{epsilon:g}",
+              f"acc noise@{noise_rate:g}", f"acc deepwordbug@{budget}", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, cfg, m in zip(runs, configs, metrics):
         test = m["test"]
@@ -61,8 +70,10 @@ def table(runs: list[str], attack: str, epsilon: float) -> str:
         robust = "–"
         if curve and any(abs(e - epsilon) < 1e-9 for e in curve["epsilons"]):
             robust = f"{curve['accuracy'][[abs(e - epsilon) < 1e-9 for e in curve['epsilons']].index(True)]:.4f}"
+        texts = test.get("text_attacks", {})
         cells = [os.path.relpath(run), *(str(cfg.get(k, "–")) for k in differing),
                  *(f"{test[k]:.4f}" if k in test else "–" for k in ("accuracy", "macro_f1", "ece", "nll")), robust,
+                 _at(texts.get("noise"), "rates", noise_rate), _at(texts.get("deepwordbug"), "budgets", budget),
                  f"{m['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -70,7 +81,7 @@ def table(runs: list[str], attack: str, epsilon: float) -> str:
 
 def compare(args) -> None:
     check_new_file(args.output)
-    text = table(find_runs(args.runs), args.attack, args.epsilon)
+    text = table(find_runs(args.runs), args.attack, args.epsilon, args.noise_rate, args.budget)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text + "\n")
@@ -82,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--attack", default="fgm", choices=["fgsm", "fgm", "pgd"])
     parser.add_argument("--epsilon", type=float, default=5.0)
+    parser.add_argument("--noise-rate", type=float, default=0.1, help="character-noise rate of the text column")
+    parser.add_argument("--budget", type=int, default=2, help="edited tokens of the deepwordbug column")
     parser.add_argument("--output")
     args = parser.parse_args(argv)
     return run_cli(lambda: compare(args))

@@ -52,7 +52,8 @@ def evaluate(args) -> None:
         name += "-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     ds = labelled_dataset(texts, labels, run.encoder, d.batch_size, texts_b=texts_b)
     report = evaluate_split(run.model, ds, labels, run.label_names, run.cfg, args.run_dir, name,
-                            robustness=not args.no_robustness)
+                            robustness=not args.no_robustness, texts=texts if texts_b is None else None,
+                            encoder=run.encoder)
     print(format_report(report, name))
     print(f"wrote {os.path.join(args.run_dir, f'eval_{name}.json')} and its plots")
 
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", help="a labelled file to evaluate on instead of a split of the run's data")
     parser.add_argument("--checkpoint", choices=["best", "train"], default="best",
                         help="best: the best epoch by train.monitor (default); train: the latest training state")
-    parser.add_argument("--no-robustness", action="store_true", help="skip the attack curves")
+    parser.add_argument("--no-robustness", action="store_true", help="skip the attacks (embedding curves and text attacks)")
     args = parser.parse_args(argv)
     return run_cli(lambda: evaluate(args))
 

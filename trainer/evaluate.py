@@ -12,6 +12,7 @@ from core.config import Config
 from trainer import plots
 from trainer.metrics import evaluation_metrics, format_report
 from trainer.robustness import robustness_curves
+from trainer.text_attacks import model_predictor, run_text_attacks
 
 
 def attack_grid(cfg: Config) -> dict[str, list[float]]:
@@ -32,14 +33,19 @@ def predict_logits(model, dataset) -> np.ndarray:
 
 
 def evaluate_split(model, dataset, labels, label_names, cfg: Config, run_dir: str, split: str,
-                   robustness: bool = True) -> dict:
+                   robustness: bool = True, texts=None, encoder=None) -> dict:
     """Writes eval_<split>.json, eval_<split>.txt and <split>_<plot>.png into `run_dir`, and the plots as
-    TensorBoard images under tensorboard/eval; returns the report."""
+    TensorBoard images under tensorboard/eval; returns the report. With `robustness`: the embedding-space
+    curves and, given the split's raw `texts` and the run's text `encoder`, the text attacks."""
     probs = tf.nn.softmax(predict_logits(model, dataset)).numpy()
     report = evaluation_metrics(probs, np.asarray(labels), label_names, cfg.eval.ece_bins)
     if robustness and cfg.eval.attacks:
         report["robustness"] = robustness_curves(model.classifier, dataset, attack_grid(cfg), cfg.eval.pgd_steps,
                                                  cfg.eval.robustness_examples)
+    if robustness and cfg.eval.text_attacks and texts is not None:
+        e = cfg.eval
+        report["text_attacks"] = run_text_attacks(model_predictor(model, encoder), texts, labels, e.text_attacks,
+                                                  e.text_noise_rates, e.text_attack_budgets, e.text_attack_examples)
     with open(os.path.join(run_dir, f"eval_{split}.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
     text = format_report(report, split)

@@ -16,7 +16,8 @@ class ServingModule(tf.Module):
     def __init__(self, run: Run):
         super().__init__()
         self.encoder, self.classifier = run.encoder, run.model.classifier
-        self.label_names = tf.constant(run.label_names)
+        # a variable, so that a loaded SavedModel still names its classes (scripts/attack.py reads them)
+        self.label_names = tf.Variable(run.label_names, trainable=False, name="label_names")
         text = tf.TensorSpec([None], tf.string, name="texts")
         if run.cfg.data.text_b_column:  # only the signature the run needs gets traced and saved
             self.serve = tf.function(lambda texts, texts_b: self._outputs(self.encoder(texts, texts_b)),

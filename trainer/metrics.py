@@ -148,4 +148,20 @@ def format_report(report: dict, title: str) -> str:
     for attack, curve in report.get("robustness", {}).items():
         lines.append(f"  accuracy under {attack} (first {curve['n']} examples): " + "  ".join(
             f"eps {e:g}: {a:.4f}" for e, a in zip(curve["epsilons"], curve["accuracy"])))
+    lines += text_attack_lines(report.get("text_attacks", {}))
     return "\n".join(lines)
+
+
+def text_attack_lines(attacks: dict) -> list[str]:
+    """The text attacks' results (trainer/text_attacks.py), a line each."""
+    lines = []
+    if "noise" in attacks:
+        r = attacks["noise"]
+        lines.append(f"  accuracy under character noise ({r['examples']} texts): " + "  ".join(
+            f"rate {x:g}: {a:.4f}" for x, a in zip(r["rates"], r["accuracy"])))
+    if "deepwordbug" in attacks:
+        r = attacks["deepwordbug"]
+        lines.append(f"  accuracy under deepwordbug ({r['examples']} texts): " + "  ".join(
+            f"{b} tokens: {a:.4f}" for b, a in zip(r["budgets"], r["accuracy"]))
+            + f"  (success rate {r['success_rate']:.4f}, {r['queries_per_example']:.1f} queries per text)")
+    return lines

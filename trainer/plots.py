@@ -54,6 +54,19 @@ def robustness_plot(robustness: dict, title: str):
     return fig
 
 
+def text_attack_plot(attacks: dict, title: str):
+    """Accuracy against the character-noise rate and against the greedy attack's budget of edited tokens."""
+    panels = [(name, attacks[name]) for name in ("noise", "deepwordbug") if name in attacks]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), squeeze=False)
+    for ax, (name, r) in zip(axes[0], panels):
+        x, label = (r["rates"], "character edit rate") if name == "noise" else (r["budgets"], "tokens edited (at most)")
+        ax.plot(x, r["accuracy"], "o-")
+        ax.set(xlabel=label, ylabel="accuracy", ylim=(0, 1), title=f"{title}: {name} ({r['examples']} texts)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_plot(report: dict, title: str):
     names = list(report["per_class"])
     cm = np.asarray(report["confusion_matrix"])
@@ -74,6 +87,8 @@ def figures(report: dict, split: str) -> dict:
            "confusion": confusion_plot(report, split)}
     if report.get("robustness"):
         out["robustness"] = robustness_plot(report["robustness"], split)
+    if report.get("text_attacks"):
+        out["text_attacks"] = text_attack_plot(report["text_attacks"], split)
     return out
 
 

@@ -441,8 +441,10 @@ def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict)
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {metrics['train_seconds']:.0f} s")
     summaries = {}
     for split, ds, labels in (("dev", dev_ds, data.dev.labels), ("test", test_ds, data.test.labels)):
+        texts = getattr(data, split).texts if getattr(data, split).texts_b is None else None  # pairs: no text attacks
         report = evaluate_split(model, ds, labels, data.label_names, cfg, run_dir, split,
-                                robustness=split == "test" and cfg.eval.robustness_after_training)
+                                robustness=split == "test" and cfg.eval.robustness_after_training,
+                                texts=texts, encoder=prepared.encoder)
         print(format_report(report, split))
         summaries[split] = {k: v for k, v in report.items() if k not in ("calibration_bins", "thresholds")}
     log_hparams(cfg, os.path.join(run_dir, "tensorboard"), summaries, best_epoch)
