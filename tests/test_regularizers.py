@@ -178,3 +178,12 @@ def test_kl_and_entropy_by_hand():
     assert R.kl_divergence(p, q).numpy() == pytest.approx(want, rel=1e-5)
     assert R.kl_divergence(p, p).numpy() == pytest.approx(0.0, abs=1e-7)
     assert R.entropy(p).numpy() == pytest.approx(np.log(2), rel=1e-6)
+
+
+def test_projection_onto_the_l2_ball_by_hand():
+    r = tf.constant([[[0.3, 0.0], [0.0, 0.4]], [[0.03, 0.0], [0.04, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    # norms 0.5, 0.05 and 0: the first scaled to 0.2 (by 0.4), the second inside the ball, the zero kept
+    out = R.project_l2_ball(r, 0.2).numpy()
+    np.testing.assert_allclose(out[0], [[0.12, 0.0], [0.0, 0.16]], rtol=1e-6)
+    np.testing.assert_allclose(out[1], r.numpy()[1], rtol=1e-6)
+    assert np.all(out[2] == 0.0) and np.isfinite(out).all()

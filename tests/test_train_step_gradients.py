@@ -20,7 +20,7 @@ from trainer.adversarial_model import AdversarialModel
 VOCAB = 20
 IDS = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9], [3, 3, 0, 0, 0], [10, 11, 12, 13, 0]], np.int32)
 LABELS = np.array([0, 1, 0, 1], np.int32)
-UNLABELED = np.array([[14, 15, 0], [16, 17, 18], [19, 2, 0]], np.int32)
+UNLABELED = np.array([[14, 15, 0, 0], [16, 17, 18, 19], [19, 2, 0, 0]], np.int32)  # 3 texts of length 4: not square
 # The batch VAT sees in semi-supervised training: labelled then unlabeled rows, padded to one length.
 VAT_IDS = np.concatenate([IDS, np.pad(UNLABELED, [[0, 0], [0, IDS.shape[1] - UNLABELED.shape[1]]])])
 
@@ -30,11 +30,18 @@ class RecordedNoise:
 
     def __init__(self):
         self.draws = []
+        self.others = []
 
     def __call__(self, shape, draw):
         noise = tf.random.stateless_normal(shape, seed=[len(self.draws) + 1, 11])
         self.draws.append(noise.numpy())
         return noise
+
+    def other(self, sample, shape, draw):
+        """The model's other draws (pgd's random radius): `sample`'s own distribution, seeded here."""
+        values = sample(shape, seed=[len(self.others) + 1, 12])
+        self.others.append(values.numpy())
+        return values
 
 
 def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
@@ -47,6 +54,7 @@ def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
     model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=1.0), run_eagerly=True)
     model.noise = RecordedNoise()
     model._normal = model.noise
+    model._noise = model.noise.other
     return model
 
 
@@ -108,8 +116,9 @@ class Plain:
     def clean_gradient(self):
         return self.input_gradient(lambda e: ce(LABELS, self.logits(e, IDS)), self.embed(IDS))
 
-    def perturbation(self, reg, noise):
-        """r for one regularizer on the labelled batch, from its formula."""
+    def perturbation(self, reg, noise, radius=None):
+        """r for one regularizer on the labelled batch, from its formula; pgd with a random start begins at
+        radius * unit(noise), radius (B, 1, 1) drawn uniformly in [0, epsilon)."""
         eps, g = reg["epsilon"], self.clean_gradient()
         if reg["name"] == "fgm":
             return eps * unit(g, IDS)
@@ -119,8 +128,11 @@ class Plain:
             return eps * unit(noise, IDS)
         if reg["name"] == "pgd":
             e0, r = self.embed(IDS).numpy(), np.zeros_like(g, np.float64)
+            if reg.get("random_start"):
+                r = eps * radius * unit(noise, IDS)
             for k in range(reg["steps"]):
-                grad = g if k == 0 else self.input_gradient(lambda e: ce(LABELS, self.logits(e, IDS)), e0 + r)
+                grad = (g if k == 0 and not reg.get("random_start")
+                        else self.input_gradient(lambda e: ce(LABELS, self.logits(e, IDS)), e0 + r))
                 r = r + reg["step_size"] * unit(grad, IDS)
                 norm = np.sqrt((r ** 2).sum(axis=(1, 2), keepdims=True))
                 r = r * np.minimum(1.0, eps / norm)
@@ -186,6 +198,7 @@ SINGLE = {
     "fgsm": {"name": "fgsm", "epsilon": 0.2},
     "random": {"name": "random", "epsilon": 2.0},
     "pgd": {"name": "pgd", "epsilon": 1.0, "steps": 3, "step_size": 0.6},
+    "pgd_random_start": {"name": "pgd", "epsilon": 1.0, "steps": 2, "step_size": 0.3, "random_start": True},
 }
 
 
@@ -195,15 +208,42 @@ def test_each_adversarial_regularizer_alone_applies_the_plain_gradient(case):
     model = build([{**reg, "weight": 0.7}])
     applied, logs = applied_gradients(model)
     noise = model.noise.draws[0] if model.noise.draws else None
-    r = Plain(model).perturbation(reg, noise)
+    radius = model.noise.others[0] if model.noise.others else None
+    assert (radius is not None) == (case == "pgd_random_start") and (radius is None or radius.shape == (4, 1, 1))
+    r = Plain(model).perturbation(reg, noise, radius)
     expected = expected_gradients(model, [adversarial_term(0.7, r)])
     assert_same_gradients(applied, expected, model.trainable_variables)
     # the perturbation took effect: the adversarial loss is that of the model at e + r, not at e
+    name = reg["name"]
     plain = Plain(model)
     e = plain.embed(IDS)
-    assert logs[f"{case}_loss"] == pytest.approx(float(ce(LABELS, plain.logits(e + r.astype(np.float32), IDS))),
+    assert logs[f"{name}_loss"] == pytest.approx(float(ce(LABELS, plain.logits(e + r.astype(np.float32), IDS))),
                                                  rel=1e-5)
-    assert logs[f"{case}_loss"] != pytest.approx(logs["clean_loss"], rel=1e-3)
+    assert logs[f"{name}_loss"] != pytest.approx(logs["clean_loss"], rel=1e-3)
+    # the logged norms: of the embeddings over real tokens, and of r, per example, averaged
+    real = (IDS != 0)[:, :, None]
+    assert logs["embedding_norm"] == pytest.approx(float(np.mean(np.sqrt((e.numpy() ** 2 * real).sum((1, 2))))),
+                                                   rel=1e-5)
+    assert logs[f"{name}_perturbation_l2"] == pytest.approx(float(np.mean(np.sqrt((r ** 2).sum((1, 2))))), rel=1e-5)
+
+
+def test_every_pass_of_a_train_step_runs_in_training_mode(monkeypatch):
+    """Dropout acts on the clean, the adversarial, the PGD and the VAT passes alike: every call of the
+    classifier inside train_step says training=True (the eager step lets the calls be watched)."""
+    model = build([{"name": "fgm", "epsilon": 1.0}, {"name": "pgd", "epsilon": 1.0, "steps": 2, "step_size": 0.5},
+                   {"name": "vat", "epsilon": 1.0}])
+    clf, seen = model.classifier, []
+    for method in ("embed", "logits_from_embeddings"):
+        original = getattr(clf, method)
+
+        def watched(*args, _original=original, _method=method, **kwargs):
+            seen.append((_method, kwargs.get("training")))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(clf, method, watched)
+    applied_gradients(model, unlabeled=True)
+    assert {m for m, _ in seen} == {"embed", "logits_from_embeddings"} and len(seen) >= 8
+    assert all(training is True for _, training in seen), seen
 
 
 def test_weighted_combination_with_clean_weight_applies_the_plain_gradient():
