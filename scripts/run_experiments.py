@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -157,8 +158,43 @@ def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
         if experiment.get("attack"):
             row["attack"] = [a for a in (attack_accuracy(m["test"], experiment["attack"]) for m in metrics)
                              if a is not None]
+        row["text_attacks"] = [m["test"]["text_attacks"] for m in metrics if m["test"].get("text_attacks")]
         rows.append(row)
     return rows
+
+
+def text_attack_table(rows: list[dict]) -> list[str]:
+    """Accuracy under the text attacks (eval.text_attacks) per method, mean ± sd over seeds: the columns
+    of the first run that has them; runs with other settings are left out of a column."""
+    first = next((r["text_attacks"][0] for r in rows if r["text_attacks"]), None)
+    if first is None:
+        return []
+    noise, greedy = first.get("noise"), first.get("deepwordbug")
+    head, rule = ["method", "seeds"], ["---", "---"]
+    if noise:
+        head += [f"noise {100 * x:g}% (%)" if x else "clean (%)" for x in noise["rates"]]
+    if greedy:
+        head += [f"deepwordbug ≤{b} (%)" for b in greedy["budgets"] if b] + ["attack success (%)", "queries per text"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(rule + ["---"] * (len(head) - 2)) + "|"]
+    for r in rows:
+        runs = [t for t in r["text_attacks"] if (not noise or t.get("noise", {}).get("rates") == noise["rates"])
+                and (not greedy or t.get("deepwordbug", {}).get("budgets") == greedy["budgets"])]
+        if not runs:
+            continue
+        cells = [r["variant"], str(len(runs))]
+        if noise:
+            cells += [mean_std([t["noise"]["accuracy"][i] for t in runs], True) for i in range(len(noise["rates"]))]
+        if greedy:
+            cells += [mean_std([t["deepwordbug"]["accuracy"][i] for t in runs], True)
+                      for i, b in enumerate(greedy["budgets"]) if b]
+            cells += [mean_std([t["deepwordbug"]["success_rate"] for t in runs], True),
+                      mean_std([t["deepwordbug"]["queries_per_example"] for t in runs], digits=0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    examples = first.get("noise", first.get("deepwordbug", {})).get("examples")
+    return ["", f"Text attacks on the raw test texts (a fixed stratified sample of {examples}, the same noise for "
+            "every run): accuracy under random character noise at each rate, and under the DeepWordBug-style "
+            "greedy attack with at most k edited tokens; its success rate among the texts first classified "
+            "right, and its model queries per attacked text. Mean ± sd over seeds.", "", *lines]
 
 
 def mean_std(values, percent=False, digits=2) -> str:
@@ -202,12 +238,20 @@ def finished_in_report(path: str) -> int:
         return sum(line.rstrip().endswith(FINISHED_MARK) for line in f)
 
 
+def report_sections(path: str) -> dict[str, str]:
+    """An existing report's sections, by heading line ('## title'), each up to the next heading."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        parts = re.split(r"(?m)^(?=## )", f.read())
+    return {part.splitlines()[0]: part for part in parts if part.startswith("## ")}
+
+
 def report(experiments: list[dict], all_runs: dict, spec_path: str, args, results_path: str) -> None:
-    finished = sum(os.path.exists(os.path.join(r["run_dir"], "metrics.json")) for runs in all_runs.values() for r in runs)
+    """Writes the report; with --only, the other experiments' sections are kept as the report has them."""
     before = finished_in_report(results_path)
-    if finished < before and not args.allow_fewer_runs:
-        raise UserError(f"{results_path}: made from {before} finished runs, but only {finished} are under "
-                        f"{args.runs_dir}; not rewritten (check --runs-dir, or pass --allow-fewer-runs)")
+    kept = report_sections(results_path) if args.only else {}
+    plots = []  # drawn once the report is known to be written
     docs = os.path.dirname(results_path) or "."
     os.makedirs(docs, exist_ok=True)
     lines = ["# Results", "",
@@ -218,8 +262,12 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
              f"python scripts/run_experiments.py {os.path.relpath(spec_path, ROOT)} --data-root {args.data_root}",
              "```", ""]
     for experiment in experiments:
+        heading = f"## {experiment.get('title', experiment['name'])}"
+        if experiment["name"] not in (args.only or [experiment["name"]]) and heading in kept:
+            lines += kept[heading].rstrip("\n").split("\n") + [""]
+            continue
         rows = summarize(experiment, all_runs[experiment["name"]])
-        lines += [f"## {experiment.get('title', experiment['name'])}", ""]
+        lines += [heading, ""]
         if experiment.get("description"):
             lines += [experiment["description"].strip(), ""]
         attack = experiment.get("attack")
@@ -240,9 +288,10 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
                   "evaluation."]
+        lines += text_attack_table(rows)
         if any(r["accuracy"] for r in rows):
             png = f"results_{experiment['name']}.png"
-            plot(experiment, rows, os.path.join(docs, png))
+            plots.append((experiment, rows, os.path.join(docs, png)))
             lines += ["", f"![{experiment['name']}]({png})"]
         if experiment.get("notes"):
             lines += ["", experiment["notes"].strip()]
@@ -252,6 +301,12 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
             lines.append(f"- `python train.py --config {os.path.relpath(run['config_path'], ROOT)} "
                          f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}{state}")
         lines.append("")
+    finished = sum(line.rstrip().endswith(FINISHED_MARK) for line in lines)
+    if finished < before and not args.allow_fewer_runs:
+        raise UserError(f"{results_path}: made from {before} finished runs, but only {finished} are under "
+                        f"{args.runs_dir}; not rewritten (check --runs-dir, or pass --allow-fewer-runs)")
+    for experiment, rows, path in plots:
+        plot(experiment, rows, path)
     with open(results_path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     os.replace(results_path + ".tmp", results_path)
@@ -264,7 +319,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="../shared/data", help="replaces {data_root} in the spec")
     parser.add_argument("--runs-dir", default=os.path.join("runs", "experiments"))
     parser.add_argument("--results", default=os.path.join("docs", "RESULTS.md"))
-    parser.add_argument("--only", nargs="+", help="run only these experiments (the report lists all)")
+    parser.add_argument("--only", nargs="+", help="run only these experiments and rewrite only their sections of "
+                        "the report (the others are kept as it has them)")
     parser.add_argument("--report-only", action="store_true", help="run nothing; aggregate what has finished")
     parser.add_argument("--allow-fewer-runs", action="store_true",
                         help="rewrite the report even if it would list fewer finished runs than it does now")

@@ -44,6 +44,21 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     assert run_experiments.main(other + ["--report-only"]) == 2
     assert "made from 2 finished runs, but only 0" in capsys.readouterr().err
     assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
+    # --only rewrites only its experiments' sections: another experiment's section is kept as it stands
+    other = "## Other data\n\nmeasured elsewhere: 99.9%\n\n- `python train.py --config x.yaml --run-dir y` (finished)\n"
+    (tmp_path / "docs" / "RESULTS.md").write_text(before + "\n" + other)
+    spec2 = tmp_path / "spec2.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    raw["experiments"].append({**raw["experiments"][0], "name": "other", "title": "Other data"})
+    spec2.write_text(yaml.safe_dump(raw))
+    args2 = [str(spec2)] + args[1:]
+    assert run_experiments.main(args2 + ["--report-only", "--only", "tiny"]) == 0
+    rewritten = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert other.strip() in rewritten and rewritten.count("| fgm |") == 1
+    assert run_experiments.main(args2 + ["--report-only"]) == 2  # all: 'other' has no runs here, 1 fewer
+    assert "made from 3 finished runs, but only 2" in capsys.readouterr().err
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == rewritten
+    before = rewritten
     # An unknown experiment name is an error, before anything runs.
     assert run_experiments.main(args + ["--only", "typo"]) == 2
     assert "--only typo: no such experiment" in capsys.readouterr().err
@@ -62,3 +77,21 @@ def test_variants_given_as_a_list_are_one_line(tmp_path, capsys):
     spec.write_text("experiments: [{name: x, base: {}, variants: [none, fgm], seeds: [1]}]\n")
     assert run_experiments.main([str(spec)]) == 2
     assert "experiments[0].variants: expected a mapping" in capsys.readouterr().err
+
+
+def test_text_attack_table_by_hand():
+    def seed(clean, noisy, greedy, success, queries):
+        return {"noise": {"rates": [0.0, 0.1], "accuracy": [clean, noisy], "examples": 50},
+                "deepwordbug": {"budgets": [0, 1], "accuracy": [clean, greedy], "success_rate": success,
+                                "queries_per_example": queries}}
+
+    rows = [{"variant": "none", "text_attacks": [seed(0.9, 0.8, 0.5, 0.4, 10), seed(0.9, 0.7, 0.3, 0.6, 12)]},
+            {"variant": "fgm", "text_attacks": []}]
+    lines = run_experiments.text_attack_table(rows)
+    assert "a fixed stratified sample of 50" in lines[1]
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == ("| method | seeds | clean (%) | noise 10% (%) | deepwordbug ≤1 (%) | attack success (%) "
+                        "| queries per text |")
+    assert table[2] == "| none | 2 | 90.00 ± 0.00 | 75.00 ± 7.07 | 40.00 ± 14.14 | 50.00 ± 14.14 | 11 ± 1 |"
+    assert len(table) == 3  # fgm has no text attacks: no row
+    assert run_experiments.text_attack_table([{"variant": "none", "text_attacks": []}]) == []
