@@ -228,18 +228,19 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _read_yaml(path: str) -> dict:
+def read_yaml(path: str, what: str = "config file") -> dict:
+    """A YAML mapping from a file (a key given twice refused); every problem one line naming the file."""
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.load(f, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader)
     except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
+        raise UserError(f"{path}: {what} not found") from None
     except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not a config file") from None
+        raise UserError(f"{path}: is a directory, not a {what}") from None
     except PermissionError:
-        raise UserError(f"{path}: config file cannot be read (permission denied)") from None
+        raise UserError(f"{path}: {what} cannot be read (permission denied)") from None
     except UnicodeDecodeError:
-        raise UserError(f"{path}: config file is not UTF-8 text") from None
+        raise UserError(f"{path}: {what} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -272,12 +273,12 @@ def _resolve_paths(raw: dict, base_dir: str, where: str) -> None:
                         values[key] = resolved
 
 
-def _merge(base: dict, top: dict) -> dict:
+def merge(base: dict, top: dict) -> dict:
     """Deep-merge mappings; lists and scalars in `top` replace those in `base`."""
     out = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -288,7 +289,7 @@ def _load_chain(path: str, seen: tuple[str, ...] = ()) -> dict:
     if path in seen:
         chain = " -> ".join(seen + (path,))
         raise UserError(f"{path}: 'base:' cycle: {chain}")
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     for section in raw:
         if section not in SECTIONS and section != "base":
             raise _unknown_key(section, ["base", *SECTIONS], path)
@@ -299,7 +300,7 @@ def _load_chain(path: str, seen: tuple[str, ...] = ()) -> dict:
     if not isinstance(base, str):
         raise UserError(f"{path}: 'base' must be a file name, got {base!r}")
     base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-    return _merge(_load_chain(base_path, seen + (path,)), raw)
+    return merge(_load_chain(base_path, seen + (path,)), raw)
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -24,12 +24,14 @@ def check_new_file(path: str | None, option: str = "--output") -> None:
     _check_parent(path, option)
 
 
-def check_new_dir(path: str, option: str = "--out") -> None:
-    """A folder to fill: new or empty, and writable (or creatable)."""
+def check_new_dir(path: str, option: str = "--out", create_parents: bool = False) -> None:
+    """A folder to fill: new or empty, and writable (or creatable: its parent folder exists and is writable,
+    or, with create_parents, will be created too)."""
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise UserError(f"{path}: exists and is not empty; choose another {option} (nothing is overwritten)")
     if os.path.isdir(path):
         if not os.access(path, os.W_OK):
             raise UserError(f"{option} {path}: cannot write into it (permission denied)")
         return
-    _check_parent(path, option)
+    if not create_parents:
+        _check_parent(path, option)

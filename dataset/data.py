@@ -85,13 +85,14 @@ def _sort_labels(labels: set[str], path: str = "") -> list[str]:
     return sorted(labels)
 
 
-def _to_ids(rows: Rows, names: list[str], what: str) -> np.ndarray:
+def label_ids(rows: Rows, names: list[str], unknown: str = "is not in the label list") -> np.ndarray:
+    """The class index of every row's label in `names`. A label not there is one line: the file, the line,
+    the label, `unknown` (what is wrong with it) and the known labels."""
     index = {name: i for i, name in enumerate(names)}
     ids = []
     for label, line in zip(rows.labels, rows.lines):
         if label not in index:
-            raise UserError(f"{rows.path}: line {line}: label '{label}' of the {what} split is not in the "
-                            f"label list ({', '.join(names)})")
+            raise UserError(f"{rows.path}: line {line}: label '{label}' {unknown} ({', '.join(names)})")
         ids.append(index[label])
     return np.array(ids, dtype=np.int32)
 
@@ -135,8 +136,8 @@ def load_data(cfg: DataConfig) -> DataBundle:
         raise UserError(f"{train.path}: the training split has a single class "
                         f"('{train.labels[0]}'); a classifier needs at least two")
     names = list(cfg.labels) if cfg.labels else _sort_labels(set(train.labels), train.path)
-    bundle_splits = {name: Split(rows.texts, _to_ids(rows, names, name), rows.texts_b)
-                     for name, rows in splits.items()}
+    bundle_splits = {name: Split(rows.texts, label_ids(rows, names, f"of the {name} split is not in the label list"),
+                                 rows.texts_b) for name, rows in splits.items()}
 
     unlabeled: list[str] = []
     if cfg.num_labeled is not None or cfg.labeled_fraction is not None:

@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_keras
 
 from core.errors import UserError
+from model.pooling import masked_pool
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,7 @@ class TransformerClassifier(tf_keras.Model):
         if self.pooling == "cls" and getattr(out, "pooler_output", None) is not None:
             pooled = out.pooler_output
         elif self.pooling == "mean":
-            m = tf.cast(inputs["attention_mask"], out.last_hidden_state.dtype)[:, :, None]
-            pooled = tf.reduce_sum(out.last_hidden_state * m, 1) / tf.maximum(tf.reduce_sum(m, 1), 1.0)
+            pooled = masked_pool(out.last_hidden_state, inputs["attention_mask"] > 0, "mean")
         else:
             pooled = out.last_hidden_state[:, 0]
         return self.head(self.head_dropout(pooled, training=training))

@@ -26,14 +26,6 @@ from core.paths import check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 
-def label_ids(labels, names, path):
-    index = {n: i for i, n in enumerate(names)}
-    for label, line in labels:
-        if label not in index:
-            raise UserError(f"{path}: line {line}: label '{label}' is not one of the model's labels ({', '.join(names)})")
-    return [index[label] for label, _ in labels]
-
-
 def attack(args) -> None:
     check_new_file(args.output)
     if bool(args.run_dir) == bool(args.saved_model):
@@ -45,12 +37,12 @@ def attack(args) -> None:
     load_tensorflow()
     import tensorflow as tf
 
+    from dataset.data import label_ids, load_data
     from dataset.readers import read_rows
     from trainer import text_attacks
     from trainer.metrics import text_attack_lines
 
     if args.run_dir:
-        from dataset.data import load_data
         from trainer.restore import load_run
 
         run = load_run(args.run_dir)
@@ -74,7 +66,7 @@ def attack(args) -> None:
         text_column, label_column = args.text_column or "text", args.label_column or "label"
     if args.data:
         rows = read_rows(args.data, args.format, text_column, label_column)
-        texts, labels = rows.texts, label_ids(list(zip(rows.labels, rows.lines)), names, args.data)
+        texts, labels = rows.texts, label_ids(rows, names, "is not one of the model's labels")
         source = args.data
     else:
         split = getattr(load_data(d), args.split)

@@ -34,19 +34,23 @@ TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.8}
 
 def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per_execution: int = 1,
           mixed_precision: str = "none"):
+    """The model training builds (trainer.restore.make_model) at the benchmark's sizes, randomly
+    initialized, with one fixed batch of random token ids."""
     import numpy as np
     import tensorflow as tf
     import tf_keras
 
-    from core.config import ModelConfig, RegularizerConfig, TrainConfig
-    from model.bert import TransformerClassifier
-    from model.classifier import TextClassifier
-    from trainer.adversarial_model import AdversarialModel
+    from core.config import Config, ModelConfig, RegularizerConfig, TrainConfig
+    from dataset.tokenizer import Vocabulary
     from trainer.optimizers import make_optimizer
+    from trainer.restore import make_model
 
     tf_keras.utils.set_random_seed(0)
     if mixed_precision != "none":
         tf_keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    cfg = Config()
+    cfg.regularizer = [RegularizerConfig(name=method, epsilon=1.0, steps=args.pgd_steps, step_size=0.5)]
+    rng = np.random.default_rng(0)
     if backbone == "bert":
         from transformers import BertConfig, TFBertModel
 
@@ -54,20 +58,19 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
                                          num_hidden_layers=args.bert_layers, num_attention_heads=12,
                                          intermediate_size=4 * args.bert_hidden))
         encoder.build_in_name_scope()
-        classifier = TransformerClassifier(encoder, 2)
+        cfg.model = ModelConfig(name="bert", pooling="cls", normalize_embeddings=False)
+        model = make_model(cfg, 2, hf_encoder=encoder)
         batch, length = args.bert_batch, args.length
-        ids = np.random.default_rng(0).integers(5, args.vocab, size=(batch, length)).astype(np.int32)
+        ids = rng.integers(5, args.vocab, size=(batch, length)).astype(np.int32)
         inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     else:
         # The same model for every method, so embedding normalization is on for the clean step too.
-        cfg = ModelConfig(name=backbone, embedding_dim=args.embedding_dim, hidden_size=args.hidden, pooling="max",
-                          normalize_embeddings=True)
-        classifier = TextClassifier(cfg, args.vocab, 2, counts=np.ones(args.vocab))
+        cfg.model = ModelConfig(name=backbone, embedding_dim=args.embedding_dim, hidden_size=args.hidden,
+                                pooling="max", normalize_embeddings=True)
+        vocab = Vocabulary([f"t{i}" for i in range(args.vocab)], [1] * args.vocab)
+        model = make_model(cfg, 2, vocab=vocab)
         batch, length = args.batch, args.length
-        inputs = {"token_ids": np.random.default_rng(0).integers(2, args.vocab, size=(batch, length)).astype(np.int32)}
-    reg = RegularizerConfig(name=method, epsilon=1.0, steps=args.pgd_steps, step_size=0.5)
-    model = AdversarialModel(classifier, [reg])
-    model(classifier.example_inputs())
+        inputs = {"token_ids": rng.integers(2, args.vocab, size=(batch, length)).astype(np.int32)}
     tf_keras.mixed_precision.set_global_policy("float32")
     model.compile(optimizer=make_optimizer(TrainConfig()), jit_compile=jit_compile,
                   steps_per_execution=steps_per_execution)

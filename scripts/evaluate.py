@@ -23,10 +23,8 @@ from core.startup import load_tensorflow  # noqa: E402
 
 def evaluate(args) -> None:
     load_tensorflow()
-    import numpy as np
 
-    from core.errors import UserError
-    from dataset.data import load_data
+    from dataset.data import label_ids, load_data
     from dataset.pipeline import labelled_dataset
     from dataset.readers import read_rows
     from trainer.evaluate import evaluate_split
@@ -37,13 +35,8 @@ def evaluate(args) -> None:
     d = run.cfg.data
     if args.data:
         rows = read_rows(args.data, None, d.text_column, d.label_column, d.text_b_column)
-        index = {n: i for i, n in enumerate(run.label_names)}
-        for label, line in zip(rows.labels, rows.lines):
-            if label not in index:
-                raise UserError(f"{args.data}: line {line}: label '{label}' is not one of the run's labels "
-                                f"({', '.join(run.label_names)})")
         texts, texts_b = rows.texts, rows.texts_b
-        labels = np.array([index[label] for label in rows.labels], np.int32)
+        labels = label_ids(rows, run.label_names, "is not one of the run's labels")
         name = "data-" + os.path.basename(args.data).split(".")[0]
     else:
         split = getattr(load_data(d), args.split)

@@ -21,7 +21,6 @@ Model selection uses the dev split only (train.monitor); the test split is read 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -35,14 +34,8 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from core.config import merge, read_yaml  # noqa: E402
 from core.errors import UserError, run_cli  # noqa: E402
-
-
-def merge(base: dict, top: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (top or {}).items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def minilm_dir() -> str:
@@ -67,14 +60,7 @@ def substitute(value, data_root: str):
 
 
 def load_spec(path: str) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            spec = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: spec not found") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: malformed YAML: {str(e).splitlines()[0]}") from None
-    experiments = (spec or {}).get("experiments")
+    experiments = read_yaml(path, "spec").get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise UserError(f"{path}: expected a non-empty list under 'experiments'")
     for i, e in enumerate(experiments):
@@ -96,7 +82,7 @@ def plan(experiment: dict, data_root: str, runs_dir: str) -> list[dict]:
     runs = []
     for seed in experiment["seeds"]:  # seed by seed: a grid stopped part-way has every method on the same seeds
         for variant, overrides in experiment["variants"].items():
-            cfg = substitute(merge(merge(experiment["base"], overrides), {"train": {"seed": seed}}), data_root)
+            cfg = substitute(merge(merge(experiment["base"], overrides or {}), {"train": {"seed": seed}}), data_root)
             name = f"{variant}-seed{seed}"
             folder = os.path.join(runs_dir, experiment["name"])
             runs.append({"variant": variant, "seed": seed, "config": cfg,

@@ -73,7 +73,7 @@ def test_existing_run_directory_is_never_overwritten(tmp_path, tiny_files, capsy
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text("{}")
     assert train.main(["--config", cfg_path, "--run-dir", str(run_dir)]) == 2
-    assert "run directory exists" in capsys.readouterr().err
+    assert "run: exists and is not empty; choose another --run-dir (nothing is overwritten)" in capsys.readouterr().err
     assert (run_dir / "metrics.json").read_text() == "{}"
 
 

@@ -21,6 +21,7 @@ import tf_keras
 
 from core.config import Config, load_config, save_config
 from core.errors import Interrupted, TrainingDiverged, UserError
+from core.paths import check_new_dir
 from dataset.data import DataBundle, load_data
 from dataset.pipeline import fixed_length, labelled_dataset, padding_share, token_lengths, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
@@ -58,14 +59,10 @@ def default_run_dir(config_path: str, root: str = "runs") -> str:
 
 
 def make_run_dir(path: str) -> None:
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-        raise UserError(f"{path}: run directory exists and is not empty; choose another --run-dir "
-                        "(nothing is overwritten)")
+    """A new or empty run directory, with its parents (the lock file, written next, proves it writable)."""
+    check_new_dir(path, "--run-dir", create_parents=True)
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        open(probe, "w").close()
-        os.remove(probe)
     except OSError as e:
         raise UserError(f"{path}: cannot create the run directory or write into it ({e.strerror})") from None
 
@@ -200,11 +197,15 @@ def bucketing_lengths(cfg: Config, prepared: Prepared):
     return lengths
 
 
+def batch_encoder(cfg: Config, prepared: Prepared):
+    """The text encoder the data pipelines use: per-batch padding, or every batch to max_length."""
+    enc = prepared.encoder
+    return fixed_length(enc, cfg.data.max_length) if cfg.data.padding == "max_length" else enc
+
+
 def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
     """The training stream from step `start_step` on (endless: fit counts the steps), dev and test."""
-    d, data, enc = cfg.data, prepared.data, prepared.encoder
-    if d.padding == "max_length":
-        enc = fixed_length(enc, d.max_length)
+    d, data, enc = cfg.data, prepared.data, batch_encoder(cfg, prepared)
     lengths = bucketing_lengths(cfg, prepared)
     train = training_dataset(data.train.texts, data.train.labels, enc, d.batch_size, cfg.train.seed, start_step,
                              full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b,
@@ -219,9 +220,7 @@ def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
 
 def evaluation_datasets(cfg: Config, prepared: Prepared):
     """dev and test, one ordered pass each."""
-    d, data, enc = cfg.data, prepared.data, prepared.encoder
-    if d.padding == "max_length":
-        enc = fixed_length(enc, d.max_length)
+    d, data, enc = cfg.data, prepared.data, batch_encoder(cfg, prepared)
     return tuple(labelled_dataset(split.texts, split.labels, enc, d.batch_size, texts_b=split.texts_b)
                  for split in (data.dev, data.test))
 
