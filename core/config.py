@@ -109,6 +109,10 @@ class RegularizerConfig:
     # None: 5.0 (L2) for the normalized LSTM embeddings, as in Miyato et al. 2017; 0.05 per coordinate
     # for fgsm (L-inf).
     epsilon: float | None = _f(None, min=0.0)
+    # absolute: epsilon (and step_size, xi) are radii in embedding units. relative: multiples of each
+    # example's own embedding norm over its real tokens (for fgsm's L-inf radius: of its root-mean-square
+    # coordinate), so that one value means the same on every backbone.
+    epsilon_scale: str = _f("absolute", choices=("absolute", "relative"))
     xi: float = _f(0.1, min_exclusive=0.0)
     power_iterations: int = _f(1, min=1)
     steps: int = _f(3, min=1)

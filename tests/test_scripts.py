@@ -78,7 +78,7 @@ def test_training_writes_evaluation_reports_plots_and_hparams(lstm_run):
                 for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, f)):
                     tags |= {v.tag for v in event.summary.value}
     assert {"test/reliability", "test/robustness", "test/text_attacks", "_hparams_/session_start_info",
-            "final/test_ece"} <= tags
+            "final/test_ece", "final/test_noise_0.1_accuracy", "final/test_deepwordbug_2_accuracy"} <= tags
 
 
 @pytest.mark.parametrize("which", ["lstm_run", "bert_run"])

@@ -159,26 +159,42 @@ class AdversarialModel(tf_keras.Model):
         return self._noise(tf.random.stateless_normal, shape, draw)
 
     # ------------------------------------------------------------------------------ perturbations
+    @staticmethod
+    def _scale(reg, embeddings, mask, linf: bool = False):
+        """What reg's radii are multiples of: 1 (epsilon_scale: absolute) or, relative, each example's own
+        embedding norm over its real tokens, (B, 1, 1), a constant; for an L-inf radius the norm divided by
+        sqrt(real tokens * dim), the root-mean-square coordinate."""
+        if reg.epsilon_scale == "absolute":
+            return 1.0
+        real = tf.cast(mask, embeddings.dtype)[:, :, None]
+        norm = tf.sqrt(tf.reduce_sum(tf.square(tf.stop_gradient(embeddings) * real), axis=[1, 2], keepdims=True))
+        if linf:
+            coords = tf.reduce_sum(real, axis=[1, 2], keepdims=True) * tf.cast(tf.shape(embeddings)[-1], norm.dtype)
+            norm = norm / tf.sqrt(tf.maximum(coords, 1.0))
+        return norm
+
     def _perturbation(self, reg, inputs, labels, embeddings, mask, emb_grad, draw):
         clf = self.classifier
 
         def logits_fn(e):
             return clf.logits_from_embeddings(e, inputs, training=True)
 
+        epsilon = reg.epsilon * self._scale(reg, embeddings, mask, linf=reg.name == "fgsm")
         if reg.name == "fgm":
-            return R.fgm_perturbation(emb_grad, mask, reg.epsilon)
+            return R.fgm_perturbation(emb_grad, mask, epsilon)
         if reg.name == "fgsm":
-            return R.fgsm_perturbation(emb_grad, mask, reg.epsilon)
+            return R.fgsm_perturbation(emb_grad, mask, epsilon)
         if reg.name == "random":
-            return R.random_perturbation(self._normal(tf.shape(embeddings), draw), mask, reg.epsilon)
+            return R.random_perturbation(self._normal(tf.shape(embeddings), draw), mask, epsilon)
         if reg.name == "pgd":
             start = None
             if reg.random_start:
-                radius = reg.epsilon * self._noise(tf.random.stateless_uniform, tf.stack([tf.shape(embeddings)[0], 1, 1]),
-                                                   draw + 1)
+                radius = epsilon * self._noise(tf.random.stateless_uniform, tf.stack([tf.shape(embeddings)[0], 1, 1]),
+                                               draw + 1)
                 start = radius * R.l2_normalize(self._normal(tf.shape(embeddings), draw), mask)
+            step_size = reg.step_size * self._scale(reg, embeddings, mask)
             return R.pgd_perturbation(lambda e: cross_entropy(labels, logits_fn(e)), embeddings, mask,
-                                      reg.epsilon, reg.step_size, reg.steps, first_grad=emb_grad, start=start,
+                                      epsilon, step_size, reg.steps, first_grad=emb_grad, start=start,
                                       loss_scale=self._loss_scale())
         raise ValueError(f"unknown regularizer '{reg.name}'")
 
@@ -226,8 +242,9 @@ class AdversarialModel(tf_keras.Model):
                 else:  # drawn per part, so that each example gets the noise it would get on one device
                     noise = tf.concat([self._normal(tf.concat([[n_labelled], shape[1:]], 0), draw),
                                        self._normal(tf.concat([[shape[0] - n_labelled], shape[1:]], 0), draw + 1)], 0)
-                r = R.vat_perturbation(logits_fn, e, mask, p_logits, noise,
-                                       reg.xi, reg.epsilon, reg.power_iterations, loss_scale=self._loss_scale())
+                scale = self._scale(reg, e, mask)
+                r = R.vat_perturbation(logits_fn, e, mask, p_logits, noise, reg.xi * scale, reg.epsilon * scale,
+                                       reg.power_iterations, loss_scale=self._loss_scale())
             kl = R.kl_divergence(p_logits, logits_fn(e + r))
             loss = kl
             if entropy is not None and unlabeled is not None:

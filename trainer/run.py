@@ -277,6 +277,12 @@ def log_hparams(cfg: Config, log_dir: str, summaries: dict, step: int) -> None:
                 tf.summary.scalar(f"final/{split}_{key}", report[key], step=step)
             for attack, curve in report.get("robustness", {}).items():
                 tf.summary.scalar(f"final/{split}_{attack}_accuracy_at_max_eps", curve["accuracy"][-1], step=step)
+            texts = report.get("text_attacks", {})
+            for x, acc in zip(texts.get("noise", {}).get("rates", []), texts.get("noise", {}).get("accuracy", [])):
+                tf.summary.scalar(f"final/{split}_noise_{x:g}_accuracy", acc, step=step)
+            greedy = texts.get("deepwordbug", {})
+            for budget, acc in zip(greedy.get("budgets", []), greedy.get("accuracy", [])):
+                tf.summary.scalar(f"final/{split}_deepwordbug_{budget}_accuracy", acc, step=step)
     writer.close()
 
 
