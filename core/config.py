@@ -122,6 +122,21 @@ class RegularizerConfig:
     entropy_weight: float = _f(0.0, min=0.0)
 
 
+# The keys each method reads besides name and weight: any other key of its regularizer entry is an error.
+REGULARIZER_KNOBS = {
+    "none": (),
+    "random": ("epsilon", "epsilon_scale"),
+    "fgsm": ("epsilon", "epsilon_scale"),
+    "fgm": ("epsilon", "epsilon_scale"),
+    "pgd": ("epsilon", "epsilon_scale", "steps", "step_size", "random_start"),
+    "vat": ("epsilon", "epsilon_scale", "xi", "power_iterations", "entropy_weight"),
+}
+
+
+def regularizer_keys(name: str) -> tuple[str, ...]:
+    return ("name", "weight", *REGULARIZER_KNOBS[name])
+
+
 @dataclass
 class TrainConfig:
     epochs: int = _f(10, min=1)
@@ -304,7 +319,11 @@ def _load_chain(path: str, seen: tuple[str, ...] = ()) -> dict:
     if not isinstance(base, str):
         raise UserError(f"{path}: 'base' must be a file name, got {base!r}")
     base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-    return merge(_load_chain(base_path, seen + (path,)), raw)
+    inherited = _load_chain(base_path, seen + (path,))
+    mine, theirs = raw.get("regularizer"), inherited.get("regularizer")
+    if isinstance(mine, dict) and isinstance(theirs, dict) and "name" in mine and mine["name"] != theirs.get("name"):
+        inherited["regularizer"] = {}  # another method: the base's knobs are not its knobs
+    return merge(inherited, raw)
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -337,6 +356,8 @@ def _apply_override(raw: dict, assignment: str) -> None:
         if index >= len(regs) or len(parts) != 2:
             raise UserError(f"{where}: expected regularizer.key=value or regularizer.N.key=value "
                             f"with N < {len(regs)}")
+        if parts[1] == "name" and regs[index].get("name") != value:
+            regs[index] = {}  # another method: the settings given for the first one are not its settings
         regs[index][parts[1]] = value
         raw["regularizer"] = regs
         return
@@ -434,6 +455,13 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
         eval=_build(EvalConfig, raw.get("eval"), "eval"),
         distribute=_build(DistributeConfig, raw.get("distribute"), "distribute"),
     )
+    for i, (reg, given) in enumerate(zip(cfg.regularizer, regs)):
+        foreign = [key for key in (given or {}) if key not in regularizer_keys(reg.name)]
+        if foreign:
+            where = "regularizer" if len(regs) == 1 else f"regularizer[{i}]"
+            knobs = ", ".join(REGULARIZER_KNOBS[reg.name]) or "none"
+            raise UserError(f"{where}.{foreign[0]}: {reg.name} has no such setting (its settings besides name and "
+                            f"weight: {knobs})")
     _resolve_defaults(cfg, source)
     return cfg
 
@@ -523,6 +551,8 @@ def load_config(path: str, overrides: typing.Sequence[str] = ()) -> Config:
 
 def config_to_dict(cfg: Config) -> dict:
     out = dataclasses.asdict(cfg)
+    out["regularizer"] = [{k: v for k, v in reg.items() if k in regularizer_keys(reg["name"])}
+                          for reg in out["regularizer"]]
     if len(out["regularizer"]) == 1:
         out["regularizer"] = out["regularizer"][0]
     return out

