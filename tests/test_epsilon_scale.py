@@ -1,0 +1,66 @@
+"""regularizer.epsilon_scale: relative, against the absolute formulas of test_train_step_gradients with
+each example's radii scaled by its own embedding norm, computed here."""
+import numpy as np
+import pytest
+from test_train_step_gradients import (
+    IDS,
+    VAT_IDS,
+    Plain,
+    adversarial_term,
+    applied_gradients,
+    assert_same_gradients,
+    build,
+    expected_gradients,
+    vat_term,
+)
+
+
+def embedding_scale(model, ids, linf=False):
+    """Each example's embedding norm over its real tokens (B, 1, 1); for L-inf radii divided by
+    sqrt(real tokens * dim), the root-mean-square coordinate."""
+    e = Plain(model).embed(ids).numpy().astype(np.float64)
+    real = (ids != 0)[:, :, None]
+    norm = np.sqrt((e ** 2 * real).sum(axis=(1, 2), keepdims=True))
+    return norm / np.sqrt(real.sum(axis=(1, 2), keepdims=True) * e.shape[-1]) if linf else norm
+
+
+RELATIVE = {
+    "fgm": {"name": "fgm", "epsilon": 0.3},
+    "fgsm": {"name": "fgsm", "epsilon": 0.2},
+    "random": {"name": "random", "epsilon": 0.4},
+    "pgd": {"name": "pgd", "epsilon": 0.3, "steps": 2, "step_size": 0.2},
+}
+
+
+@pytest.mark.parametrize("case", sorted(RELATIVE))
+def test_relative_epsilon_is_a_multiple_of_each_examples_embedding_norm(case):
+    reg = RELATIVE[case]
+    model = build([{**reg, "weight": 0.7, "epsilon_scale": "relative"}])
+    applied, logs = applied_gradients(model)
+    scale = embedding_scale(model, IDS, linf=case == "fgsm")
+    # the absolute formula with the radii scaled per example
+    absolute = {**reg, "epsilon": reg["epsilon"] * scale,
+                "step_size": reg.get("step_size", 0.0) * embedding_scale(model, IDS)}
+    r = Plain(model).perturbation(absolute, model.noise.draws[0] if model.noise.draws else None)
+    assert_same_gradients(applied, expected_gradients(model, [adversarial_term(0.7, r)]), model.trainable_variables)
+    l2 = np.sqrt((r ** 2).sum(axis=(1, 2)))
+    assert logs[f"{case}_perturbation_l2"] == pytest.approx(float(l2.mean()), rel=1e-5)
+    if case in ("fgm", "random"):  # exactly epsilon times the example's own norm
+        np.testing.assert_allclose(l2, reg["epsilon"] * scale.ravel(), rtol=1e-6)
+    if case == "fgsm":  # every real coordinate epsilon times the example's root-mean-square coordinate
+        np.testing.assert_allclose(np.abs(r)[IDS != 0], np.broadcast_to(reg["epsilon"] * scale, r.shape)[IDS != 0],
+                                   rtol=1e-6)
+
+
+def test_relative_epsilon_for_semi_supervised_vat_scales_xi_and_epsilon_per_text():
+    reg = {"name": "vat", "epsilon": 0.5, "xi": 0.01}
+    model = build([{**reg, "weight": 0.6, "epsilon_scale": "relative"}])
+    applied, logs = applied_gradients(model, unlabeled=True)
+    plain = Plain(model)
+    scale = embedding_scale(model, VAT_IDS)  # labelled and unlabeled texts, each its own
+    r = plain.vat_perturbation({**reg, "epsilon": 0.5 * scale, "xi": 0.01 * scale}, VAT_IDS,
+                               np.concatenate(model.noise.draws))
+    np.testing.assert_allclose(np.sqrt((r ** 2).sum(axis=(1, 2))), 0.5 * scale.ravel(), rtol=1e-6)
+    p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
+    expected = expected_gradients(model, [vat_term(0.6, r, VAT_IDS, p_logits=p)])
+    assert_same_gradients(applied, expected, model.trainable_variables)
