@@ -225,6 +225,7 @@ def test_each_adversarial_regularizer_alone_applies_the_plain_gradient(case):
     assert logs["embedding_norm"] == pytest.approx(float(np.mean(np.sqrt((e.numpy() ** 2 * real).sum((1, 2))))),
                                                    rel=1e-5)
     assert logs[f"{name}_perturbation_l2"] == pytest.approx(float(np.mean(np.sqrt((r ** 2).sum((1, 2))))), rel=1e-5)
+    assert logs[f"{name}_perturbation_linf"] == pytest.approx(float(np.mean(np.abs(r).max((1, 2)))), rel=1e-5)
     g = plain.clean_gradient()
     assert logs["embedding_grad_norm"] == pytest.approx(float(np.mean(np.sqrt((g ** 2).sum((1, 2))))), rel=1e-5)
 
