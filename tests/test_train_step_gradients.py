@@ -20,9 +20,10 @@ from trainer.adversarial_model import AdversarialModel
 VOCAB = 20
 IDS = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9], [3, 3, 0, 0, 0], [10, 11, 12, 13, 0]], np.int32)
 LABELS = np.array([0, 1, 0, 1], np.int32)
-UNLABELED = np.array([[14, 15, 0, 0], [16, 17, 18, 19], [19, 2, 0, 0]], np.int32)  # 3 texts of length 4: not square
-# The batch VAT sees in semi-supervised training: labelled then unlabeled rows, padded to one length.
-VAT_IDS = np.concatenate([IDS, np.pad(UNLABELED, [[0, 0], [0, IDS.shape[1] - UNLABELED.shape[1]]])])
+# 3 unlabeled texts padded to 6, longer than the labelled batch (5): not square either
+UNLABELED = np.array([[14, 15, 0, 0, 0, 0], [16, 17, 18, 19, 4, 5], [19, 2, 0, 0, 0, 0]], np.int32)
+# The batch VAT sees in semi-supervised training: labelled then unlabeled rows, padded to the longer length.
+VAT_IDS = np.concatenate([np.pad(IDS, [[0, 0], [0, UNLABELED.shape[1] - IDS.shape[1]]]), UNLABELED])
 
 
 class RecordedNoise:
