@@ -63,12 +63,16 @@ def classifier(backbone, precision):
 
 
 def one_step(backbone, regs, precision):
-    """The gradients one train_step applies (plain SGD, learning rate 1) and its logs."""
+    """The gradients one train_step applies (plain SGD, learning rate 1) and its logs; float16 with a fixed
+    loss scale (2^8), as tf-keras's LossScaleOptimizer applies it."""
     clf, inputs, unlabeled = classifier(backbone, precision)
     model = AdversarialModel(clf, [RegularizerConfig(**{"epsilon": 1.0, **r}) for r in regs], seed=0)
     x = {k: tf.constant(v) for k, v in inputs.items()}
     model(x)
-    model.compile(optimizer=tf_keras.optimizers.SGD(1.0), run_eagerly=True)  # tiny: tracing costs more
+    optimizer = tf_keras.optimizers.SGD(1.0)
+    if precision == "float16":
+        optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer, dynamic=False, initial_scale=256.0)
+    model.compile(optimizer=optimizer, run_eagerly=True)  # tiny: tracing costs more
     before = [v.numpy().copy() for v in model.trainable_variables]
     x["unlabeled"] = {k: tf.constant(v) for k, v in unlabeled.items()}
     logs = model.make_train_function()(iter(tf.data.Dataset.from_tensors((x, tf.constant(LABELS)))))
@@ -102,3 +106,17 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_embeddings_and_logits_float32()
     x = {"token_ids": tf.constant(IDS)}
     assert clf.backbone.compute_dtype == "bfloat16" and clf.backbone.variable_dtype == "float32"
     assert clf.embed(x).dtype == tf.float32 and model(x).dtype == tf.float32
+
+
+def test_float16_with_loss_scaling_applies_the_float32_gradients_within_tolerance():
+    """The loss-scaled backward passes (the clean pass, the lookup's, every perturbed one) are scaled up and
+    back down exactly once: the applied step matches float32's within float16's precision."""
+    for method, regs in METHODS.items():
+        _, want, _ = one_step(lstm_classifier, regs, "float32")
+        model, got, logs = one_step(lstm_classifier, regs, "float16")
+        assert isinstance(model.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+        a, b = np.concatenate([g.ravel() for g in got]), np.concatenate([g.ravel() for g in want])
+        cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+        relative = np.linalg.norm(a - b) / np.linalg.norm(b)
+        assert cosine >= 0.99 and relative <= 0.15, (method, cosine, relative)
+        assert all(np.isfinite(float(v)) for v in logs.values()), (method, logs)
