@@ -197,6 +197,27 @@ def test_evaluate_on_a_file_and_compare(lstm_run, bert_run, data_files, capsys):
     assert evaluate.main(["--run-dir", os.path.dirname(lstm_run)]) == 2
 
 
+def test_main_job_benchmark_times_epochs_of_each_variant(data_files, tmp_path, capsys):
+    from scripts import benchmark_main_job
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(data_files, "fgm")))
+    out = tmp_path / "epochs.json"
+    assert benchmark_main_job.main(["--config", str(config), "--epochs", "2", "--variants", "length bucketing",
+                                    "defaults", "--output", str(out)]) == 0
+    results = json.load(open(out))
+    assert [r["variant"] for r in results] == ["length bucketing", "defaults"]
+    assert all(len(r["epoch_seconds"]) == 2 and min(r["epoch_seconds"]) > 0 for r in results)
+    assert results[0]["ratio"] == 1.0  # no baseline among them: the first variant is the reference
+    printed = capsys.readouterr().out
+    assert "| length bucketing |" in printed and "| defaults |" in printed
+    assert benchmark_main_job.main(["--config", str(config), "--variants", "bigger", "--output",
+                                    str(tmp_path / "x.json")]) == 2
+    assert benchmark_main_job.main(["--config", str(config), "--output", str(out)]) == 2  # never overwrites
+    err = capsys.readouterr().err
+    assert "--variants 'bigger': expected some of" in err and "epochs.json: exists" in err
+
+
 # The default suite times the methods; the data path and the SavedModel inference (each a few model builds
 # and an export) and the options run with the slow tests.
 @pytest.mark.parametrize("backbones, methods, full", [
