@@ -360,6 +360,19 @@ def test_vat_entropy_term_is_applied_and_logged():
     assert logs["loss"] == pytest.approx(logs["clean_loss"] + 0.5 * (logs["vat_loss"] + 0.4 * entropy), rel=1e-5)
 
 
+def test_vat_entropy_term_without_an_unlabeled_batch():
+    """VAT + EntMin on the labelled batch alone: the whole entropy term goes through the clean pass."""
+    reg = {"name": "vat", "epsilon": 2.0, "xi": 0.1, "entropy_weight": 0.4}
+    model = build([{**reg, "weight": 0.5}])
+    applied, logs = applied_gradients(model)
+    plain = Plain(model)
+    r = plain.vat_perturbation(reg, IDS, np.concatenate(model.noise.draws))
+    p = plain.logits(plain.embed(IDS), IDS).numpy()
+    expected = expected_gradients(model, [vat_term(0.5, r, IDS, p_logits=p, entropy_weight=0.4)])
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    assert logs["vat_entropy"] == pytest.approx(float(mean_entropy(p)), rel=1e-5)
+
+
 def test_combination_with_vat_and_clean_weight_applies_the_plain_gradient():
     fgm = {"name": "fgm", "epsilon": 1.0, "weight": 0.4}
     vat = {"name": "vat", "epsilon": 1.5, "xi": 0.1, "weight": 0.7}
