@@ -150,3 +150,18 @@ def test_calling_the_model_without_training_runs_inference():
     x = {"token_ids": tf.constant(IDS)}
     np.testing.assert_array_equal(model(x).numpy(), model(x).numpy())  # no dropout
     assert not np.array_equal(model(x, training=True).numpy(), model(x, training=True).numpy())
+
+
+def test_validation_runs_the_clean_model_in_inference_mode():
+    """test_step: no dropout and no perturbation: its loss is the cross-entropy of model(x, training=False)."""
+    tf_keras.utils.set_random_seed(0)
+    cfg = ModelConfig(name="lstm", embedding_dim=8, hidden_size=6, dropout=0.5, head_dropout=0.5, pooling="max")
+    model = AdversarialModel(TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1),
+                             [RegularizerConfig(name="fgm", epsilon=1.0)])
+    x = {"token_ids": tf.constant(IDS)}
+    model(x)
+    model.compile(optimizer=make_optimizer(TrainConfig(learning_rate=0.01)), run_eagerly=True)
+    want = float(cross_entropy(LABELS, model(x, training=False)))
+    for _ in range(2):  # the same both times: nothing random
+        logs = model.evaluate(x, tf.constant(LABELS), verbose=0, return_dict=True)
+        assert logs["loss"] == pytest.approx(want, rel=1e-5)

@@ -50,6 +50,8 @@ def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
     cfg = ModelConfig(name=name, embedding_dim=6, hidden_size=4, dropout=0.0, head_dropout=0.0,
                       pooling="max", normalize_embeddings=normalize)
     clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
+    # method names built at run time, as YAML gives them: not the interned literals the code compares with
+    regs = [{**r, "name": "".join(list(r["name"]))} for r in regs]
     model = AdversarialModel(clf, [RegularizerConfig(**r) for r in regs], clean_weight=clean_weight, seed=0)
     model({"token_ids": tf.constant(IDS)})
     model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=1.0), run_eagerly=True)
