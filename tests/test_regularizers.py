@@ -187,3 +187,6 @@ def test_projection_onto_the_l2_ball_by_hand():
     np.testing.assert_allclose(out[0], [[0.12, 0.0], [0.0, 0.16]], rtol=1e-6)
     np.testing.assert_allclose(out[1], r.numpy()[1], rtol=1e-6)
     assert np.all(out[2] == 0.0) and np.isfinite(out).all()
+    # radius 0 (a regularizer with epsilon 0): everything projects to 0, a zero r too (no 0 / 0)
+    zero = R.project_l2_ball(r, 0.0).numpy()
+    assert np.isfinite(zero).all() and not zero.any()
