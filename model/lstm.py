@@ -14,6 +14,11 @@ def lstm_layer(units: int, return_sequences: bool):
     kernels), which every retrace pays again (per-batch padding and length bucketing retrace)."""
     if tf.config.list_logical_devices("GPU"):
         return tf_keras.layers.LSTM(units, return_sequences=return_sequences)
+    return generic_lstm(units, return_sequences)
+
+
+def generic_lstm(units: int, return_sequences: bool):
+    """tf-keras's generic LSTM kernel alone: RNN(LSTMCell)."""
     return tf_keras.layers.RNN(tf_keras.layers.LSTMCell(units), return_sequences=return_sequences)
 
 

@@ -52,8 +52,7 @@ def time_epochs(config: str, overrides: list[str], keras_lstm: bool | None, epoc
     chosen = lstm.lstm_layer
     if keras_lstm is not None:
         lstm.lstm_layer = ((lambda units, seq: tf_keras.layers.LSTM(units, return_sequences=seq)) if keras_lstm
-                           else (lambda units, seq: tf_keras.layers.RNN(tf_keras.layers.LSTMCell(units),
-                                                                        return_sequences=seq)))
+                           else lstm.generic_lstm)
     try:
         tf_keras.utils.set_random_seed(cfg.train.seed)
         model = build_model(cfg, prepared, len(prepared.data.label_names))

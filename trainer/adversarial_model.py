@@ -160,18 +160,20 @@ class AdversarialModel(tf_keras.Model):
 
     # ------------------------------------------------------------------------------ perturbations
     @staticmethod
-    def _scale(reg, embeddings, mask, linf: bool = False):
-        """What reg's radii are multiples of: 1 (epsilon_scale: absolute) or, relative, each example's own
-        embedding norm over its real tokens, (B, 1, 1), a constant; for an L-inf radius the norm divided by
-        sqrt(real tokens * dim), the root-mean-square coordinate."""
+    def _scale(reg, embeddings, mask):
+        """What reg's L2 radii are multiples of: 1 (epsilon_scale: absolute) or, relative, each example's own
+        embedding norm over its real tokens, (B, 1, 1), a constant."""
         if reg.epsilon_scale == "absolute":
             return 1.0
         real = tf.cast(mask, embeddings.dtype)[:, :, None]
-        norm = tf.sqrt(tf.reduce_sum(tf.square(tf.stop_gradient(embeddings) * real), axis=[1, 2], keepdims=True))
-        if linf:
-            coords = tf.reduce_sum(real, axis=[1, 2], keepdims=True) * tf.cast(tf.shape(embeddings)[-1], norm.dtype)
-            norm = norm / tf.sqrt(tf.maximum(coords, 1.0))
-        return norm
+        return R.per_example_norms(tf.stop_gradient(embeddings) * real)[0][:, None, None]
+
+    @staticmethod
+    def _rms_coordinate(norm, embeddings, mask):
+        """An L2 scale (B, 1, 1) turned into an L-inf one: divided by sqrt(real tokens * dim), the root-mean-
+        square coordinate when `norm` is the embeddings' norm."""
+        coords = tf.reduce_sum(tf.cast(mask, norm.dtype), axis=1)[:, None, None] * tf.cast(tf.shape(embeddings)[-1], norm.dtype)
+        return norm / tf.sqrt(tf.maximum(coords, 1.0))
 
     def _perturbation(self, reg, inputs, labels, embeddings, mask, emb_grad, draw):
         clf = self.classifier
@@ -179,7 +181,10 @@ class AdversarialModel(tf_keras.Model):
         def logits_fn(e):
             return clf.logits_from_embeddings(e, inputs, training=True)
 
-        epsilon = reg.epsilon * self._scale(reg, embeddings, mask, linf=reg.name == "fgsm")
+        scale = self._scale(reg, embeddings, mask)  # once: pgd's step size scales with it too
+        if reg.name == "fgsm" and reg.epsilon_scale == "relative":
+            scale = self._rms_coordinate(scale, embeddings, mask)
+        epsilon = reg.epsilon * scale
         if reg.name == "fgm":
             return R.fgm_perturbation(emb_grad, mask, epsilon)
         if reg.name == "fgsm":
@@ -192,7 +197,7 @@ class AdversarialModel(tf_keras.Model):
                 radius = epsilon * self._noise(tf.random.stateless_uniform, tf.stack([tf.shape(embeddings)[0], 1, 1]),
                                                draw + 1)
                 start = radius * R.l2_normalize(self._normal(tf.shape(embeddings), draw), mask)
-            step_size = reg.step_size * self._scale(reg, embeddings, mask)
+            step_size = reg.step_size * scale
             return R.pgd_perturbation(lambda e: cross_entropy(labels, logits_fn(e)), embeddings, mask,
                                       epsilon, step_size, reg.steps, first_grad=emb_grad, start=start,
                                       loss_scale=self._loss_scale())
