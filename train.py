@@ -12,7 +12,6 @@ import os
 import sys
 
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
-from core.config import load_config
 from core.errors import run_cli
 from core.startup import VERBOSE_ENV, load_tensorflow
 
@@ -36,14 +35,16 @@ def parse_args(argv=None):
 
 
 def run(args) -> None:
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    load_tensorflow()
+    from core.config import load_config  # the methods' settings are part of the schema: after TensorFlow loads
+
     if args.resume:
         cfg = load_config(os.path.join(args.resume, "config.yaml"))
     else:
         cfg = load_config(args.config, args.set)
-    if args.verbose:
-        os.environ[VERBOSE_ENV] = "1"
-    load_tensorflow()
-    from trainer.run import (  # imports TensorFlow: after the config is checked
+    from trainer.run import (
         default_run_dir,
         find_resumable,
         runs_root,

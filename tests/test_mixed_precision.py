@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig, RegularizerConfig
+from core.config import ModelConfig, regularizer
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
 
@@ -66,7 +66,7 @@ def one_step(backbone, regs, precision):
     """The gradients one train_step applies (plain SGD, learning rate 1) and its logs; float16 with a fixed
     loss scale (2^8), as tf-keras's LossScaleOptimizer applies it."""
     clf, inputs, unlabeled = classifier(backbone, precision)
-    model = AdversarialModel(clf, [RegularizerConfig(**{"epsilon": 1.0, **r}) for r in regs], seed=0)
+    model = AdversarialModel(clf, [regularizer(**{"epsilon": 1.0, **r}) for r in regs], seed=0)
     x = {k: tf.constant(v) for k, v in inputs.items()}
     model(x)
     optimizer = tf_keras.optimizers.SGD(1.0)

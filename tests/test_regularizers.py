@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import regularizers as R
+from methods import perturbations as R
 
 # A linear toy: logits = sum over valid tokens of e_t @ W, W of shape (D=2, C=2).
 W = tf.constant([[1.0, -1.0], [2.0, 0.0]])

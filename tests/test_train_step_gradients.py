@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig, RegularizerConfig
+from core.config import ModelConfig, regularizer
 from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
 
@@ -52,7 +52,7 @@ def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
     clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
     # method names built at run time, as YAML gives them: not the interned literals the code compares with
     regs = [{**r, "name": "".join(list(r["name"]))} for r in regs]
-    model = AdversarialModel(clf, [RegularizerConfig(**r) for r in regs], clean_weight=clean_weight, seed=0)
+    model = AdversarialModel(clf, [regularizer(**r) for r in regs], clean_weight=clean_weight, seed=0)
     model({"token_ids": tf.constant(IDS)})
     model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=1.0), run_eagerly=True)
     model.noise = RecordedNoise()

@@ -5,11 +5,8 @@ import tensorflow as tf
 import tf_keras
 
 from core.config import RegularizerConfig
-from trainer import regularizers as R
-
-
-def cross_entropy(labels, logits):
-    return tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+from methods import perturbations as R
+from methods.base import Step, cross_entropy
 
 
 def _scaled(grad, weight):
@@ -32,17 +29,6 @@ def _add(total, grad):
     return tf.convert_to_tensor(total) + tf.convert_to_tensor(grad)
 
 
-def concat_batches(a: dict, b: dict) -> dict:
-    """Stacks two input dicts of (B, T) tensors along the batch, padding both to the longer T."""
-    key = next(iter(a))
-    length = tf.maximum(tf.shape(a[key])[1], tf.shape(b[key])[1])
-
-    def pad(x):
-        return tf.pad(x, [[0, 0], [0, length - tf.shape(x)[1]]])
-
-    return {k: tf.concat([pad(a[k]), pad(b[k])], axis=0) for k in a}
-
-
 def metric_names(regs: list[RegularizerConfig]) -> list[str]:
     """A unique name for each active regularizer: 'fgm', or 'fgm_0', 'fgm_1' when one repeats."""
     names = [r.name for r in regs]
@@ -52,7 +38,8 @@ def metric_names(regs: list[RegularizerConfig]) -> list[str]:
 class AdversarialModel(tf_keras.Model):
     """Wraps a classifier (embed / logits_from_embeddings) and trains it with
         loss = clean_weight * CE(y, f(e)) + sum_i weight_i * loss_i(f(e + r_i)),
-    where r_i are perturbations of the looked-up embeddings e (see trainer.regularizers).
+    where r_i are perturbations of the looked-up embeddings e, each term given by a method of methods.METHODS
+    (see methods/base.py for the contract).
 
     The gradient w.r.t. e comes from the same backward pass as the clean weight gradients. e is taken after
     the embedding dropout, so r is added to the dropped-out embeddings and never dropped, as in Miyato et
@@ -61,15 +48,16 @@ class AdversarialModel(tf_keras.Model):
 
     Inputs: (features, labels) with features a dict of (B, T) tensors ({'token_ids'} for the LSTMs,
     {'input_ids', 'attention_mask', 'token_type_ids'} for Hugging Face encoders) and, in semi-supervised
-    training, features['unlabeled'] with the same keys, which only VAT uses (it needs no labels).
+    training, features['unlabeled'] with the same keys, handed to the methods that declare they read it.
     """
 
     def __init__(self, classifier, regularizers: list[RegularizerConfig], clean_weight=1.0, seed=0,
                  **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
-        self.regs = [r for r in regularizers if r.name != "none"]
-        self.reg_names = metric_names(self.regs)
+        regs = [r for r in regularizers if r.name != "none"]
+        self.methods = [r.method(r.params, r.weight, name=n) for r, n in zip(regs, metric_names(regs))]
+        self.reg_names = metric_names(regs)
         self.clean_weight = clean_weight
         self.seed = seed
         # Under a distribution strategy fit() sums the replicas' step logs by default; every value this
@@ -77,12 +65,9 @@ class AdversarialModel(tf_keras.Model):
         self.distribute_reduction_method = "first"
         mean = tf_keras.metrics.Mean
         self.trackers = {"loss": mean("loss"), "clean_loss": mean("clean_loss")}
-        for name in self.reg_names:
-            for key in (f"{name}_loss", f"{name}_perturbation_l2", f"{name}_perturbation_linf"):
-                self.trackers[key] = mean(key)
-        for reg, name in zip(self.regs, self.reg_names):
-            if reg.name == "vat" and reg.entropy_weight > 0:  # VAT + EntMin: the entropy term on its own
-                self.trackers[f"{name}_entropy"] = mean(f"{name}_entropy")
+        for method, name in zip(self.methods, self.reg_names):  # what each method logs, as it declares
+            for key in ("loss", "perturbation_l2", "perturbation_linf", *method.log_names()):
+                self.trackers[f"{name}_{key}"] = mean(f"{name}_{key}")
         self.trackers["embedding_norm"] = mean("embedding_norm")  # to set epsilon against
         self.trackers["embedding_grad_norm"] = mean("embedding_grad_norm")
         self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy("accuracy")
@@ -158,113 +143,17 @@ class AdversarialModel(tf_keras.Model):
     def _normal(self, shape, draw):
         return self._noise(tf.random.stateless_normal, shape, draw)
 
-    # ------------------------------------------------------------------------------ perturbations
-    @staticmethod
-    def _scale(reg, embeddings, mask):
-        """What reg's L2 radii are multiples of: 1 (epsilon_scale: absolute) or, relative, each example's own
-        embedding norm over its real tokens, (B, 1, 1), a constant."""
-        if reg.epsilon_scale == "absolute":
-            return 1.0
-        real = tf.cast(mask, embeddings.dtype)[:, :, None]
-        return R.per_example_norms(tf.stop_gradient(embeddings) * real)[0][:, None, None]
+    def _uniform(self, shape, draw):
+        return self._noise(tf.random.stateless_uniform, shape, draw)
 
-    @staticmethod
-    def _rms_coordinate(norm, embeddings, mask):
-        """An L2 scale (B, 1, 1) turned into an L-inf one: divided by sqrt(real tokens * dim), the root-mean-
-        square coordinate when `norm` is the embeddings' norm."""
-        coords = tf.reduce_sum(tf.cast(mask, norm.dtype), axis=1)[:, None, None] * tf.cast(tf.shape(embeddings)[-1], norm.dtype)
-        return norm / tf.sqrt(tf.maximum(coords, 1.0))
+    @property
+    def _through_clean_pass(self) -> bool:
+        return any(m.uses_logits_grad() for m in self.methods)
 
-    def _perturbation(self, reg, inputs, labels, embeddings, mask, emb_grad, draw):
-        clf = self.classifier
-
-        def logits_fn(e):
-            return clf.logits_from_embeddings(e, inputs, training=True)
-
-        scale = self._scale(reg, embeddings, mask)  # once: pgd's step size scales with it too
-        if reg.name == "fgsm" and reg.epsilon_scale == "relative":
-            scale = self._rms_coordinate(scale, embeddings, mask)
-        epsilon = reg.epsilon * scale
-        if reg.name == "fgm":
-            return R.fgm_perturbation(emb_grad, mask, epsilon)
-        if reg.name == "fgsm":
-            return R.fgsm_perturbation(emb_grad, mask, epsilon)
-        if reg.name == "random":
-            return R.random_perturbation(self._normal(tf.shape(embeddings), draw), mask, epsilon)
-        if reg.name == "pgd":
-            start = None
-            if reg.random_start:
-                radius = epsilon * self._noise(tf.random.stateless_uniform, tf.stack([tf.shape(embeddings)[0], 1, 1]),
-                                               draw + 1)
-                start = radius * R.l2_normalize(self._normal(tf.shape(embeddings), draw), mask)
-            step_size = reg.step_size * scale
-            return R.pgd_perturbation(lambda e: cross_entropy(labels, logits_fn(e)), embeddings, mask,
-                                      epsilon, step_size, reg.steps, first_grad=emb_grad, start=start,
-                                      loss_scale=self._loss_scale())
-        raise ValueError(f"unknown regularizer '{reg.name}'")
-
-    def _adversarial_loss(self, reg, inputs, labels, mask, emb_grad, embeddings, variables, draw):
-        """The loss on e + r, its gradients for the variables after the embedding lookup, and its gradient
-        with respect to e + r (which train_step runs back through the lookup, together with the clean
-        loss's)."""
-        r = self._perturbation(reg, inputs, labels, embeddings, mask, emb_grad, draw)
-        perturbed = embeddings + r
-        with tf.GradientTape() as tape:
-            tape.watch(perturbed)
-            logits = self.classifier.logits_from_embeddings(perturbed, inputs, training=True)
-            loss = cross_entropy(labels, logits)
-        *grads, input_grad = self._gradients(tape, loss, variables + [perturbed])
-        return loss, grads, input_grad, r
-
-    def _vat_loss(self, reg, inputs, clean_logits, clean_entropy, unlabeled, variables, draw):
-        """KL(p || p(e + r)) over the labelled batch and, if given, the unlabeled batch, p held constant.
-
-        Returns (kl, entropy, gradients, r). With reg.entropy_weight > 0 (VAT + EntMin, Miyato et al. 2018)
-        `entropy` is the mean entropy of the predictions over every text VAT sees, labelled and unlabeled;
-        the gradients here carry the unlabeled texts' part, train_step the labelled part (it needs the clean
-        pass). Otherwise `entropy` is None."""
-        clf = self.classifier
-        n_labelled = tf.shape(clean_logits)[0]
-        vat_inputs = inputs if unlabeled is None else concat_batches(inputs, unlabeled)
-        mask = clf.padding_mask(vat_inputs)
-        labelled_share = self._labelled_share(clean_logits, unlabeled)
-        entropy = clean_entropy if reg.entropy_weight > 0 else None
-
-        def logits_fn(e):
-            return clf.logits_from_embeddings(e, vat_inputs, training=True)
-
-        with tf.GradientTape() as tape:
-            e = clf.embed(vat_inputs, training=True)
-            p_logits = tf.stop_gradient(clean_logits)
-            if unlabeled is not None:
-                u_inputs = {k: v[n_labelled:] for k, v in vat_inputs.items()}
-                u_logits = clf.logits_from_embeddings(e[n_labelled:], u_inputs, training=True)
-                p_logits = tf.concat([p_logits, tf.stop_gradient(u_logits)], axis=0)
-            with tape.stop_recording():
-                shape = tf.shape(e)
-                if unlabeled is None:
-                    noise = self._normal(shape, draw)
-                else:  # drawn per part, so that each example gets the noise it would get on one device
-                    noise = tf.concat([self._normal(tf.concat([[n_labelled], shape[1:]], 0), draw),
-                                       self._normal(tf.concat([[shape[0] - n_labelled], shape[1:]], 0), draw + 1)], 0)
-                scale = self._scale(reg, e, mask)
-                r = R.vat_perturbation(logits_fn, e, mask, p_logits, noise, reg.xi * scale, reg.epsilon * scale,
-                                       reg.power_iterations, loss_scale=self._loss_scale())
-            kl = R.kl_divergence(p_logits, logits_fn(e + r))
-            loss = kl
-            if entropy is not None and unlabeled is not None:
-                unlabeled_entropy = (1.0 - labelled_share) * R.entropy(u_logits)
-                loss += reg.entropy_weight * unlabeled_entropy
-                entropy = labelled_share * clean_entropy + unlabeled_entropy
-        return kl, entropy, self._gradients(tape, loss, variables), r
-
-    @staticmethod
-    def _labelled_share(labelled, unlabeled):
-        """The labelled texts' share of the texts VAT sees (1 without an unlabeled batch)."""
-        if unlabeled is None:
-            return tf.constant(1.0)
-        n_labelled = tf.cast(tf.shape(labelled)[0], tf.float32)
-        return n_labelled / (n_labelled + tf.cast(tf.shape(next(iter(unlabeled.values())))[0], tf.float32))
+    def build_methods(self) -> None:
+        """Lets each method create its own state, once the classifier is built."""
+        for method in self.methods:
+            method.build(self.classifier)
 
     # ------------------------------------------------------------------------------ steps
     def train_step(self, data):
@@ -273,51 +162,48 @@ class AdversarialModel(tf_keras.Model):
         unlabeled = inputs.pop("unlabeled", None)
         clf = self.classifier
         mask = clf.padding_mask(inputs)
-        # VAT + EntMin: the labelled texts' part of the entropy term goes through the clean pass.
-        entropy_weight = sum(r.weight * r.entropy_weight for r in self.regs if r.name == "vat")
-        labelled_share = self._labelled_share(labels, unlabeled)
 
         # The embedding lookup (for the LSTMs with the frequency normalization of the table) is taped on its
         # own and run backward once, for the clean loss and every loss on e + r together.
         with tf.GradientTape() as lookup_tape:
             embeddings = clf.embed(inputs, training=True)
-        with tf.GradientTape(persistent=entropy_weight > 0) as tape:
+        with tf.GradientTape(persistent=self._through_clean_pass) as tape:
             tape.watch(embeddings)
             logits = clf.logits_from_embeddings(embeddings, inputs, training=True)
             clean_loss = cross_entropy(labels, logits)
-            ent = R.entropy(logits) if entropy_weight > 0 else 0.0
         variables = self.trainable_variables  # read after the first call has built every layer
         # One backward pass gives the weight gradients and the gradient w.r.t. the embeddings.
         *clean_grads, emb_grad = self._gradients(tape, clean_loss, variables + [embeddings])
         grads = [_scaled(g, self.clean_weight) for g in clean_grads]
         lookup_grad = self.clean_weight * emb_grad  # what flows back into the lookup
         total = self.clean_weight * clean_loss
-        if entropy_weight > 0:
-            *ent_grads, ent_emb_grad = self._gradients(tape, ent, variables + [embeddings])
-            grads = [_add(a, _scaled(g, entropy_weight * labelled_share)) for a, g in zip(grads, ent_grads)]
-            lookup_grad += entropy_weight * labelled_share * ent_emb_grad
-            del tape
+        logits_grad = None  # what the methods send back through the clean pass
         looked_up, embeddings = embeddings, tf.stop_gradient(embeddings)
 
-        for i, (reg, name) in enumerate(zip(self.regs, self.reg_names)):
-            draw = 2 * i  # each regularizer draws its own noise (pgd's random start two kinds)
-            entropy = None
-            if reg.name == "vat":  # on its own lookup: the batch may include unlabeled texts
-                loss, entropy, reg_grads, r = self._vat_loss(reg, inputs, logits, ent, unlabeled, variables, draw)
-            else:
-                loss, reg_grads, input_grad, r = self._adversarial_loss(reg, inputs, labels, mask, emb_grad,
-                                                                        embeddings, variables, draw)
-                lookup_grad += reg.weight * input_grad
-            grads = [_add(a, _scaled(g, reg.weight)) for a, g in zip(grads, reg_grads)]
-            total += reg.weight * loss
-            if entropy is not None:
-                total += reg.weight * reg.entropy_weight * entropy
-                self.trackers[f"{name}_entropy"].update_state(entropy, sample_weight=tf.shape(r)[0])
-            l2, linf = R.per_example_norms(r)
-            # weighted by the texts each loss is a mean over, like `loss`: global means under a strategy
-            self.trackers[f"{name}_loss"].update_state(loss, sample_weight=tf.shape(r)[0])
+        for i, (method, name) in enumerate(zip(self.methods, self.reg_names)):
+            step = Step(clf, inputs, labels, mask, embeddings, emb_grad, clean_logits=logits,
+                        unlabeled=unlabeled if method.reads_unlabeled else None, variables=variables,
+                        draw=2 * i, loss_scale=self._loss_scale(), normal=self._normal, uniform=self._uniform,
+                        gradients=self._gradients)
+            term = method.term(step)
+            w = method.weight
+            grads = [_add(a, _scaled(g, w)) for a, g in zip(grads, term.grads)]
+            total += w * term.loss
+            if term.lookup_grad is not None:
+                lookup_grad += w * term.lookup_grad
+            if term.logits_grad is not None:
+                logits_grad = w * term.logits_grad if logits_grad is None else logits_grad + w * term.logits_grad
+            texts = tf.shape(term.perturbation)[0]  # weighted by the texts each value is a mean over, like
+            for key, value in {"loss": term.loss, **term.logs}.items():  # `loss`: global means under a strategy
+                self.trackers[f"{name}_{key}"].update_state(value, sample_weight=texts)
+            l2, linf = R.per_example_norms(term.perturbation)
             self.trackers[f"{name}_perturbation_l2"].update_state(l2)
             self.trackers[f"{name}_perturbation_linf"].update_state(linf)
+        if logits_grad is not None:
+            *clean_grads, back = self._gradients(tape, logits, variables + [looked_up], output_gradients=logits_grad)
+            grads = [_add(a, g) for a, g in zip(grads, clean_grads)]
+            lookup_grad += back
+        del tape
         lookup_grads = self._gradients(lookup_tape, looked_up, variables, output_gradients=lookup_grad)
         grads = [_add(a, g) for a, g in zip(grads, lookup_grads)]
 
@@ -326,6 +212,8 @@ class AdversarialModel(tf_keras.Model):
             grads = [_scaled(g, share) for g in grads]
             emb_grad = emb_grad * share  # reported as on one device
         self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        for method in self.methods:
+            method.after_update(clf)
         self.trackers["loss"].update_state(total, sample_weight=examples)
         self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
         real = tf.cast(mask, embeddings.dtype)[:, :, None]

@@ -53,6 +53,7 @@ def make_model(cfg: Config, num_classes: int, vocab=None, hf_encoder=None, initi
     model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
     model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
     model.build_metrics(num_classes)
+    model.build_methods()
     return model
 
 

@@ -1,15 +1,16 @@
 """Accuracy under embedding-space attacks (FGSM, FGM, PGD) over a grid of epsilons.
 
 The attacked model runs in inference mode (no dropout); the attack maximizes the cross-entropy of the
-true label, with the same perturbation functions that training uses.
+true label with the perturbation of the training method of the same name (methods.METHODS), at each
+epsilon of the grid and otherwise the method's defaults (PGD: `pgd_steps` steps of 2.5 * epsilon / steps).
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from trainer import regularizers as R
-from trainer.adversarial_model import cross_entropy
+from methods import METHODS
+from methods.base import Step, cross_entropy
 
 
 class _Attacker:
@@ -20,6 +21,10 @@ class _Attacker:
         self.clf = classifier
         self.gradient = tf.function(self._gradient, reduce_retracing=True)
         self.correct = tf.function(self._correct, reduce_retracing=True)
+        self.logits = tf.function(self._logits, reduce_retracing=True)
+
+    def _logits(self, e, inputs):
+        return self.clf.logits_from_embeddings(e, inputs, training=False)
 
     def _loss(self, inputs, labels, e):
         return cross_entropy(labels, self.clf.logits_from_embeddings(e, inputs, training=False))
@@ -40,23 +45,16 @@ class _Attacker:
         """Correct predictions on one batch for each attack and epsilon; one clean gradient serves all."""
         mask = self.clf.padding_mask(inputs)
         e, grad = self.gradient(inputs, labels, tf.zeros_like(self.clf.embed(inputs)))
+        step = Step(self.clf, inputs, labels, mask, e, grad, training=False, forward=self.logits)
         out = {}
         for attack, epsilons in attacks.items():
+            method = METHODS[attack]
             out[attack] = []
             for eps in epsilons:
-                if attack == "fgsm":
-                    r = R.fgsm_perturbation(grad, mask, eps)
-                elif attack == "fgm":
-                    r = R.fgm_perturbation(grad, mask, eps)
-                elif attack == "pgd":
-                    r, g = tf.zeros_like(e), grad
-                    for step in range(pgd_steps):
-                        if step:
-                            g = self.gradient(inputs, labels, r)[1]
-                        r = R.pgd_step(r, g, mask, eps, 2.5 * eps / pgd_steps)
-                    r = r * tf.cast(mask, r.dtype)[:, :, None]
-                else:
-                    raise ValueError(f"unknown attack '{attack}'")
+                params = method.Params(epsilon=eps, **({"steps": pgd_steps} if "steps" in
+                                                       method.Params.__dataclass_fields__ else {}))
+                method.resolve(params, None)
+                r = method(params).perturbation(step)
                 out[attack].append(int(self.correct(inputs, labels, e, r)))
         return out
 
@@ -65,7 +63,7 @@ def robustness_curves(classifier, dataset, attacks: dict[str, list[float]], pgd_
                       max_examples: int | None = None) -> dict:
     """{attack: {'epsilons': [...], 'accuracy': [...], 'n': examples}} over `dataset` batches of
     (inputs, labels), using at most `max_examples` examples (the first ones). PGD takes `pgd_steps`
-    steps of 2.5 * epsilon / pgd_steps, as R.pgd_perturbation does."""
+    steps."""
     attacker = _Attacker(classifier)
     totals = {attack: np.zeros(len(eps), np.int64) for attack, eps in attacks.items()}
     seen = 0

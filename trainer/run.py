@@ -26,6 +26,7 @@ from dataset.data import DataBundle, load_data
 from dataset.pipeline import fixed_length, labelled_dataset, padding_share, token_lengths, training_dataset, with_unlabeled
 from dataset.tokenizer import TextEncoder, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
+from methods import METHODS
 from model.bert import load_encoder, resolve_pretrained
 from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
@@ -174,7 +175,7 @@ def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> Adversaria
 
 
 def uses_unlabeled(cfg: Config) -> bool:
-    return any(r.name == "vat" for r in cfg.active_regularizers)
+    return any(r.method.reads_unlabeled for r in cfg.active_regularizers)
 
 
 AUTO_BUCKETING_PADDING = 0.2  # data.length_bucketing: auto turns bucketing on from this share of padding
@@ -213,8 +214,8 @@ def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
     if data.unlabeled and uses_unlabeled(cfg):
         train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed, start_step)
     elif data.unlabeled:
-        log.info("the %d unlabeled texts are not used: only a vat regularizer learns from them",
-                 len(data.unlabeled))
+        log.info("the %d unlabeled texts are not used: only these methods learn from them: %s",
+                 len(data.unlabeled), ", ".join(name for name, m in METHODS.items() if m.reads_unlabeled))
     return (train, *evaluation_datasets(cfg, prepared))
 
 
@@ -253,8 +254,7 @@ def hparams(cfg: Config) -> dict:
     return {
         "backbone": cfg.model.name if cfg.model.name != "bert" else f"bert:{os.path.basename(cfg.model.pretrained or '')}",
         "regularizer": "+".join(r.name for r in regs) or "none",
-        "epsilon": first.epsilon if first else 0.0,
-        "xi": first.xi if first and first.name == "vat" else 0.0,
+        "epsilon": getattr(first.params, "epsilon", 0.0) if first else 0.0,
         "adv_weight": first.weight if first else 0.0,
         "clean_weight": cfg.train.clean_weight,
         "learning_rate": cfg.train.learning_rate,
