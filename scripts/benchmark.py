@@ -272,7 +272,7 @@ def main(argv=None) -> int:
     load_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], choices=["lstm", "bilstm", "bert"])
-    parser.add_argument("--methods", nargs="+", default=["none", "random", "fgsm", "fgm", "pgd", "vat"])
+    parser.add_argument("--methods", nargs="+", help="default: none and every method of methods.METHODS")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--embedding-dim", type=int, default=256)
@@ -294,6 +294,12 @@ def main(argv=None) -> int:
     parser.add_argument("--inference-calls", type=int, default=64)
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args(argv)
+    from methods import METHODS
+
+    args.methods = args.methods or ["none", *METHODS]
+    unknown = [m for m in args.methods if m != "none" and m not in METHODS]
+    if unknown:
+        parser.error(f"--methods {unknown[0]}: not one of none, {', '.join(METHODS)}")
     if args.data and not os.path.exists(os.path.join(args.data, "train.jsonl.gz")):  # before the long part
         parser.error(f"--data {args.data}: no train.jsonl.gz there (an IMDB-style directory)")
 
