@@ -35,6 +35,27 @@ def cross_entropy(labels, logits):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
+def scale_gradient(grad, weight):
+    """grad * weight, keeping IndexedSlices sparse; None stays None."""
+    if grad is None:
+        return None
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values * weight, grad.indices, grad.dense_shape)
+    return grad * weight
+
+
+def add_gradients(total, grad):
+    """Sums gradients, keeping embedding-table gradients sparse (IndexedSlices) where both are."""
+    if grad is None:
+        return total
+    if total is None:
+        return grad
+    if isinstance(total, tf.IndexedSlices) and isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(tf.concat([total.values, grad.values], 0),
+                                tf.concat([total.indices, grad.indices], 0), total.dense_shape)
+    return tf.convert_to_tensor(total) + tf.convert_to_tensor(grad)
+
+
 @dataclass
 class Step:
     """What the train step (or an evaluation attack) hands a method, for this replica's batch.

@@ -7,26 +7,8 @@ import tf_keras
 from core.config import RegularizerConfig
 from methods import perturbations as R
 from methods.base import Step, cross_entropy
-
-
-def _scaled(grad, weight):
-    if grad is None:
-        return None
-    if isinstance(grad, tf.IndexedSlices):
-        return tf.IndexedSlices(grad.values * weight, grad.indices, grad.dense_shape)
-    return grad * weight
-
-
-def _add(total, grad):
-    """Sums gradients, keeping embedding-table gradients sparse (IndexedSlices) where both are."""
-    if grad is None:
-        return total
-    if total is None:
-        return grad
-    if isinstance(total, tf.IndexedSlices) and isinstance(grad, tf.IndexedSlices):
-        return tf.IndexedSlices(tf.concat([total.values, grad.values], 0),
-                                tf.concat([total.indices, grad.indices], 0), total.dense_shape)
-    return tf.convert_to_tensor(total) + tf.convert_to_tensor(grad)
+from methods.base import add_gradients as _add
+from methods.base import scale_gradient as _scaled
 
 
 def metric_names(regs: list[RegularizerConfig]) -> list[str]:
