@@ -9,6 +9,7 @@ load_tensorflow()  # before the methods import TensorFlow: keeps its start-up no
 
 from methods.fgm import FGM  # noqa: E402
 from methods.fgsm import FGSM  # noqa: E402
+from methods.freelb import FreeLB  # noqa: E402
 from methods.noise import RandomNoise  # noqa: E402
 from methods.pgd import PGD  # noqa: E402
 from methods.vat import VAT  # noqa: E402
@@ -19,4 +20,5 @@ METHODS = {
     "fgm": FGM,
     "pgd": PGD,
     "vat": VAT,
+    "freelb": FreeLB,
 }

@@ -112,3 +112,17 @@ def vat_perturbation(logits_fn, embeddings, mask, clean_logits, noise, xi, epsil
             kl = kl_divergence(p_logits, logits_fn(embeddings + d)) * loss_scale
         d = tf.stop_gradient(tape.gradient(kl, d))
     return tf.stop_gradient(epsilon * l2_normalize(d, mask))
+
+
+def linf_normalize(x, mask):
+    """x / ||x||_inf per example over the unmasked positions; 0 where x is 0."""
+    x = x * _mask3(mask, x.dtype)
+    largest = tf.reduce_max(tf.abs(x), axis=[1, 2], keepdims=True)
+    return x / tf.where(largest > 0, largest, tf.ones_like(largest))
+
+
+def linf_step(r, grad, mask, epsilon, step_size):
+    """One ascent step in the L-inf ball: clip(r + step_size * g / ||g||_inf, -epsilon, epsilon), 0 at padding
+    (FreeLB's L-inf step; SMART's projected ascent)."""
+    r = r + step_size * linf_normalize(grad, mask)
+    return tf.clip_by_value(r, -epsilon, epsilon) * _mask3(mask, r.dtype)

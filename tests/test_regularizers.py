@@ -190,3 +190,15 @@ def test_projection_onto_the_l2_ball_by_hand():
     # radius 0 (a regularizer with epsilon 0): everything projects to 0, a zero r too (no 0 / 0)
     zero = R.project_l2_ball(r, 0.0).numpy()
     assert np.isfinite(zero).all() and not zero.any()
+
+
+def test_linf_step_by_hand():
+    """r + step * g / max|g| (over real tokens), then clipped to [-eps, eps], 0 at padding."""
+    r = tf.constant([[[0.05, -0.05], [0.0, 0.0], [9.0, 9.0]]])
+    g = tf.constant([[[2.0, -1.0], [0.5, 4.0], [100.0, 100.0]]])  # the padding's 100 must not count
+    mask = tf.constant([[True, True, False]])
+    out = R.linf_step(r, g, mask, epsilon=0.1, step_size=0.2).numpy()
+    # g / 4 = [[0.5, -0.25], [0.125, 1]] -> r + 0.2 * that = [[0.15, -0.1], [0.025, 0.2]] -> clipped
+    np.testing.assert_allclose(out, [[[0.1, -0.1], [0.025, 0.1], [0.0, 0.0]]], atol=1e-7)
+    zero = R.linf_step(tf.zeros([1, 2, 2]), tf.zeros([1, 2, 2]), tf.ones([1, 2], tf.bool), 0.1, 0.2)
+    np.testing.assert_array_equal(zero.numpy(), np.zeros([1, 2, 2]))

@@ -385,3 +385,76 @@ def test_combination_with_vat_and_clean_weight_applies_the_plain_gradient():
     p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
     terms = [adversarial_term(0.4, plain.perturbation(fgm, None)), vat_term(0.7, r_vat, VAT_IDS, p_logits=p)]
     assert_same_gradients(applied, expected_gradients(model, terms, 0.6), model.trainable_variables)
+
+
+# ---------------------------------------------------------------------------------------- FreeLB
+def freelb_perturbations(plain, reg, start=None):
+    """d_1..d_K from the formula: d_k = project(d_{k-1} + adv_lr * g / ||g||), g the gradient of CE at
+    e + d_{k-1} (at d_0 = 0 the clean gradient); L2: scaled back onto the max_norm ball; L-inf: clipped."""
+    e0 = plain.embed(IDS).numpy()
+    real = (IDS != 0)[:, :, None]
+    d = np.zeros_like(e0, np.float64) if start is None else start
+    out = []
+    for _ in range(reg["adv_steps"]):
+        g = plain.input_gradient(lambda e: ce(LABELS, plain.logits(e, IDS)), e0 + d) * real
+        if reg.get("norm", "l2") == "linf":
+            d = np.clip(d + reg["adv_lr"] * g / np.abs(g).max(axis=(1, 2), keepdims=True), -reg["max_norm"],
+                        reg["max_norm"]) * real
+        else:
+            d = d + reg["adv_lr"] * unit(g, IDS)
+            d = d * np.minimum(1.0, reg["max_norm"] / np.sqrt((d ** 2).sum(axis=(1, 2), keepdims=True)))
+        out.append(d)
+    return out
+
+
+def freelb_term(weight, perturbations):
+    """weight * the mean over k of CE(y, f(e + d_k)), every d_k constant."""
+    k = len(perturbations)
+    return lambda plain, e: sum(adversarial_term(weight / k, d)(plain, e) for d in perturbations)
+
+
+def test_freelb_with_one_step_and_no_random_start_is_fgm():
+    fgm = build([{"name": "fgm", "epsilon": 1.5, "weight": 0.7}])
+    freelb = build([{"name": "freelb", "adv_steps": 1, "init_mag": 0.0, "adv_lr": 1.5, "max_norm": 1.5,
+                     "weight": 0.7}])
+    applied_fgm, logs_fgm = applied_gradients(fgm)
+    applied_freelb, logs_freelb = applied_gradients(freelb)
+    assert_same_gradients(applied_freelb, applied_fgm, freelb.trainable_variables)
+    assert logs_freelb["freelb_loss"] == pytest.approx(logs_fgm["fgm_loss"], rel=1e-6)
+    assert logs_freelb["freelb_perturbation_l2"] == pytest.approx(1.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_freelb_averages_the_loss_over_its_ascent_steps(norm):
+    reg = {"name": "freelb", "adv_steps": 3, "init_mag": 0.0, "adv_lr": 0.8 if norm == "l2" else 0.08,
+           "max_norm": 1.0 if norm == "l2" else 0.1, "norm": norm}
+    model = build([{**reg, "weight": 0.9}], clean_weight=0.4)
+    applied, logs = applied_gradients(model)
+    plain = Plain(model)
+    ds = freelb_perturbations(plain, reg)
+    assert all(np.abs(d).max() > 0 for d in ds) and np.abs(ds[2] - ds[1]).max() > 1e-4  # each step moved
+    assert_same_gradients(applied, expected_gradients(model, [freelb_term(0.9, ds)], 0.4), model.trainable_variables)
+    e = plain.embed(IDS)
+    mean_loss = np.mean([float(ce(LABELS, plain.logits(e + d.astype(np.float32), IDS))) for d in ds])
+    assert logs["freelb_loss"] == pytest.approx(mean_loss, rel=1e-5)
+    # the last step's perturbation is logged: on the ball's surface here
+    final_norm = np.sqrt((ds[2] ** 2).sum(axis=(1, 2))) if norm == "l2" else np.abs(ds[2]).max(axis=(1, 2))
+    key = "freelb_perturbation_l2" if norm == "l2" else "freelb_perturbation_linf"
+    assert logs[key] == pytest.approx(float(np.mean(final_norm)), rel=1e-5)
+
+
+def test_freelb_random_start_by_formula():
+    """d_0 = U(-1, 1) * init_mag / sqrt(real tokens * dim) at real tokens (the recorded uniform draw)."""
+    reg = {"name": "freelb", "adv_steps": 2, "init_mag": 0.6, "adv_lr": 0.5, "max_norm": 1.0}
+    model = build([{**reg, "weight": 1.0}])
+    applied, _ = applied_gradients(model)
+    (u,) = model.noise.others
+    real = (IDS != 0)[:, :, None]
+    dims = real.sum(axis=(1, 2), keepdims=True) * u.shape[-1]
+    start = (2 * u.astype(np.float64) - 1) * real * 0.6 / np.sqrt(dims)
+    plain = Plain(model)
+    ds = freelb_perturbations(plain, reg, start)
+    assert_same_gradients(applied, expected_gradients(model, [freelb_term(1.0, ds)]), model.trainable_variables)
+    no_start = freelb_perturbations(plain, reg)
+    assert largest_difference(expected_gradients(model, [freelb_term(1.0, no_start)]),
+                              expected_gradients(model, [freelb_term(1.0, ds)])) > 1e-5
