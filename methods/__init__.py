@@ -12,6 +12,7 @@ from methods.fgsm import FGSM  # noqa: E402
 from methods.freelb import FreeLB  # noqa: E402
 from methods.noise import RandomNoise  # noqa: E402
 from methods.pgd import PGD  # noqa: E402
+from methods.smart import SMART  # noqa: E402
 from methods.vat import VAT  # noqa: E402
 
 METHODS = {
@@ -21,4 +22,5 @@ METHODS = {
     "pgd": PGD,
     "vat": VAT,
     "freelb": FreeLB,
+    "smart": SMART,
 }

@@ -148,7 +148,7 @@ class Method(tf.Module):
         return False
 
     def build(self, classifier) -> None:
-        """Creates the method's own state once the classifier is built (e.g. SMART's EMA copy)."""
+        """Creates the method's own state once the classifier is built (e.g. an EMA copy of it)."""
 
     def after_update(self, classifier) -> None:
         """Runs after the optimizer applied this step's gradients."""

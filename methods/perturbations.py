@@ -123,6 +123,6 @@ def linf_normalize(x, mask):
 
 def linf_step(r, grad, mask, epsilon, step_size):
     """One ascent step in the L-inf ball: clip(r + step_size * g / ||g||_inf, -epsilon, epsilon), 0 at padding
-    (FreeLB's L-inf step; SMART's projected ascent)."""
+    (the L-inf ascent of FreeLB and of a smoothness regularizer)."""
     r = r + step_size * linf_normalize(grad, mask)
     return tf.clip_by_value(r, -epsilon, epsilon) * _mask3(mask, r.dtype)

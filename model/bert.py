@@ -147,11 +147,20 @@ class TransformerClassifier(tf_keras.Model):
 
     def __init__(self, encoder, num_classes: int, pooling="cls", head_dropout=0.1, **kwargs):
         super().__init__(**kwargs)
-        self.encoder, self.pooling = encoder, pooling
+        self.encoder, self.pooling, self._sizes = encoder, pooling, (num_classes, head_dropout)
         self._takes_token_types = "token_type_ids" in inspect.signature(encoder.call).parameters
         self.head_dropout = tf_keras.layers.Dropout(head_dropout)
         self.head = tf_keras.layers.Dense(num_classes, name="head", dtype="float32",
                                           kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))
+
+    def twin(self):
+        """A classifier of the same architecture with its own, fresh weights (e.g. an EMA copy)."""
+        from transformers import TFAutoModel
+
+        num_classes, head_dropout = self._sizes
+        encoder = TFAutoModel.from_config(self.encoder.config)
+        encoder.build_in_name_scope()
+        return TransformerClassifier(encoder, num_classes, self.pooling, head_dropout, name=f"{self.name}_twin")
 
     @property
     def num_layers(self) -> int:

@@ -31,6 +31,7 @@ class TextClassifier(tf_keras.Model):
                  initial_vectors=None, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
+        self._shape = (vocab_size, num_classes, counts)
         self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
                                         normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
                                         name="token_embedding", dtype="float32")
@@ -39,6 +40,11 @@ class TextClassifier(tf_keras.Model):
         self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)
         # float32 at both ends under mixed precision: the perturbed embeddings and the logits
         self.head = tf_keras.layers.Dense(num_classes, name="head", dtype="float32")
+
+    def twin(self):
+        """A classifier of the same architecture with its own, fresh weights (e.g. an EMA copy)."""
+        vocab_size, num_classes, counts = self._shape
+        return TextClassifier(self.cfg, vocab_size, num_classes, counts=counts, name=f"{self.name}_twin")
 
     def padding_mask(self, inputs):
         """(B, T) bool, true at real tokens."""

@@ -142,6 +142,7 @@ def test_saved_config_reloads_to_the_same_config(tmp_path):
                                r"epsilon, epsilon_scale\)"),
     ([{"name": "fgm"}, {"name": "vat", "steps": 2}], r"regularizer\[1\]\.steps: vat has no such setting"),
     ({"name": "none", "epsilon": 1.0}, r"regularizer\.epsilon: none has no such setting \(.*: none\)"),
+    ({"name": "smart", "smoothness": False, "proximal_weight": 0}, r"smart with smoothness false and proximal_weight 0"),
 ])
 def test_a_setting_another_method_reads_is_refused(tmp_path, regularizer, pattern):
     with pytest.raises(UserError, match=pattern):

@@ -54,6 +54,7 @@ def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
     regs = [{**r, "name": "".join(list(r["name"]))} for r in regs]
     model = AdversarialModel(clf, [regularizer(**r) for r in regs], clean_weight=clean_weight, seed=0)
     model({"token_ids": tf.constant(IDS)})
+    model.build_methods()
     model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=1.0), run_eagerly=True)
     model.noise = RecordedNoise()
     model._normal = model.noise
@@ -458,3 +459,92 @@ def test_freelb_random_start_by_formula():
     no_start = freelb_perturbations(plain, reg)
     assert largest_difference(expected_gradients(model, [freelb_term(1.0, no_start)]),
                               expected_gradients(model, [freelb_term(1.0, ds)])) > 1e-5
+
+
+# ---------------------------------------------------------------------------------------- SMART
+def sym_kl(p_logits, q_logits):
+    return kl(p_logits, q_logits) + kl(q_logits, p_logits)
+
+
+def smart_perturbation(plain, reg, ids, noise):
+    """One projected L-inf ascent step from d_0 = sigma * noise: d = clip(d_0 + step_size * g / max|g|, +-eps),
+    g = grad_d symKL(p, f(e + d)) with p = f(e) constant; 0 at padding."""
+    real = (ids != 0)[:, :, None]
+    e0 = plain.embed(ids).numpy()
+    p = tf.constant(plain.logits(tf.constant(e0), ids).numpy())
+    d = reg["sigma"] * np.asarray(noise, np.float64) * real
+    g = plain.input_gradient(lambda x: sym_kl(p, plain.logits(x, ids)), e0 + d) * real
+    d = np.clip(d + reg["step_size"] * g / np.abs(g).max(axis=(1, 2), keepdims=True), -reg["epsilon"], reg["epsilon"])
+    return d * real
+
+
+def smoothness_term(weight, d, ids, hold_p=False):
+    """weight * symKL(f(e), f(e + d)) on the batch `ids`, the gradient through both (or p held)."""
+    d = tf.constant(np.asarray(d, np.float32))
+
+    def term(plain, e_labelled):
+        e = plain.embed(ids)
+        p = plain.logits(e, ids)
+        return weight * sym_kl(tf.stop_gradient(p) if hold_p else p, plain.logits(e + d, ids))
+
+    return term
+
+
+SMOOTH = {"name": "smart", "epsilon": 0.3, "sigma": 0.1, "step_size": 0.2, "steps": 1, "proximal_weight": 0.0}
+
+
+@pytest.mark.parametrize("unlabeled", [False, True])
+def test_smart_smoothness_applies_the_plain_gradient(unlabeled):
+    model = build([{**SMOOTH, "weight": 0.8}], clean_weight=0.5)
+    applied, logs = applied_gradients(model, unlabeled=unlabeled)
+    assert "smart_proximal" not in logs
+    ids = VAT_IDS if unlabeled else IDS
+    plain = Plain(model)
+    d = smart_perturbation(plain, SMOOTH, ids, np.concatenate(model.noise.draws))
+    real = (ids != 0)[:, :, None]
+    clipped = np.isclose(np.abs(d), SMOOTH["epsilon"]) & real
+    assert 0 < clipped.sum() < real.sum() * d.shape[-1]  # the projection acts on some coordinates, not all
+    full = expected_gradients(model, [smoothness_term(0.8, d, ids)], 0.5)
+    held = expected_gradients(model, [smoothness_term(0.8, d, ids, hold_p=True)], 0.5)
+    assert largest_difference(full, held) > 1e-5  # the two hypotheses can be told apart
+    assert_same_gradients(applied, full, model.trainable_variables)
+    e = plain.embed(ids)
+    want = float(sym_kl(plain.logits(e, ids), plain.logits(e + d.astype(np.float32), ids)))
+    assert logs["smart_smoothness"] == pytest.approx(want, rel=1e-5) and logs["smart_loss"] == pytest.approx(want, rel=1e-5)
+    assert logs["smart_perturbation_linf"] == pytest.approx(float(np.mean(np.abs(d).max((1, 2)))), rel=1e-5)
+
+
+def test_smart_proximal_term_is_zero_when_the_ema_copy_equals_the_model():
+    model = build([{"name": "smart", "smoothness": False, "proximal_weight": 1.0, "weight": 2.0}])
+    for copy, weight in zip(model.methods[0].ema.weights, model.classifier.weights):
+        np.testing.assert_array_equal(copy.numpy(), weight.numpy())
+    applied, logs = applied_gradients(model)
+    assert logs["smart_proximal"] == pytest.approx(0.0, abs=1e-7)
+    assert_same_gradients(applied, expected_gradients(model, []), model.trainable_variables)
+
+
+def test_smart_proximal_term_pulls_towards_the_ema_copy_and_the_copy_follows():
+    model = build([{"name": "smart", "smoothness": False, "proximal_weight": 1.5, "momentum": 0.9, "weight": 2.0}])
+    ema = model.methods[0].ema
+    rng = np.random.default_rng(0)
+    for copy in ema.weights:  # a copy that differs from the model
+        copy.assign(copy.numpy() + rng.normal(0, 0.3, copy.shape).astype(np.float32))
+    before = [c.numpy().copy() for c in ema.weights]
+    teacher = tf.constant(ema({"token_ids": tf.constant(IDS)}, training=False).numpy())
+
+    def proximal(plain, e):
+        return 2.0 * 1.5 * sym_kl(plain.logits(e, IDS), teacher)
+
+    expected = expected_gradients(model, [proximal])
+    assert largest_difference(expected, expected_gradients(model, [])) > 1e-5
+    plain = Plain(model)
+    want = float(sym_kl(plain.logits(plain.embed(IDS), IDS), teacher))
+    variables = model.trainable_variables
+    weights_before = [v.numpy().copy() for v in variables]
+    logs = model.train_step(({"token_ids": tf.constant(IDS)}, tf.constant(LABELS)))
+    applied = [b - v.numpy() for b, v in zip(weights_before, variables)]
+    assert_same_gradients(applied, expected, variables)
+    assert float(logs["smart_proximal"]) == pytest.approx(want, rel=1e-5) and want > 1e-3
+    # after the step: ema = 0.9 * ema + 0.1 * the updated weights
+    for copy, old, weight in zip(ema.weights, before, model.classifier.weights):
+        np.testing.assert_allclose(copy.numpy(), 0.9 * old + 0.1 * weight.numpy(), rtol=1e-6, atol=1e-7)
