@@ -29,8 +29,8 @@ from methods.vat import concat_batches, joint_noise
 
 @dataclass
 class SMARTParams:
-    # The L-inf radius of the perturbation; None: the backbone's L-inf radius / 1000 (on a pretrained
-    # encoder 1e-5, the paper's value).
+    # The L-inf radius of the perturbation; None: the backbone's L-inf radius, FGSM's (0.05 on the LSTMs'
+    # normalized embeddings, 0.01 on an encoder's; the paper used 1e-5 on BERT-size encoders).
     epsilon: float | None = setting(None, min=0.0)
     # absolute, or relative: epsilon, sigma and step_size as multiples of each example's root-mean-square
     # embedding coordinate.
@@ -65,7 +65,7 @@ class SMART(Method):
             raise UserError("regularizer: smart with smoothness false and proximal_weight 0 has no term left; "
                             "switch one of the two parts on")
         if params.epsilon is None:
-            params.epsilon = radii.linf / 1000
+            params.epsilon = radii.linf
         if params.sigma is None:
             params.sigma = params.epsilon
         if params.step_size is None:
