@@ -24,10 +24,31 @@ from methods import METHODS
 from methods.base import Radii
 
 REGULARIZERS = ("none", *METHODS)
-BACKBONES = ("lstm", "bilstm", "bert")
 # Default radii of the methods: on frequency-normalized LSTM embeddings, on a pretrained encoder's.
 LSTM_RADII = Radii(l2=5.0, linf=0.05)
 ENCODER_RADII = Radii(l2=1.0, linf=0.01)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What the config loader needs to know of a backbone family (trainer/families.py builds it): whether it
+    is a Hugging Face encoder (model.pretrained, config_overrides, vocab_file, lower_case; no embedding
+    normalization; XLA), its poolings (the first is the default), the methods' default radii and the
+    robustness curves' default grids (L2, L-inf)."""
+    hugging_face: bool
+    poolings: tuple[str, ...]
+    radii: Radii
+    epsilons: tuple[float, ...]
+    fgsm_epsilons: tuple[float, ...]
+
+
+_LSTM = Backbone(False, ("max", "last", "mean"), LSTM_RADII, (0.0, 1.0, 2.0, 5.0, 10.0), (0.0, 0.01, 0.02, 0.05, 0.1))
+BACKBONES = {
+    "lstm": _LSTM,
+    "bilstm": _LSTM,
+    "bert": Backbone(True, ("cls", "first_token", "mean"), ENCODER_RADII, (0.0, 0.25, 0.5, 1.0, 2.0),
+                     (0.0, 0.0025, 0.005, 0.01, 0.02)),
+}
 PRECISIONS = ("none", "float16", "bfloat16")
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 # Keys holding file paths: resolved relative to the YAML file that sets them.
@@ -76,7 +97,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = setting("bilstm", choices=BACKBONES)
+    name: str = setting("bilstm", choices=tuple(BACKBONES))
     embedding_dim: int = setting(128, min=1)
     hidden_size: int = setting(128, min=1)
     num_layers: int = setting(1, min=1)
@@ -489,10 +510,13 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
                         f"to 1, got {d.split}")
     if d.num_labeled is not None and d.labeled_fraction is not None:
         raise UserError("data: give at most one of num_labeled and labeled_fraction")
-    if cfg.train.jit_compile and cfg.model.name != "bert":
+    m = cfg.model
+    backbone = BACKBONES[m.name]
+    hf = [name for name, b in BACKBONES.items() if b.hugging_face]
+    if cfg.train.jit_compile and not backbone.hugging_face:
         raise UserError(f"train.jit_compile: XLA compiles the tf-keras LSTM anew at every step (it treats its "
-                        f"weights as compile-time constants), which makes model.name: {cfg.model.name} hundreds "
-                        "of times slower; use it with model.name: bert")
+                        f"weights as compile-time constants), which makes model.name: {m.name} hundreds "
+                        f"of times slower; use it with a Hugging Face encoder ({', '.join(hf)})")
     if d.length_bucketing == "on" and cfg.train.steps_per_epoch:
         raise UserError("data.length_bucketing sorts within each pass over the data; it does not combine with "
                         "train.steps_per_epoch")
@@ -503,24 +527,22 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         d.unlabeled_batch_size = d.batch_size
     if d.labels is not None and len(set(d.labels)) != len(d.labels):
         raise UserError(f"data.labels: labels must be distinct, got {d.labels}")
-    m = cfg.model
-    bert = m.name == "bert"
-    if bert and not (m.pretrained or m.config_overrides):
-        raise UserError(f"{source}: model.name bert needs model.pretrained (a checkpoint directory or hub "
+    if backbone.hugging_face and not (m.pretrained or m.config_overrides):
+        raise UserError(f"{source}: model.name {m.name} needs model.pretrained (a checkpoint directory or hub "
                         "name) or model.config_overrides (to build a randomly initialized encoder)")
-    if not bert and (m.pretrained or m.config_overrides or m.vocab_file or m.lower_case is not None):
+    if not backbone.hugging_face and (m.pretrained or m.config_overrides or m.vocab_file or m.lower_case is not None):
         raise UserError(f"{source}: model.pretrained, config_overrides, vocab_file and lower_case are for "
-                        f"model.name bert, not {m.name}")
-    if cfg.train.layerwise_lr_decay is not None and (not bert or cfg.train.optimizer != "adamw"):
-        raise UserError("train.layerwise_lr_decay: for model.name bert with train.optimizer adamw")
+                        f"a Hugging Face encoder (model.name {' or '.join(hf)}), not {m.name}")
+    if cfg.train.layerwise_lr_decay is not None and (not backbone.hugging_face or cfg.train.optimizer != "adamw"):
+        raise UserError(f"train.layerwise_lr_decay: for a Hugging Face encoder (model.name {' or '.join(hf)}) "
+                        "with train.optimizer adamw")
     if m.pooling is None:
-        m.pooling = "cls" if bert else "max"
-    valid_pooling = ("cls", "first_token", "mean") if bert else ("last", "max", "mean")
-    if m.pooling not in valid_pooling:
-        raise UserError(f"model.pooling: '{m.pooling}' is not one of {', '.join(valid_pooling)} for {m.name}")
+        m.pooling = backbone.poolings[0]
+    if m.pooling not in backbone.poolings:
+        raise UserError(f"model.pooling: '{m.pooling}' is not one of {', '.join(backbone.poolings)} for {m.name}")
     if m.normalize_embeddings is None:
-        m.normalize_embeddings = bool(cfg.active_regularizers) and not bert
-    if bert and m.normalize_embeddings:
+        m.normalize_embeddings = bool(cfg.active_regularizers) and not backbone.hugging_face
+    if backbone.hugging_face and m.normalize_embeddings:
         raise UserError("model.normalize_embeddings: only for the LSTM backbones (a pretrained encoder's "
                         "embeddings are used as they are)")
     e = cfg.eval
@@ -539,9 +561,9 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
         if not getattr(e, key) and attack in e.text_attacks:
             raise UserError(f"eval.{key}: an empty list, but eval.text_attacks has {attack}")
     if e.epsilons is None:
-        e.epsilons = [0.0, 0.25, 0.5, 1.0, 2.0] if bert else [0.0, 1.0, 2.0, 5.0, 10.0]
+        e.epsilons = list(backbone.epsilons)
     if e.fgsm_epsilons is None:
-        e.fgsm_epsilons = [0.0, 0.0025, 0.005, 0.01, 0.02] if bert else [0.0, 0.01, 0.02, 0.05, 0.1]
+        e.fgsm_epsilons = list(backbone.fgsm_epsilons)
     for key, attacks in (("epsilons", {"fgm", "pgd"}), ("fgsm_epsilons", {"fgsm"})):
         if any(x < 0 for x in getattr(e, key)):
             raise UserError(f"eval.{key}: radii must be non-negative, got {getattr(e, key)}")
@@ -549,7 +571,7 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
             raise UserError(f"eval.{key}: an empty list, but eval.attacks has {', '.join(sorted(attacks & set(e.attacks)))}"
                             f"; give at least one radius, or leave those attacks out of eval.attacks")
     for reg in cfg.active_regularizers:
-        reg.method.resolve(reg.params, ENCODER_RADII if bert else LSTM_RADII)
+        reg.method.resolve(reg.params, backbone.radii)
 
 
 def load_config(path: str, overrides: typing.Sequence[str] = ()) -> Config:

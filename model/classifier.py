@@ -8,13 +8,6 @@ from core.config import ModelConfig
 from model.embedding import TokenEmbedding
 from model.lstm import LSTMBackbone
 
-BACKBONES = {
-    "lstm": lambda cfg: LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=False,
-                                     pooling=cfg.pooling, dropout=cfg.dropout, name="lstm"),
-    "bilstm": lambda cfg: LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=True,
-                                       pooling=cfg.pooling, dropout=cfg.dropout, name="bilstm"),
-}
-
 
 class TextClassifier(tf_keras.Model):
     """Token ids -> class logits, as embed() followed by logits_from_embeddings().
@@ -36,7 +29,8 @@ class TextClassifier(tf_keras.Model):
                                         normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
                                         name="token_embedding", dtype="float32")
         self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout, dtype="float32")  # perturbed: float32
-        self.backbone = BACKBONES[cfg.name](cfg)
+        self.backbone = LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=cfg.name == "bilstm",
+                                     pooling=cfg.pooling, dropout=cfg.dropout, name=cfg.name)
         self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)
         # float32 at both ends under mixed precision: the perturbed embeddings and the logits
         self.head = tf_keras.layers.Dense(num_classes, name="head", dtype="float32")

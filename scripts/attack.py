@@ -49,7 +49,7 @@ def attack(args) -> None:
         d, names = run.cfg.data, run.label_names
         if d.text_b_column:
             raise UserError(f"{args.run_dir}: a sentence-pair run; the text attacks take single texts")
-        predict = text_attacks.model_predictor(run.model, run.encoder)
+        predict = text_attacks.model_predictor(run.model, run.text_encoder)
         text_column, label_column = args.text_column or d.text_column, args.label_column or d.label_column
     else:
         if not os.path.exists(os.path.join(args.saved_model, "saved_model.pb")):

@@ -40,9 +40,10 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     import tensorflow as tf
     import tf_keras
 
-    from core.config import Config, ModelConfig, TrainConfig, regularizer
+    from core.config import BACKBONES, Config, ModelConfig, TrainConfig, regularizer
     from dataset.tokenizer import Vocabulary
     from methods import METHODS
+    from trainer.families import Prepared
     from trainer.optimizers import make_optimizer
     from trainer.restore import make_model
 
@@ -54,15 +55,15 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     own = METHODS[method].Params.__dataclass_fields__ if method != "none" else {}
     cfg.regularizer = [regularizer(method, **{k: v for k, v in wanted.items() if k in own})]
     rng = np.random.default_rng(0)
-    if backbone == "bert":
+    if BACKBONES[backbone].hugging_face:  # a BERT-shaped encoder of the benchmark's sizes
         from transformers import BertConfig, TFBertModel
 
         encoder = TFBertModel(BertConfig(vocab_size=args.vocab, hidden_size=args.bert_hidden,
                                          num_hidden_layers=args.bert_layers, num_attention_heads=12,
                                          intermediate_size=4 * args.bert_hidden))
         encoder.build_in_name_scope()
-        cfg.model = ModelConfig(name="bert", pooling="cls", normalize_embeddings=False)
-        model = make_model(cfg, 2, hf_encoder=encoder)
+        cfg.model = ModelConfig(name=backbone, pooling="cls", normalize_embeddings=False)
+        model = make_model(cfg, 2, Prepared(None, None, None, hf_model=encoder))
         batch, length = args.bert_batch, args.length
         ids = rng.integers(5, args.vocab, size=(batch, length)).astype(np.int32)
         inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
@@ -71,7 +72,7 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
         cfg.model = ModelConfig(name=backbone, embedding_dim=args.embedding_dim, hidden_size=args.hidden,
                                 pooling="max", normalize_embeddings=True)
         vocab = Vocabulary([f"t{i}" for i in range(args.vocab)], [1] * args.vocab)
-        model = make_model(cfg, 2, vocab=vocab)
+        model = make_model(cfg, 2, Prepared(None, vocab, None))
         batch, length = args.batch, args.length
         inputs = {"token_ids": rng.integers(2, args.vocab, size=(batch, length)).astype(np.int32)}
     tf_keras.mixed_precision.set_global_policy("float32")
@@ -152,9 +153,12 @@ def bench_options(args) -> list[dict]:
     XLA only for bert: it recompiles the tf-keras LSTM at every step (config.py refuses that combination)."""
     import tensorflow as tf
 
-    backbone, k = ("bert" if "bert" in args.backbones else args.backbones[0]), 4
+    from core.config import BACKBONES
+
+    encoders = [b for b in args.backbones if BACKBONES[b].hugging_face]
+    backbone, k = (encoders or args.backbones)[0], 4
     variants = [("fgm", {}, 1), (f"fgm + steps_per_execution={k}", {"steps_per_execution": k}, k)]
-    if backbone == "bert":
+    if BACKBONES[backbone].hugging_face:
         variants.insert(1, ("fgm + jit_compile", {"jit_compile": True}, 1))
     if tf.config.list_physical_devices("GPU"):
         variants.append(("fgm + mixed_precision float16", {"mixed_precision": "float16"}, 1))
@@ -271,7 +275,7 @@ def bench_inference(model, encoder, texts, args) -> list[dict]:
 def main(argv=None) -> int:
     load_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], choices=["lstm", "bilstm", "bert"])
+    parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], help="backbones of core.config.BACKBONES")
     parser.add_argument("--methods", nargs="+", help="default: none and every method of methods.METHODS")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=128)
@@ -294,7 +298,12 @@ def main(argv=None) -> int:
     parser.add_argument("--inference-calls", type=int, default=64)
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args(argv)
+    from core.config import BACKBONES
     from methods import METHODS
+
+    unknown = [b for b in args.backbones if b not in BACKBONES]
+    if unknown:
+        parser.error(f"--backbones {unknown[0]}: not one of {', '.join(BACKBONES)}")
 
     args.methods = args.methods or ["none", *METHODS]
     unknown = [m for m in args.methods if m != "none" and m not in METHODS]

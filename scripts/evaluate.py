@@ -43,10 +43,10 @@ def evaluate(args) -> None:
         texts, texts_b, labels, name = split.texts, split.texts_b, split.labels, args.split
     if os.path.exists(os.path.join(args.run_dir, f"eval_{name}.json")):  # never replace a recorded evaluation
         name += "-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    ds = labelled_dataset(texts, labels, run.encoder, d.batch_size, texts_b=texts_b)
+    ds = labelled_dataset(texts, labels, run.text_encoder, d.batch_size, texts_b=texts_b)
     report = evaluate_split(run.model, ds, labels, run.label_names, run.cfg, args.run_dir, name,
                             robustness=not args.no_robustness, texts=texts if texts_b is None else None,
-                            encoder=run.encoder)
+                            encoder=run.text_encoder)
     print(format_report(report, name))
     print(f"wrote {os.path.join(args.run_dir, f'eval_{name}.json')} and its plots")
 

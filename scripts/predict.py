@@ -38,7 +38,7 @@ def predict(args) -> None:
     for start in range(0, len(good), args.batch_size):
         batch = good[start:start + args.batch_size]
         texts = tf.constant([r[1] for r in batch])
-        inputs = run.encoder(texts, tf.constant([r[2] for r in batch])) if text_b_column else run.encoder(texts)
+        inputs = run.text_encoder(texts, tf.constant([r[2] for r in batch])) if text_b_column else run.text_encoder(texts)
         probs = tf.nn.softmax(run.model(inputs, training=False)).numpy()
         for (line, *_), p in zip(batch, probs):
             results[line] = {"line": line, "label": run.label_names[int(p.argmax())],

@@ -101,7 +101,7 @@ def test_perturbing_padding_changes_nothing(tmp_path, tiny_files, tiny_bert_dir)
     cfg = tiny_bert_config(tmp_path, tiny_files, tiny_bert_dir, "none")
     prepared = prepare(cfg)
     model = build_model(cfg, prepared, 2)
-    inputs = prepared.encoder(tf.constant(["good", "the movie was very bad"]))
+    inputs = prepared.text_encoder(tf.constant(["good", "the movie was very bad"]))
     clf = model.classifier
     e = clf.embed(inputs)
     real = tf.cast(clf.padding_mask(inputs), tf.float32)[:, :, None]
@@ -121,7 +121,7 @@ def test_random_encoder_from_config_overrides(tmp_path, tiny_files, tiny_bert_di
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     prepared = prepare(load_config(str(path)))
-    assert prepared.hf_encoder.config.hidden_size == 8
+    assert prepared.hf_model.config.hidden_size == 8
 
 
 def test_hub_name_offline_is_one_clear_error(tmp_path, tiny_files, monkeypatch):
@@ -198,9 +198,9 @@ def test_checkpoint_without_wordpiece_falls_back_to_the_hf_tokenizer(tmp_path, t
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     config = load_config(str(tmp_path / "c.yaml"))
     prepared = prepare(config)
-    assert isinstance(prepared.encoder, HFTokenizerEncoder)
+    assert isinstance(prepared.text_encoder, HFTokenizerEncoder)
     texts = prepared.data.train.texts[:4]
-    x = prepared.encoder(tf.constant(texts))
+    x = prepared.text_encoder(tf.constant(texts))
     hf = AutoTokenizer.from_pretrained(tiny_roberta_dir)
     for i, text in enumerate(texts):
         assert x["input_ids"].numpy()[i][x["attention_mask"].numpy()[i] == 1].tolist() == hf(text)["input_ids"]

@@ -92,7 +92,7 @@ def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
 
     from trainer.restore import load_run
     run = load_run(run_dir)
-    want = tf.nn.softmax(run.model(run.encoder(tf.constant(texts)))).numpy()
+    want = tf.nn.softmax(run.model(run.text_encoder(tf.constant(texts)))).numpy()
 
     code = ("import json, sys, tensorflow as tf, tensorflow_text\n"
             f"m = tf.saved_model.load({out!r})\n"
@@ -128,7 +128,7 @@ def test_text_attacks_on_a_run_and_on_its_saved_model_agree_with_the_training_re
     from trainer.restore import load_run
 
     run = load_run(lstm_run)
-    predict = text_attacks.model_predictor(run.model, run.encoder)
+    predict = text_attacks.model_predictor(run.model, run.text_encoder)
     odd = ["", "a", "good " * 20000]
     labels = list(predict(odd).argmax(-1))  # each right at first: attacked
     greedy = text_attacks.greedy_attack(predict, odd, labels, [1, 2])

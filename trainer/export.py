@@ -15,7 +15,7 @@ class ServingModule(tf.Module):
 
     def __init__(self, run: Run):
         super().__init__()
-        self.encoder, self.classifier = run.encoder, run.model.classifier
+        self.encoder, self.classifier = run.text_encoder, run.model.classifier
         # a variable, so that a loaded SavedModel still names its classes (scripts/attack.py reads them)
         self.label_names = tf.Variable(run.label_names, trainable=False, name="label_names")
         text = tf.TensorSpec([None], tf.string, name="texts")
@@ -33,7 +33,7 @@ class ServingModule(tf.Module):
 
 def export_run(run: Run, out_dir: str) -> None:
     check_new_dir(out_dir)
-    if isinstance(run.encoder, HFTokenizerEncoder):
+    if isinstance(run.text_encoder, HFTokenizerEncoder):
         raise UserError("this run tokenizes with a Hugging Face tokenizer outside the TensorFlow graph (its "
                         "checkpoint has no WordPiece vocab.txt), so it cannot be exported as a SavedModel that "
                         "takes raw strings; use scripts/predict.py")

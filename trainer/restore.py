@@ -5,51 +5,25 @@ import json
 import os
 from dataclasses import dataclass
 
-from core.config import Config, DataConfig, load_config
+from core.config import Config, load_config
 from core.errors import UserError
-from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
-from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
-from model.bert import TransformerClassifier
-from model.classifier import TextClassifier
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import BEST_DIR, read_classifier
-
-ENCODER_CONFIG_DIR = "encoder"  # the Hugging Face config of a bert run, to rebuild it without weights
-HF_TOKENIZER_DIR = "tokenizer"  # the Hugging Face tokenizer of a run without a WordPiece vocabulary
+from trainer.families import Prepared, family
 
 
 @dataclass
 class Run:
     cfg: Config
     label_names: list[str]
-    encoder: TextEncoder | WordPieceEncoder  # raw strings -> model inputs
+    text_encoder: object  # raw strings -> model inputs
     model: AdversarialModel
 
 
-def text_tokenizer(d: DataConfig) -> TextTokenizer:
-    return TextTokenizer(d.tokenizer, lowercase=d.lowercase, split_punctuation=d.split_punctuation,
-                         strip_html=d.strip_html)
-
-
-def text_encoder(cfg: Config, vocab) -> TextEncoder | WordPieceEncoder | HFTokenizerEncoder:
-    """The raw-string encoder of a run: `vocab` is a Vocabulary (LSTMs), WordPiece tokens (bert) or a
-    Hugging Face tokenizer (bert checkpoints without WordPiece)."""
-    if cfg.model.name == "bert" and not isinstance(vocab, list):
-        return HFTokenizerEncoder(vocab, cfg.data.max_length)
-    if cfg.model.name == "bert":
-        return WordPieceEncoder(vocab, bool(cfg.model.lower_case), cfg.data.max_length)
-    return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, cfg.data.max_length)
-
-
-def make_model(cfg: Config, num_classes: int, vocab=None, hf_encoder=None, initial_vectors=None) -> AdversarialModel:
-    """The run's classifier (an LSTM over `vocab`, or `hf_encoder` for bert) inside the AdversarialModel
-    that trains it, with every variable built."""
-    if cfg.model.name == "bert":
-        classifier = TransformerClassifier(hf_encoder, num_classes, cfg.model.pooling, cfg.model.head_dropout,
-                                           name="classifier")
-    else:
-        classifier = TextClassifier(cfg.model, len(vocab), num_classes, counts=vocab.counts,
-                                    initial_vectors=initial_vectors, name="classifier")
+def make_model(cfg: Config, num_classes: int, prepared: Prepared) -> AdversarialModel:
+    """The run's classifier, built by its backbone family from `prepared`, inside the AdversarialModel that
+    trains it, with every variable built (the methods' own state too)."""
+    classifier = family(cfg).classifier(cfg, prepared, num_classes)
     model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
     model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
     model.build_metrics(num_classes)
@@ -74,19 +48,7 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
         raise UserError(f"{labels_path}: not valid JSON") from None
     if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
         raise UserError(f"{labels_path}: expected a list of at least two label names")
-    hf_encoder = None
-    if cfg.model.name == "bert":
-        from transformers import AutoConfig, TFAutoModel
-
-        hf_encoder = TFAutoModel.from_config(AutoConfig.from_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR)))
-        hf_encoder.build_in_name_scope()
-        if os.path.isdir(os.path.join(run_dir, HF_TOKENIZER_DIR)):
-            from transformers import AutoTokenizer
-            vocab = AutoTokenizer.from_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
-        else:
-            vocab = read_vocab(os.path.join(run_dir, "vocab.txt"))
-    else:
-        vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
-    model = make_model(cfg, len(label_names), vocab, hf_encoder)
+    prepared = family(cfg).restore(cfg, run_dir)
+    model = make_model(cfg, len(label_names), prepared)
     read_classifier(model, os.path.join(run_dir, "checkpoints"), checkpoint)
-    return Run(cfg, label_names, text_encoder(cfg, vocab), model)
+    return Run(cfg, label_names, prepared.text_encoder, model)

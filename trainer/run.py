@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -22,13 +21,9 @@ import tf_keras
 from core.config import Config, load_config, save_config
 from core.errors import Interrupted, TrainingDiverged, UserError
 from core.paths import check_new_dir
-from dataset.data import DataBundle, load_data
+from dataset.data import load_data
 from dataset.pipeline import fixed_length, labelled_dataset, padding_share, token_lengths, training_dataset, with_unlabeled
-from dataset.tokenizer import TextEncoder, Vocabulary
-from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
 from methods import METHODS
-from model.bert import load_encoder, resolve_pretrained
-from model.embedding import load_word2vec
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import (
     TRAIN_DIR,
@@ -43,9 +38,10 @@ from trainer.checkpointing import (
 )
 from trainer.distribute import is_chief, make_strategy
 from trainer.evaluate import evaluate_split
+from trainer.families import Prepared, family
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer
-from trainer.restore import ENCODER_CONFIG_DIR, HF_TOKENIZER_DIR, make_model, text_encoder, text_tokenizer
+from trainer.restore import make_model
 
 log = logging.getLogger(__name__)
 
@@ -68,76 +64,11 @@ def make_run_dir(path: str) -> None:
         raise UserError(f"{path}: cannot create the run directory or write into it ({e.strerror})") from None
 
 
-@dataclass
-class Prepared:
-    """What a run needs before its model is built. `encoder` maps raw strings to model inputs; `vocab` is
-    the LSTM vocabulary (a Vocabulary), the WordPiece vocabulary (a list of tokens) or, for checkpoints
-    without WordPiece, the Hugging Face tokenizer."""
-    data: DataBundle
-    vocab: Vocabulary | list[str] | object
-    encoder: TextEncoder | WordPieceEncoder | HFTokenizerEncoder
-    initial_vectors: np.ndarray | None = None
-    hf_encoder: object = None
-
-
 def prepare(cfg: Config) -> Prepared:
-    """Loads and checks the data, the vocabulary and any pretrained weights; raises UserError on bad
-    input. Runs before the run directory exists."""
+    """Loads and checks the data, the vocabulary and any pretrained weights (through the backbone family);
+    raises UserError on bad input. Runs before the run directory exists."""
     data = load_data(cfg.data)
-    if cfg.model.name == "bert":
-        return _prepare_transformer(cfg, data)
-    d = cfg.data
-    tokenizer = text_tokenizer(d)
-    pairs = data.train.texts_b is not None
-    # Texts the model trains on: the labelled ones and, when VAT reads them, the unlabeled ones (Miyato et
-    # al. 2017 build the vocabulary from both).
-    unlabeled = data.unlabeled if uses_unlabeled(cfg) else []
-    vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []) + unlabeled, tokenizer,
-                             min_freq=d.min_freq, max_size=d.max_vocab_size, pairs=pairs)
-    known = sum(vocab.counts[2:])
-    log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
-             len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))
-    vectors = None
-    if cfg.model.pretrained_embeddings:
-        vectors, found = load_word2vec(cfg.model.pretrained_embeddings, vocab.tokens, cfg.model.embedding_dim,
-                                       seed=cfg.train.seed)
-        log.info("pretrained embeddings: %d of %d vocabulary tokens found (%.1f%%) in %s", found,
-                 len(vocab) - 2, 100.0 * found / max(1, len(vocab) - 2), cfg.model.pretrained_embeddings)
-    return Prepared(data, vocab, text_encoder(cfg, vocab), vectors)
-
-
-def _prepare_transformer(cfg: Config, data: DataBundle) -> Prepared:
-    m = cfg.model
-    local = resolve_pretrained(m.pretrained) if m.pretrained else None  # config.yaml keeps the name
-    hf_encoder, _ = load_encoder(local, m.config_overrides)
-    vocab_file = m.vocab_file or (os.path.join(local, "vocab.txt") if local else None)
-    size = hf_encoder.config.vocab_size
-    if vocab_file is None or not os.path.exists(vocab_file):
-        if m.vocab_file:
-            raise UserError(f"model.vocab_file: {m.vocab_file}: file not found")
-        if not local:
-            raise UserError(f"model.pretrained: {m.pretrained} has no WordPiece vocab.txt; save the checkpoint "
-                            "with its tokenizer to a directory and point model.pretrained there")
-        from transformers import AutoTokenizer
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(local)
-        except (OSError, ValueError) as e:
-            raise UserError(f"model.pretrained: {local}: no vocab.txt and no Hugging Face tokenizer: "
-                            f"{str(e).splitlines()[0]}") from None
-        if len(tokenizer) > size:
-            raise UserError(f"{local}: the tokenizer has {len(tokenizer)} tokens, but the encoder's config has "
-                            f"vocab_size {size}: the vocabulary does not match the checkpoint")
-        log.warning("%s has no WordPiece vocab.txt: tokenizing with its Hugging Face tokenizer outside the "
-                    "TensorFlow graph; training, evaluation and prediction work, export does not", local)
-        return Prepared(data, tokenizer, HFTokenizerEncoder(tokenizer, cfg.data.max_length), hf_encoder=hf_encoder)
-    vocab = read_vocab(vocab_file)
-    if len(vocab) != size:
-        raise UserError(f"{vocab_file}: {len(vocab)} tokens, but the encoder's config has vocab_size {size}: "
-                        "the vocabulary does not match the checkpoint")
-    if m.lower_case is None:  # resolved here, so that config.yaml says what the run used
-        m.lower_case = checkpoint_lowercases(local) if local else True
-    log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), m.lower_case)
-    return Prepared(data, vocab, text_encoder(cfg, vocab), hf_encoder=hf_encoder)
+    return family(cfg).prepare(cfg, data, data.unlabeled if uses_unlabeled(cfg) else [])
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -160,7 +91,7 @@ def mixed_precision(precision: str):
 
 def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> AdversarialModel:
     with mixed_precision(cfg.train.mixed_precision):
-        model = make_model(cfg, num_classes, prepared.vocab, prepared.hf_encoder, prepared.initial_vectors)
+        model = make_model(cfg, num_classes, prepared)
     total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts))
     multipliers = None
     if cfg.train.layerwise_lr_decay is not None:
@@ -187,7 +118,7 @@ def bucketing_lengths(cfg: Config, prepared: Prepared):
     if d.length_bucketing == "off" or cfg.train.steps_per_epoch or (
             d.length_bucketing == "auto" and d.padding == "max_length"):
         return None
-    lengths = token_lengths(data.train.texts, prepared.encoder, data.train.texts_b)
+    lengths = token_lengths(data.train.texts, prepared.text_encoder, data.train.texts_b)
     if d.length_bucketing == "auto":
         share = padding_share(lengths, d.batch_size, cfg.train.seed)
         on = share >= AUTO_BUCKETING_PADDING
@@ -200,7 +131,7 @@ def bucketing_lengths(cfg: Config, prepared: Prepared):
 
 def batch_encoder(cfg: Config, prepared: Prepared):
     """The text encoder the data pipelines use: per-batch padding, or every batch to max_length."""
-    enc = prepared.encoder
+    enc = prepared.text_encoder
     return fixed_length(enc, cfg.data.max_length) if cfg.data.padding == "max_length" else enc
 
 
@@ -252,7 +183,7 @@ def hparams(cfg: Config) -> dict:
     regs = cfg.active_regularizers
     first = regs[0] if regs else None
     return {
-        "backbone": cfg.model.name if cfg.model.name != "bert" else f"bert:{os.path.basename(cfg.model.pretrained or '')}",
+        "backbone": family(cfg).describe(cfg),
         "regularizer": "+".join(r.name for r in regs) or "none",
         "epsilon": getattr(first.params, "epsilon", 0.0) if first else 0.0,
         "adv_weight": first.weight if first else 0.0,
@@ -290,17 +221,9 @@ def write_run_files(cfg: Config, prepared: Prepared, run_dir: str) -> None:
     """config.yaml, the vocabulary, labels.json and a Hugging Face encoder's config: what load_run needs
     besides the weights."""
     save_config(cfg, os.path.join(run_dir, "config.yaml"))
-    if isinstance(prepared.vocab, Vocabulary):
-        prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
-    elif isinstance(prepared.encoder, HFTokenizerEncoder):
-        prepared.vocab.save_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
-    else:
-        with open(os.path.join(run_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-            f.writelines(token + "\n" for token in prepared.vocab)
+    family(cfg).save(prepared, run_dir)
     with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(prepared.data.label_names, f, ensure_ascii=False)
-    if prepared.hf_encoder is not None:
-        prepared.hf_encoder.config.save_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR))
 
 
 def is_finished(run_dir: str) -> bool:
@@ -449,7 +372,7 @@ def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict)
         texts = getattr(data, split).texts if getattr(data, split).texts_b is None else None  # pairs: no text attacks
         report = evaluate_split(model, ds, labels, data.label_names, cfg, run_dir, split,
                                 robustness=split == "test" and cfg.eval.robustness_after_training,
-                                texts=texts, encoder=prepared.encoder)
+                                texts=texts, encoder=prepared.text_encoder)
         print(format_report(report, split))
         summaries[split] = {k: v for k, v in report.items() if k not in ("calibration_bins", "thresholds")}
     log_hparams(cfg, os.path.join(run_dir, "tensorboard"), summaries, best_epoch)

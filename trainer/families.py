@@ -1,0 +1,168 @@
+"""Backbone families: each prepares its vocabulary, encodes raw strings in the graph, builds its classifier and
+saves and restores what a run directory needs besides the weights. FAMILIES maps `model.name` to its family.
+
+Adding a family: its class here (or in a module of its own) and one FAMILIES entry, plus its config defaults
+in core.config.BACKBONES (radii, pooling, robustness grids), which the config loader needs before a family
+is built.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.config import Config, DataConfig
+from core.errors import UserError
+from dataset.data import DataBundle
+from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
+from model.bert import TransformerClassifier, load_encoder, resolve_pretrained
+from model.classifier import TextClassifier
+from model.embedding import load_word2vec
+
+log = logging.getLogger(__name__)
+
+ENCODER_CONFIG_DIR = "encoder"  # the Hugging Face config of a run, to rebuild its encoder without weights
+HF_TOKENIZER_DIR = "tokenizer"  # the Hugging Face tokenizer of a run without a WordPiece vocabulary
+
+
+@dataclass
+class Prepared:
+    """What a run needs before its model is built. `text_encoder` maps raw strings to model inputs; `vocab`
+    is the family's vocabulary (an LSTM Vocabulary, WordPiece tokens, or a Hugging Face tokenizer);
+    `initial_vectors` are pretrained word vectors (LSTMs); `hf_model` is a Hugging Face encoder model with
+    its weights."""
+    data: DataBundle | None
+    vocab: object
+    text_encoder: object
+    initial_vectors: np.ndarray | None = None
+    hf_model: object = None
+
+
+def text_tokenizer(d: DataConfig) -> TextTokenizer:
+    return TextTokenizer(d.tokenizer, lowercase=d.lowercase, split_punctuation=d.split_punctuation,
+                         strip_html=d.strip_html)
+
+
+class LSTMFamily:
+    """(Bi-)LSTMs over a vocabulary built from the training texts, optionally with word2vec vectors."""
+
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: list[str]) -> Prepared:
+        """`unlabeled`: the unlabeled texts the model trains on (Miyato et al. 2017 build the vocabulary from
+        them too)."""
+        d = cfg.data
+        pairs = data.train.texts_b is not None
+        vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []) + unlabeled, text_tokenizer(d),
+                                 min_freq=d.min_freq, max_size=d.max_vocab_size, pairs=pairs)
+        known = sum(vocab.counts[2:])
+        log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
+                 len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))
+        vectors = None
+        if cfg.model.pretrained_embeddings:
+            vectors, found = load_word2vec(cfg.model.pretrained_embeddings, vocab.tokens, cfg.model.embedding_dim,
+                                           seed=cfg.train.seed)
+            log.info("pretrained embeddings: %d of %d vocabulary tokens found (%.1f%%) in %s", found,
+                     len(vocab) - 2, 100.0 * found / max(1, len(vocab) - 2), cfg.model.pretrained_embeddings)
+        return Prepared(data, vocab, self.text_encoder(cfg, vocab), vectors)
+
+    def text_encoder(self, cfg: Config, vocab) -> TextEncoder:
+        return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, cfg.data.max_length)
+
+    def classifier(self, cfg: Config, prepared: Prepared, num_classes: int):
+        return TextClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
+                              initial_vectors=prepared.initial_vectors, name="classifier")
+
+    def save(self, prepared: Prepared, run_dir: str) -> None:
+        prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))
+
+    def restore(self, cfg: Config, run_dir: str) -> Prepared:
+        vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
+        return Prepared(None, vocab, self.text_encoder(cfg, vocab))
+
+    def describe(self, cfg: Config) -> str:
+        return cfg.model.name
+
+
+class HuggingFaceFamily:
+    """Hugging Face TF encoders (BERT, RoBERTa, ALBERT, ELECTRA, DistilBERT, ...) with their WordPiece vocabulary
+    tokenized in the graph, or their own tokenizer (outside the graph) where there is no vocab.txt."""
+
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: list[str]) -> Prepared:
+        m = cfg.model
+        local = resolve_pretrained(m.pretrained) if m.pretrained else None  # config.yaml keeps the name
+        hf_model, _ = load_encoder(local, m.config_overrides)
+        vocab_file = m.vocab_file or (os.path.join(local, "vocab.txt") if local else None)
+        size = hf_model.config.vocab_size
+        if vocab_file is None or not os.path.exists(vocab_file):
+            if m.vocab_file:
+                raise UserError(f"model.vocab_file: {m.vocab_file}: file not found")
+            if not local:
+                raise UserError(f"model.pretrained: {m.pretrained} has no WordPiece vocab.txt; save the checkpoint "
+                                "with its tokenizer to a directory and point model.pretrained there")
+            from transformers import AutoTokenizer
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(local)
+            except (OSError, ValueError) as e:
+                raise UserError(f"model.pretrained: {local}: no vocab.txt and no Hugging Face tokenizer: "
+                                f"{str(e).splitlines()[0]}") from None
+            if len(tokenizer) > size:
+                raise UserError(f"{local}: the tokenizer has {len(tokenizer)} tokens, but the encoder's config has "
+                                f"vocab_size {size}: the vocabulary does not match the checkpoint")
+            log.warning("%s has no WordPiece vocab.txt: tokenizing with its Hugging Face tokenizer outside the "
+                        "TensorFlow graph; training, evaluation and prediction work, export does not", local)
+            return Prepared(data, tokenizer, self.text_encoder(cfg, tokenizer), hf_model=hf_model)
+        vocab = read_vocab(vocab_file)
+        if len(vocab) != size:
+            raise UserError(f"{vocab_file}: {len(vocab)} tokens, but the encoder's config has vocab_size {size}: "
+                            "the vocabulary does not match the checkpoint")
+        if m.lower_case is None:  # resolved here, so that config.yaml says what the run used
+            m.lower_case = checkpoint_lowercases(local) if local else True
+        log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), m.lower_case)
+        return Prepared(data, vocab, self.text_encoder(cfg, vocab), hf_model=hf_model)
+
+    def text_encoder(self, cfg: Config, vocab) -> WordPieceEncoder | HFTokenizerEncoder:
+        """`vocab`: WordPiece tokens, or a Hugging Face tokenizer (checkpoints without WordPiece)."""
+        if not isinstance(vocab, list):
+            return HFTokenizerEncoder(vocab, cfg.data.max_length)
+        return WordPieceEncoder(vocab, bool(cfg.model.lower_case), cfg.data.max_length)
+
+    def classifier(self, cfg: Config, prepared: Prepared, num_classes: int):
+        return TransformerClassifier(prepared.hf_model, num_classes, cfg.model.pooling, cfg.model.head_dropout,
+                                     name="classifier")
+
+    def save(self, prepared: Prepared, run_dir: str) -> None:
+        if isinstance(prepared.vocab, list):
+            with open(os.path.join(run_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+                f.writelines(token + "\n" for token in prepared.vocab)
+        else:
+            prepared.vocab.save_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
+        prepared.hf_model.config.save_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR))
+
+    def restore(self, cfg: Config, run_dir: str) -> Prepared:
+        """The run's encoder built from its saved config (the weights come from the checkpoint) and its
+        vocabulary."""
+        from transformers import AutoConfig, AutoTokenizer, TFAutoModel
+
+        hf_model = TFAutoModel.from_config(AutoConfig.from_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR)))
+        hf_model.build_in_name_scope()
+        if os.path.isdir(os.path.join(run_dir, HF_TOKENIZER_DIR)):
+            vocab = AutoTokenizer.from_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
+        else:
+            vocab = read_vocab(os.path.join(run_dir, "vocab.txt"))
+        return Prepared(None, vocab, self.text_encoder(cfg, vocab), hf_model=hf_model)
+
+    def describe(self, cfg: Config) -> str:
+        return f"{cfg.model.name}:{os.path.basename(cfg.model.pretrained or '')}"
+
+
+FAMILIES = {
+    "lstm": LSTMFamily(),
+    "bilstm": LSTMFamily(),
+    "bert": HuggingFaceFamily(),
+}
+
+
+def family(cfg: Config):
+    return FAMILIES[cfg.model.name]
