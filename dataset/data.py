@@ -30,7 +30,7 @@ class DataBundle:
     label_names: list[str]
     train: Split
     dev: Split
-    test: Split
+    test: Split | None  # None: no test split (data.split with a test fraction of 0, for tuning on dev)
     unlabeled: list[str] = field(default_factory=list)
 
 
@@ -117,9 +117,13 @@ def load_data(cfg: DataConfig) -> DataBundle:
     else:
         splits = {name: _read_labelled(cfg, path) if path else None
                   for name, path in (("train", cfg.train), ("dev", cfg.dev), ("test", cfg.test))}
-    missing = [name for name in ("dev", "test") if splits[name] is None]
+    fractions = dict(zip(("train", "dev", "test"), cfg.split))
+    if splits["test"] is None and fractions["test"] == 0:  # tuning: no test split at all
+        log.info("no test split: data.split gives it a fraction of 0 and data.test is not set; the run is "
+                 "evaluated on dev only")
+        del splits["test"]
+    missing = [name for name in ("dev", "test") if name in splits and splits[name] is None]
     if missing:
-        fractions = dict(zip(("train", "dev", "test"), cfg.split))
         parts = ["train"] + missing
         if any(fractions[name] <= 0 for name in missing):
             raise UserError(f"data.split: the {' and '.join(missing)} split comes from the training data "
@@ -164,4 +168,4 @@ def load_data(cfg: DataConfig) -> DataBundle:
                  ", ".join(f"{label}: {c}" for label, c in zip(names, counts)), _where(splits[name].path))
     if unlabeled:
         log.info("unlabeled: %d texts%s", len(unlabeled), f" (with {os.path.abspath(cfg.unlabeled)})" if cfg.unlabeled else "")
-    return DataBundle(names, bundle_splits["train"], bundle_splits["dev"], bundle_splits["test"], unlabeled)
+    return DataBundle(names, bundle_splits["train"], bundle_splits["dev"], bundle_splits.get("test"), unlabeled)

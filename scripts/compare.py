@@ -65,7 +65,7 @@ def table(runs: list[str], attack: str, epsilon: float, noise_rate: float = 0.1,
               f"acc noise@{noise_rate:g}", f"acc deepwordbug@{budget}", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, cfg, m in zip(runs, configs, metrics):
-        test = m["test"]
+        test = m.get("test", {})  # a tuning run (no test split) has dev only: its cells stay empty
         curve = test.get("robustness", {}).get(attack)
         robust = "–"
         if curve and any(abs(e - epsilon) < 1e-9 for e in curve["epsilons"]):

@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import run_cli  # noqa: E402
+from core.errors import UserError, run_cli  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 
@@ -40,6 +40,9 @@ def evaluate(args) -> None:
         name = "data-" + os.path.basename(args.data).split(".")[0]
     else:
         split = getattr(load_data(d), args.split)
+        if split is None:
+            raise UserError(f"{args.run_dir}: the run has no {args.split} split (data.split gives it a fraction of 0); "
+                            "pass --data FILE")
         texts, texts_b, labels, name = split.texts, split.texts_b, split.labels, args.split
     if os.path.exists(os.path.join(args.run_dir, f"eval_{name}.json")):  # never replace a recorded evaluation
         name += "-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -190,3 +190,14 @@ def test_long_texts_and_unusual_labels_are_read(tmp_path):
     data = load_data(DataConfig(train=_tsv(tmp_path / "t.tsv", [("²", f"a{i}") for i in range(8)]
                                            + [("1", f"b{i}") for i in range(8)]), split=[0.5, 0.25, 0.25]))
     assert data.label_names == ["1", "²"]
+
+
+def test_a_zero_test_fraction_without_a_test_file_means_no_test_split(tmp_path):
+    rows = [(f"text {i}", "pos" if i % 4 else "neg") for i in range(200)]
+    path = write(tmp_path / "t.tsv", "tsv", rows)
+    bundle = load_data(DataConfig(train=path, split=[0.8, 0.2, 0.0]))
+    assert bundle.test is None and (len(bundle.train.texts), len(bundle.dev.texts)) == (160, 40)
+    with_file = load_data(DataConfig(train=path, test=path, split=[0.8, 0.2, 0.0]))
+    assert len(with_file.test.texts) == 200  # a test file is still read
+    with pytest.raises(UserError, match="the dev and test split comes from the training data but its fraction is 0"):
+        load_data(DataConfig(train=path, split=[0.9, 0.0, 0.1]))

@@ -185,3 +185,17 @@ def test_length_bucketing_on_with_a_fixed_epoch_length_is_a_user_error(tiny_file
     with pytest.raises(UserError, match="data.length_bucketing sorts within each pass"):
         config_from_dict(tiny_config_dict(tiny_files, data={"length_bucketing": "on"},
                                           train={"steps_per_epoch": 3}))
+
+
+def test_a_run_without_a_test_split_is_evaluated_on_dev_only(tmp_path):
+    """data.split with a test fraction of 0 and no data.test: a tuning run; test is never read."""
+    from conftest import make_texts, write_tsv
+
+    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1))}
+    cfg = tiny_config_dict(files, "fgm", data={"split": [0.75, 0.25, 0.0]},
+                           eval={"robustness_after_training": True, "text_attacks": ["noise"]})
+    run_dir = str(tmp_path / "run")
+    assert train.main(["--config", write_config(tmp_path, cfg), "--run-dir", run_dir]) == 0
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert "dev" in metrics and "test" not in metrics and metrics["dev"]["n"] == 12
+    assert not [f for f in os.listdir(run_dir) if "test" in f]

@@ -130,7 +130,7 @@ def random_generators(model) -> dict:
 def data_fingerprint(data) -> str:
     """A digest of the texts and labels of every split, to tell whether a resumed run sees its own data."""
     digest = hashlib.sha256()
-    for split in (data.train, data.dev, data.test):
+    for split in (s for s in (data.train, data.dev, data.test) if s is not None):  # test: None when tuning
         for text in split.texts + (split.texts_b or []):
             digest.update(text.encode("utf-8") + b"\0")
         digest.update(np.asarray(split.labels, np.int64).tobytes())

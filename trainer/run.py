@@ -151,9 +151,10 @@ def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
 
 
 def evaluation_datasets(cfg: Config, prepared: Prepared):
-    """dev and test, one ordered pass each."""
+    """dev and test, one ordered pass each (test None where the run has no test split)."""
     d, data, enc = cfg.data, prepared.data, batch_encoder(cfg, prepared)
-    return tuple(labelled_dataset(split.texts, split.labels, enc, d.batch_size, texts_b=split.texts_b)
+    return tuple(None if split is None else labelled_dataset(split.texts, split.labels, enc, d.batch_size,
+                                                             texts_b=split.texts_b)
                  for split in (data.dev, data.test))
 
 
@@ -368,7 +369,10 @@ def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict)
     best_epoch = metrics["best_epoch"]
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {metrics['train_seconds']:.0f} s")
     summaries = {}
-    for split, ds, labels in (("dev", dev_ds, data.dev.labels), ("test", test_ds, data.test.labels)):
+    for split, ds in (("dev", dev_ds), ("test", test_ds)):
+        if ds is None:
+            continue  # no test split: tuning on dev
+        labels = getattr(data, split).labels
         texts = getattr(data, split).texts if getattr(data, split).texts_b is None else None  # pairs: no text attacks
         report = evaluate_split(model, ds, labels, data.label_names, cfg, run_dir, split,
                                 robustness=split == "test" and cfg.eval.robustness_after_training,
