@@ -14,9 +14,20 @@ string is replaced by --data-root), variants (config overrides: the methods comp
         seeds: [1, 2, 3]
         attack: {name: fgm, epsilon: 5.0}   # also report test accuracy under this attack (eval robustness)
 
-Every run is `python train.py --config <runs-dir>/<experiment>/<variant>-seed<k>.yaml --run-dir
-<runs-dir>/<experiment>/<variant>-seed<k>`. A run with metrics.json is skipped; a stopped one is resumed.
-Model selection uses the dev split only (train.monitor); the test split is read once, at the end.
+A variant may sweep one setting, chosen on dev without reading test:
+
+        variants: {fgm: {regularizer: {name: fgm}, sweep: {regularizer.epsilon: [0.01, 0.02, 0.05, 0.1]}}}
+
+Each value first trains on every seed with no test split (data.test dropped, data.split's test fraction 0:
+the same training and dev data); the value with the best mean dev score (train.monitor) is selected, and
+the variant's runs with that value are trained again with the test split, which they read once. A sweep
+needs data.test to be a file (a test split cut from the training file would change the training data).
+
+Every run is `python train.py --config <runs-dir>/<experiment>/<run>.yaml --run-dir
+<runs-dir>/<experiment>/<run>`, <run> being <variant>-seed<k> (a sweep: <variant>-<key>=<value>-dev-seed<k>
+while tuning, <variant>-<key>=<value>-seed<k> for the selected value). A run with metrics.json is skipped; a
+stopped one is resumed. Model selection uses the dev split only (train.monitor); the test split is read
+once, at the end.
 """
 from __future__ import annotations
 
@@ -74,20 +85,89 @@ def load_spec(path: str) -> list[dict]:
                             "overrides, e.g. {none: {regularizer: {name: none}}}")
         if not isinstance(e["seeds"], list) or not all(isinstance(x, int) for x in e["seeds"]):
             raise UserError(f"{path}: experiments[{i}].seeds: expected a list of integers")
+        for variant, overrides in e["variants"].items():
+            sweep = overrides.get("sweep")
+            if sweep is not None and not (isinstance(sweep, dict) and len(sweep) == 1
+                                          and isinstance(next(iter(sweep.values())), list)
+                                          and next(iter(sweep.values()))):
+                raise UserError(f"{path}: experiments[{i}].variants.{variant}.sweep: expected one setting and a "
+                                "non-empty list of values, e.g. {regularizer.epsilon: [0.01, 0.05]}")
     return experiments
 
 
-def plan(experiment: dict, data_root: str, runs_dir: str) -> list[dict]:
-    """One entry per (variant, seed): its config, config path, run dir and command."""
-    runs = []
+def _set(cfg: dict, dotted: str, value) -> dict:
+    """A copy of cfg with section.key set (regularizer.key on the variant's regularizer entry)."""
+    section, key = dotted.split(".", 1)
+    out = dict(cfg)
+    if not isinstance(out.get(section) or {}, dict):
+        raise UserError(f"sweep {dotted}: the variant's {section} is a list; sweep a variant with one entry")
+    out[section] = dict(out.get(section) or {})
+    out[section][key] = value
+    return out
+
+
+def _tuning(cfg: dict, where: str) -> dict:
+    """cfg without a test split and with the same training and dev data."""
+    data = dict(cfg.get("data") or {})
+    if not data.get("test"):
+        raise UserError(f"{where}: a sweep needs data.test to be a file: a test split cut from the training data "
+                        "would change the training data when it is left out")
+    split = data.get("split", [0.8, 0.1, 0.1])
+    data["split"] = [1.0, 0.0, 0.0] if data.get("dev") else [1.0 - split[1], split[1], 0.0]
+    data["test"] = None
+    return {**cfg, "data": data}
+
+
+def _run(folder: str, variant: str, seed: int, name: str, cfg: dict, **extra) -> dict:
+    return {"variant": variant, "seed": seed, "config": cfg, "config_path": os.path.join(folder, name + ".yaml"),
+            "run_dir": os.path.join(folder, name), **extra}
+
+
+SCORES = {"val_accuracy": ("accuracy", max), "val_macro_f1": ("macro_f1", max), "val_loss": ("nll", min)}
+
+
+def select(experiment: dict, runs: list[dict]) -> dict[str, dict]:
+    """For each swept variant: {'key', 'scores': {value: [dev score per finished seed]}, 'selected': value or
+    None (until every value has finished on every seed)}, by the mean dev score of train.monitor."""
+    out = {}
+    for variant, overrides in experiment["variants"].items():
+        if not overrides.get("sweep"):
+            continue
+        (key, values), = overrides["sweep"].items()
+        tuning = [r for r in runs if r["variant"] == variant and r.get("tuning")]
+        monitor = (tuning[0]["config"].get("train") or {}).get("monitor", "val_accuracy") if tuning else "val_accuracy"
+        metric, best = SCORES[monitor]
+        scores = {v: [json.load(open(os.path.join(r["run_dir"], "metrics.json")))["dev"][metric] for r in tuning
+                      if r["value"] == v and os.path.exists(os.path.join(r["run_dir"], "metrics.json"))]
+                  for v in values}
+        complete = all(len(scores[v]) == len(experiment["seeds"]) for v in values)
+        chosen = best(values, key=lambda v: statistics.mean(scores[v])) if complete else None
+        out[variant] = {"key": key, "scores": scores, "metric": metric, "selected": chosen}
+    return out
+
+
+def plan(experiment: dict, data_root: str, runs_dir: str, selected: dict | None = None) -> list[dict]:
+    """One entry per run: its config, config path and run dir. A swept variant has a tuning run per value and
+    seed, and, once `selected` ({variant: value}) names its value, a run per seed with that value."""
+    runs, folder = [], os.path.join(runs_dir, experiment["name"])
     for seed in experiment["seeds"]:  # seed by seed: a grid stopped part-way has every method on the same seeds
         for variant, overrides in experiment["variants"].items():
-            cfg = substitute(merge(merge(experiment["base"], overrides or {}), {"train": {"seed": seed}}), data_root)
-            name = f"{variant}-seed{seed}"
-            folder = os.path.join(runs_dir, experiment["name"])
-            runs.append({"variant": variant, "seed": seed, "config": cfg,
-                         "config_path": os.path.join(folder, name + ".yaml"),
-                         "run_dir": os.path.join(folder, name)})
+            overrides = dict(overrides or {})
+            sweep = overrides.pop("sweep", None)
+            cfg = substitute(merge(merge(experiment["base"], overrides), {"train": {"seed": seed}}), data_root)
+            if not sweep:
+                runs.append(_run(folder, variant, seed, f"{variant}-seed{seed}", cfg))
+                continue
+            (key, values), = sweep.items()
+            leaf = key.split(".")[-1]
+            where = f"{experiment['name']}/{variant}"
+            for value in values:
+                runs.append(_run(folder, variant, seed, f"{variant}-{leaf}={value}-dev-seed{seed}",
+                                 _tuning(_set(cfg, key, value), where), tuning=True, value=value))
+            if selected and selected.get(variant) is not None:
+                value = selected[variant]
+                runs.append(_run(folder, variant, seed, f"{variant}-{leaf}={value}-seed{seed}", _set(cfg, key, value),
+                                 value=value))
     return runs
 
 
@@ -129,7 +209,7 @@ def attack_accuracy(test: dict, attack: dict) -> float | None:
 def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
     rows = []
     for variant in experiment["variants"]:
-        finished = [r for r in runs if r["variant"] == variant
+        finished = [r for r in runs if r["variant"] == variant and not r.get("tuning")
                     and os.path.exists(os.path.join(r["run_dir"], "metrics.json"))]
         metrics = [json.load(open(os.path.join(r["run_dir"], "metrics.json"))) for r in finished]
         walls = []
@@ -181,6 +261,21 @@ def text_attack_table(rows: list[dict]) -> list[str]:
             "every run): accuracy under random character noise at each rate, and under the DeepWordBug-style "
             "greedy attack with at most k edited tokens; its success rate among the texts first classified "
             "right, and its model queries per attacked text. Mean ± sd over seeds.", "", *lines]
+
+
+def selection_table(selection: dict) -> list[str]:
+    """The sweeps: each value's mean dev score over seeds; the selected one in bold."""
+    if not selection:
+        return []
+    lines = ["", "Settings chosen on dev (the runs of each value read no test split; the variant's row above is the "
+             "selected value, trained again with the test split):", "",
+             "| method | setting | value | seeds | dev score (%) |", "|---|---|---|---|---|"]
+    for variant, chosen in selection.items():
+        for value, scores in chosen["scores"].items():
+            mark = "**" if value == chosen["selected"] else ""
+            lines.append(f"| {variant} | {chosen['key']} | {mark}{value}{mark} | {len(scores)} | "
+                         f"{chosen['metric']} {mean_std(scores, chosen['metric'] != 'nll')} |")
+    return lines
 
 
 def mean_std(values, percent=False, digits=2) -> str:
@@ -253,6 +348,11 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
             lines += kept[heading].rstrip("\n").split("\n") + [""]
             continue
         rows = summarize(experiment, all_runs[experiment["name"]])
+        selection = select(experiment, all_runs[experiment["name"]])
+        for r in rows:
+            if r["variant"] in selection:
+                chosen = selection[r["variant"]]
+                r["variant"] += f" ({chosen['key'].split('.')[-1]}={chosen['selected']}, chosen on dev)"
         lines += [heading, ""]
         if experiment.get("description"):
             lines += [experiment["description"].strip(), ""]
@@ -274,6 +374,7 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
                   "evaluation."]
+        lines += selection_table(selection)
         lines += text_attack_table(rows)
         if any(r["accuracy"] for r in rows):
             png = f"results_{experiment['name']}.png"
@@ -318,15 +419,24 @@ def main(argv=None) -> int:
         unknown = [name for name in args.only or [] if name not in names]
         if unknown:
             raise UserError(f"--only {unknown[0]}: no such experiment in {args.spec}; experiments: {', '.join(names)}")
-        data_root = os.path.abspath(args.data_root)
-        all_runs = {e["name"]: plan(e, data_root, os.path.abspath(args.runs_dir)) for e in experiments}
+        data_root, runs_dir = os.path.abspath(args.data_root), os.path.abspath(args.runs_dir)
+
+        def planned(e):  # the runs of an experiment, with the values its sweeps have selected so far
+            tuning = plan(e, data_root, runs_dir)
+            return plan(e, data_root, runs_dir, {v: s["selected"] for v, s in select(e, tuning).items()})
+
         for experiment in experiments:
             if args.report_only or (args.only and experiment["name"] not in args.only):
                 continue
-            for run_ in all_runs[experiment["name"]]:
-                seconds = execute(run_)
-                state = "skipped (finished)" if seconds is None else f"{seconds:.0f} s"
-                print(f"{experiment['name']}/{run_['variant']} seed {run_['seed']}: {state}", flush=True)
+            for tuning_pass in (True, False):  # the sweeps' dev runs first: they decide the selected values
+                for run_ in planned(experiment):
+                    if bool(run_.get("tuning")) != tuning_pass:
+                        continue
+                    seconds = execute(run_)
+                    state = "skipped (finished)" if seconds is None else f"{seconds:.0f} s"
+                    label = run_["variant"] + (f" {run_['value']} (dev only)" if run_.get("tuning") else "")
+                    print(f"{experiment['name']}/{label} seed {run_['seed']}: {state}", flush=True)
+        all_runs = {e["name"]: planned(e) for e in experiments}
         report(experiments, all_runs, os.path.abspath(args.spec), args, args.results)
 
     return run_cli(run)

@@ -95,3 +95,43 @@ def test_text_attack_table_by_hand():
     assert table[2] == "| none | 2 | 90.00 ± 0.00 | 75.00 ± 7.07 | 40.00 ± 14.14 | 50.00 ± 14.14 | 11 ± 1 |"
     assert len(table) == 3  # fgm has no text attacks: no row
     assert run_experiments.text_attack_table([{"variant": "none", "text_attacks": []}]) == []
+
+
+def test_a_sweep_selects_on_dev_without_reading_test_then_reads_test_once(tmp_path, tiny_files, capsys):
+    data_root = os.path.dirname(tiny_files["train"])
+    base = tiny_config_dict({k: "{data_root}/" + os.path.basename(v) for k, v in tiny_files.items()}, "none",
+                            eval={"attacks": [], "text_attacks": []})
+    values = [0.5, 4.0]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"experiments": [{
+        "name": "tiny", "base": base, "seeds": [1],
+        "variants": {"fgm": {"regularizer": {"name": "fgm"}, "sweep": {"regularizer.epsilon": values}}}}]}))
+    runs = tmp_path / "runs" / "tiny"
+    args = [str(spec), "--data-root", data_root, "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "RESULTS.md")]
+    assert run_experiments.main(args) == 0
+    dev = {}
+    for v in values:  # the tuning runs: same training and dev data, no test split read
+        run = runs / f"fgm-epsilon={v}-dev-seed1"
+        metrics = json.loads((run / "metrics.json").read_text())
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert "test" not in metrics and config["data"]["test"] is None and config["data"]["split"][2] == 0
+        assert config["regularizer"]["epsilon"] == v and not [f for f in os.listdir(run) if "test" in f]
+        dev[v] = metrics["dev"]["accuracy"]
+    chosen = values[0]
+    for v in values[1:]:  # the first of the best mean dev accuracies
+        if dev[v] > dev[chosen]:
+            chosen = v
+    final = json.loads((runs / f"fgm-epsilon={chosen}-seed1" / "metrics.json").read_text())
+    assert "test" in final and not (runs / f"fgm-epsilon={[v for v in values if v != chosen][0]}-seed1").exists()
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert f"| fgm (epsilon={chosen}, chosen on dev) | 1 |" in results
+    assert f"| fgm | regularizer.epsilon | **{chosen}** | 1 | accuracy {100 * dev[chosen]:.2f} |" in results
+    # a test split cut from the training file cannot be left out without changing the training data
+    del base["data"]["test"]
+    spec.write_text(yaml.safe_dump({"experiments": [{
+        "name": "cut", "base": base, "seeds": [1],
+        "variants": {"fgm": {"regularizer": {"name": "fgm"}, "sweep": {"regularizer.epsilon": values}}}}]}))
+    capsys.readouterr()
+    assert run_experiments.main(args) == 2
+    assert "cut/fgm: a sweep needs data.test to be a file" in capsys.readouterr().err
