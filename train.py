@@ -5,19 +5,19 @@
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import logging
 import os
 import sys
 
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
 from core.errors import run_cli
 from core.startup import VERBOSE_ENV, load_tensorflow
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--config", help="YAML config file")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value (parsed as YAML); repeatable")

@@ -12,7 +12,6 @@ the model queries per attacked text. Seeded: the same texts meet the same noise 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,8 +19,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from core import cli  # noqa: E402
 from core.config import TEXT_ATTACKS  # noqa: E402
-from core.errors import UserError, positive_int, run_cli  # noqa: E402
+from core.errors import UserError, positive_int  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
@@ -83,8 +83,8 @@ def attack(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--run-dir", help="a finished run directory")
+    parser = cli.parser(__doc__)
+    cli.add_run_dir(parser, required=False, checkpoint=False)
     parser.add_argument("--saved-model", help="a SavedModel from scripts/export.py")
     parser.add_argument("--split", choices=["test", "dev"], default="test", help="with --run-dir: the run's split")
     parser.add_argument("--data", help="a labelled file (TSV/CSV/JSON lines) to attack instead")
@@ -100,8 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--output", help="write the results as JSON (a new file)")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: attack(args))
+    return cli.main(parser, attack, argv)
 
 
 if __name__ == "__main__":

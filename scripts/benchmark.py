@@ -17,7 +17,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -27,6 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+from core import cli  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.8}
@@ -274,7 +274,7 @@ def bench_inference(model, encoder, texts, args) -> list[dict]:
 
 def main(argv=None) -> int:
     load_tensorflow()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], help="backbones of core.config.BACKBONES")
     parser.add_argument("--methods", nargs="+", help="default: none and every method of methods.METHODS")
     parser.add_argument("--batch", type=int, default=64)

@@ -16,7 +16,6 @@ Epoch 1 includes tracing the step; later epochs are the steady state.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import UserError, run_cli  # noqa: E402
+from core import cli  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
@@ -111,14 +111,13 @@ def benchmark(args) -> int:
 
 def main(argv=None) -> int:
     load_tensorflow()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--config", default="configs/bilstm_fgm.yaml")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per variant (the first includes tracing)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="VARIANT",
                         help=f"some of: {', '.join(repr(v) for v in VARIANTS)}")
     parser.add_argument("--output", help="write the results as JSON (a new file)")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: benchmark(args))
+    return cli.main(parser, benchmark, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ the deepwordbug text attack with at most the chosen number of edited tokens, and
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -19,7 +18,8 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from core.errors import UserError, run_cli  # noqa: E402
+from core import cli  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
 
 
@@ -89,15 +89,14 @@ def compare(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--attack", default="fgm", choices=["fgsm", "fgm", "pgd"])
     parser.add_argument("--epsilon", type=float, default=5.0)
     parser.add_argument("--noise-rate", type=float, default=0.1, help="character-noise rate of the text column")
     parser.add_argument("--budget", type=int, default=2, help="edited tokens of the deepwordbug column")
     parser.add_argument("--output")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: compare(args))
+    return cli.main(parser, compare, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ run's own evaluation, or an earlier one), the time is appended: nothing recorded
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import sys
@@ -17,7 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import UserError, run_cli  # noqa: E402
+from core import cli  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 
@@ -55,15 +55,12 @@ def evaluate(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--run-dir", required=True)
+    parser = cli.parser(__doc__)
+    cli.add_run_dir(parser)
     parser.add_argument("--split", choices=["test", "dev"], default="test")
     parser.add_argument("--data", help="a labelled file to evaluate on instead of a split of the run's data")
-    parser.add_argument("--checkpoint", choices=["best", "train"], default="best",
-                        help="best: the best epoch by train.monitor (default); train: the latest training state")
     parser.add_argument("--no-robustness", action="store_true", help="skip the attacks (embedding curves and text attacks)")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: evaluate(args))
+    return cli.main(parser, evaluate, argv)
 
 
 if __name__ == "__main__":

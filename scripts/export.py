@@ -9,14 +9,13 @@ Load it anywhere with TensorFlow and tensorflow-text (for the tokenizer ops), wi
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import run_cli  # noqa: E402
+from core import cli  # noqa: E402
 from core.paths import check_new_dir  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
@@ -32,13 +31,10 @@ def export(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--run-dir", required=True)
+    parser = cli.parser(__doc__)
+    cli.add_run_dir(parser)
     parser.add_argument("--out", required=True, help="an empty or new directory")
-    parser.add_argument("--checkpoint", choices=["best", "train"], default="best",
-                        help="best: the best epoch by train.monitor (default); train: the latest training state")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: export(args))
+    return cli.main(parser, export, argv)
 
 
 if __name__ == "__main__":

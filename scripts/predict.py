@@ -8,7 +8,6 @@ per line (.txt). Output: JSON lines {"line", "label", "probabilities"}; a row th
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -16,7 +15,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import positive_int, run_cli  # noqa: E402
+from core import cli  # noqa: E402
+from core.errors import positive_int  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import iter_rows_tolerant  # noqa: E402
@@ -57,16 +57,15 @@ def predict(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--run-dir", required=True)
+    parser = cli.parser(__doc__)
+    cli.add_run_dir(parser, checkpoint=False)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", help="JSON lines file (default: standard output)")
     parser.add_argument("--format", choices=["tsv", "csv", "jsonl", "lines"], help="default: from the extension")
     parser.add_argument("--text-column", help="default: the run's data.text_column")
     parser.add_argument("--text-b-column", help="second text of sentence pairs; default: the run's")
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    args = parser.parse_args(argv)
-    return run_cli(lambda: predict(args))
+    return cli.main(parser, predict, argv)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ once, at the end.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -45,6 +44,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from core import cli  # noqa: E402
 from core.config import merge, read_yaml  # noqa: E402
 from core.errors import UserError, run_cli  # noqa: E402
 
@@ -401,7 +401,7 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("spec")
     parser.add_argument("--data-root", default="../shared/data", help="replaces {data_root} in the spec")
     parser.add_argument("--runs-dir", default=os.path.join("runs", "experiments"))

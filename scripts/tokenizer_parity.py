@@ -4,14 +4,13 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core.errors import run_cli  # noqa: E402
+from core import cli  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import read_rows  # noqa: E402
 from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab  # noqa: E402
@@ -40,13 +39,12 @@ def parity(pretrained: str, texts: list[str], batch_size: int = 512):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("--pretrained", required=True, help="checkpoint directory with vocab.txt")
     parser.add_argument("--data", required=True, nargs="+", help="TSV/CSV/JSONL files (optionally .gz)")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--limit", type=int, help="only the first N texts of each file")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: report(args))
+    return cli.main(parser, report, argv)
 
 
 def report(args) -> None:
