@@ -251,6 +251,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged by SafeLoader, may be overridden
+                continue
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise UserError(f"{self.name}: line {key_node.start_mark.line + 1}: key '{key}' is given twice "

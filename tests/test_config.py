@@ -169,3 +169,14 @@ def test_a_saved_config_holds_each_methods_own_settings_and_loads_again(tmp_path
     assert set(saved["regularizer"][0]) == {"name", "weight", "epsilon", "epsilon_scale"}
     assert saved["regularizer"][1]["xi"] == 0.5 and "steps" not in saved["regularizer"][1]
     assert load_config(str(tmp_path / "saved.yaml")) == cfg
+
+
+def test_yaml_merge_keys_are_read_and_a_key_given_twice_is_still_refused(tmp_path):
+    from core.config import read_yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("a: &base {x: 1, y: 2}\nb:\n  <<: *base\n  y: 3\n")
+    assert read_yaml(str(path)) == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
+    path.write_text("b:\n  <<: {x: 1}\n  y: 3\n  y: 4\n")
+    with pytest.raises(UserError, match="key 'y' is given twice"):
+        read_yaml(str(path))
