@@ -34,7 +34,7 @@ TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.8}
 
 def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per_execution: int = 1,
           mixed_precision: str = "none"):
-    """The model training builds (trainer.restore.make_model) at the benchmark's sizes, randomly
+    """The model training builds (trainer.families.make_model) at the benchmark's sizes, randomly
     initialized, with one fixed batch of random token ids."""
     import numpy as np
     import tensorflow as tf
@@ -43,9 +43,8 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     from core.config import BACKBONES, Config, ModelConfig, TrainConfig, regularizer
     from dataset.tokenizer import Vocabulary
     from methods import METHODS
-    from trainer.families import Prepared
+    from trainer.families import Prepared, make_model
     from trainer.optimizers import make_optimizer
-    from trainer.restore import make_model
 
     tf_keras.utils.set_random_seed(0)
     if mixed_precision != "none":

@@ -1,5 +1,6 @@
 """Backbone families: each prepares its vocabulary, encodes raw strings in the graph, builds its classifier and
-saves and restores what a run directory needs besides the weights. FAMILIES maps `model.name` to its family.
+saves and restores what a run directory needs besides the weights. FAMILIES maps `model.name` to its family;
+make_model wraps the family's classifier in the AdversarialModel that trains it.
 
 Adding a family: its class here (or in a module of its own) and one FAMILIES entry, plus its config defaults
 in core.config.BACKBONES (radii, pooling, robustness grids), which the config loader needs before a family
@@ -21,6 +22,7 @@ from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_l
 from model.bert import TransformerClassifier, load_encoder, resolve_pretrained
 from model.classifier import TextClassifier
 from model.embedding import load_word2vec
+from trainer.adversarial_model import AdversarialModel
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +168,14 @@ FAMILIES = {
 
 def family(cfg: Config):
     return FAMILIES[cfg.model.name]
+
+
+def make_model(cfg: Config, num_classes: int, prepared: Prepared) -> AdversarialModel:
+    """The run's classifier, built by its backbone family from `prepared`, inside the AdversarialModel that
+    trains it, with every variable built (the methods' own state too)."""
+    classifier = family(cfg).classifier(cfg, prepared, num_classes)
+    model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
+    model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
+    model.build_metrics(num_classes)
+    model.build_methods()
+    return model

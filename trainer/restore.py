@@ -9,7 +9,7 @@ from core.config import Config, load_config
 from core.errors import UserError
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import BEST_DIR, read_classifier
-from trainer.families import Prepared, family
+from trainer.families import family, make_model
 
 
 @dataclass
@@ -18,17 +18,6 @@ class Run:
     label_names: list[str]
     text_encoder: object  # raw strings -> model inputs
     model: AdversarialModel
-
-
-def make_model(cfg: Config, num_classes: int, prepared: Prepared) -> AdversarialModel:
-    """The run's classifier, built by its backbone family from `prepared`, inside the AdversarialModel that
-    trains it, with every variable built (the methods' own state too)."""
-    classifier = family(cfg).classifier(cfg, prepared, num_classes)
-    model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
-    model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
-    model.build_metrics(num_classes)
-    model.build_methods()
-    return model
 
 
 def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:

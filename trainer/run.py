@@ -38,10 +38,9 @@ from trainer.checkpointing import (
 )
 from trainer.distribute import is_chief, make_strategy
 from trainer.evaluate import evaluate_split
-from trainer.families import Prepared, family
+from trainer.families import Prepared, family, make_model
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer
-from trainer.restore import make_model
 
 log = logging.getLogger(__name__)
 
