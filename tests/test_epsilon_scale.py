@@ -11,6 +11,10 @@ from test_train_step_gradients import (
     assert_same_gradients,
     build,
     expected_gradients,
+    freelb_perturbations,
+    freelb_term,
+    smart_perturbation,
+    smoothness_term,
     vat_term,
 )
 
@@ -64,3 +68,26 @@ def test_relative_epsilon_for_semi_supervised_vat_scales_xi_and_epsilon_per_text
     p = plain.logits(plain.embed(VAT_IDS), VAT_IDS).numpy()
     expected = expected_gradients(model, [vat_term(0.6, r, VAT_IDS, p_logits=p)])
     assert_same_gradients(applied, expected, model.trainable_variables)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_relative_radii_of_freelb_scale_its_step_and_ball_per_text(norm):
+    reg = {"name": "freelb", "adv_steps": 2, "init_mag": 0.0, "adv_lr": 0.05, "max_norm": 0.08, "norm": norm}
+    model = build([{**reg, "weight": 0.9, "epsilon_scale": "relative"}])
+    applied, _ = applied_gradients(model)
+    scale = embedding_scale(model, IDS, linf=norm == "linf")
+    ds = freelb_perturbations(Plain(model), {**reg, "adv_lr": 0.05 * scale, "max_norm": 0.08 * scale})
+    assert_same_gradients(applied, expected_gradients(model, [freelb_term(0.9, ds)]), model.trainable_variables)
+    if norm == "l2":  # on the ball: max_norm times each text's own norm
+        np.testing.assert_allclose(np.sqrt((ds[-1] ** 2).sum(axis=(1, 2))), 0.08 * scale.ravel(), rtol=1e-5)
+
+
+def test_relative_radii_of_smart_scale_its_noise_step_and_ball_by_the_rms_coordinate():
+    reg = {"name": "smart", "epsilon": 0.2, "sigma": 0.1, "step_size": 0.15, "steps": 1, "proximal_weight": 0.0}
+    model = build([{**reg, "weight": 0.8, "epsilon_scale": "relative"}])
+    applied, _ = applied_gradients(model)
+    scale = embedding_scale(model, IDS, linf=True)
+    d = smart_perturbation(Plain(model), {**reg, "epsilon": 0.2 * scale, "sigma": 0.1 * scale,
+                                          "step_size": 0.15 * scale}, IDS, np.concatenate(model.noise.draws))
+    assert np.abs(d).max() > 0
+    assert_same_gradients(applied, expected_gradients(model, [smoothness_term(0.8, d, IDS)]), model.trainable_variables)
