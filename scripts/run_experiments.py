@@ -340,7 +340,9 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
              "Model selection (best epoch) uses the dev split only; the test split is evaluated once per run. The dev "
              "accuracy column is the selected epoch's.", "",
              "Reproduce:", "", "```bash",
-             f"python scripts/run_experiments.py {os.path.relpath(spec_path, ROOT)} --data-root {args.data_root}",
+             f"python scripts/run_experiments.py {os.path.relpath(spec_path, ROOT)} --data-root {args.data_root}"
+             + ("" if os.path.abspath(results_path) == os.path.join(ROOT, "docs", "RESULTS.md")
+                else f" --results {os.path.relpath(results_path, ROOT)}"),
              "```", ""]
     for experiment in experiments:
         heading = f"## {experiment.get('title', experiment['name'])}"
