@@ -78,4 +78,7 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
         for key in one:  # the metrics are aggregated across replicas: the same numbers
             # float rounding differs with the split (each replica averages its own rows): 1e-4 relative, 1e-5
             # absolute (the small VAT loss); unweighted replica means would differ by about 1e-3
-            assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-5), (name, key, r)
+            # VAT's L-inf is a max over coordinates of a direction found from a finite-difference gradient
+            # (xi 0.1) in float32: its fourth digit follows the reduction order (seen: 1.0e-4 relative)
+            rel = 1e-3 if key == "vat_perturbation_linf" else 1e-4
+            assert one[key] == pytest.approx(two[key], rel=rel, abs=1e-5), (name, key, r)
