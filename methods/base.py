@@ -56,6 +56,12 @@ def add_gradients(total, grad):
     return tf.convert_to_tensor(total) + tf.convert_to_tensor(grad)
 
 
+def sqrt_real_coordinates(e, mask):
+    """sqrt(real tokens * dim) per example, (B, 1, 1), at least 1: turns an L2 size into a per-coordinate one."""
+    coords = tf.reduce_sum(tf.cast(mask, e.dtype), axis=1)[:, None, None] * tf.cast(tf.shape(e)[-1], e.dtype)
+    return tf.sqrt(tf.maximum(coords, 1.0))
+
+
 @dataclass
 class Step:
     """What the train step (or an evaluation attack) hands a method, for this replica's batch.
@@ -168,8 +174,7 @@ class Method(tf.Module):
         norm = R.per_example_norms(tf.stop_gradient(e) * real[:, :, None])[0][:, None, None]
         if not self.linf:
             return norm
-        coords = tf.reduce_sum(real, axis=1)[:, None, None] * tf.cast(tf.shape(e)[-1], e.dtype)
-        return norm / tf.sqrt(tf.maximum(coords, 1.0))
+        return norm / sqrt_real_coordinates(e, mask)
 
     def cross_entropy_at(self, step: Step, r) -> Term:
         """Cross-entropy at e + r: its gradients for the variables and for e + r (run back through the lookup)."""

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from core.fields import setting
 from methods import perturbations as R
-from methods.base import Method, Term, add_gradients, cross_entropy, scale_gradient
+from methods.base import Method, Term, add_gradients, cross_entropy, scale_gradient, sqrt_real_coordinates
 
 
 @dataclass
@@ -58,8 +58,7 @@ class FreeLB(Method):
         noise = (2.0 * step.uniform(tf.shape(e), step.draw) - 1.0) * real[:, :, None] * self.params.init_mag * scale
         if self.linf:
             return noise
-        dims = tf.reduce_sum(real, axis=1)[:, None, None] * tf.cast(tf.shape(e)[-1], e.dtype)
-        return noise / tf.sqrt(tf.maximum(dims, 1.0))
+        return noise / sqrt_real_coordinates(e, step.mask)
 
     def _ascend(self, r, grad, step, radius, lr):
         if self.linf:
