@@ -217,7 +217,7 @@ def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
             path = os.path.join(r["run_dir"], "wall_seconds.json")
             if os.path.exists(path):
                 walls.append(json.load(open(path))["seconds"])
-        row = {"variant": variant, "seeds": len(metrics), "wall_s": walls}
+        row = {"variant": variant, "seeds": len(metrics), "seed_ids": [r["seed"] for r in finished], "wall_s": walls}
         for key in ("accuracy", "macro_f1", "ece", "nll"):
             row[key] = [m["test"][key] for m in metrics]
         row["dev_accuracy"] = [m["dev"]["accuracy"] for m in metrics]
@@ -261,6 +261,39 @@ def text_attack_table(rows: list[dict]) -> list[str]:
             "every run): accuracy under random character noise at each rate, and under the DeepWordBug-style "
             "greedy attack with at most k edited tokens; its success rate among the texts first classified "
             "right, and its model queries per attacked text. Mean ± sd over seeds.", "", *lines]
+
+
+PAIRED = (("accuracy", "Δ test accuracy (points)", 100.0, 2), ("macro_f1", "Δ macro-F1", 1.0, 4),
+          ("ece", "Δ ECE", 1.0, 4), ("nll", "Δ NLL", 1.0, 4))
+
+
+def paired_table(rows: list[dict], baseline: str = "none") -> list[str]:
+    """Each method minus the baseline on the same seed: mean ± sd of the per-seed differences, and on how many
+    seeds the method's test accuracy was higher / lower. Only seeds both have finished are paired."""
+    base = next((r for r in rows if r["variant"] == baseline), None)
+    if base is None or not base["seed_ids"]:
+        return []
+
+    def signed(values, scale, digits):
+        mean = f"{round(statistics.mean(values) * scale, digits) + 0.0:+.{digits}f}"  # + 0.0: no '-0.00'
+        return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+    lines = ["", f"Paired differences to {baseline} (method minus {baseline} on the same seed; mean ± sd over the "
+             "seeds both finished). Lower is better for ECE and NLL.", "",
+             "| method | pairs | " + " | ".join(head for _, head, _, _ in PAIRED) + " | accuracy higher / lower |",
+             "|---|---|" + "---|" * len(PAIRED) + "---|"]
+    for r in rows:
+        if r is base:
+            continue
+        seeds = [s for s in r["seed_ids"] if s in base["seed_ids"]]
+        if not seeds:
+            continue
+        diffs = {key: [r[key][r["seed_ids"].index(s)] - base[key][base["seed_ids"].index(s)] for s in seeds]
+                 for key, _, _, _ in PAIRED}
+        cells = [r["variant"], str(len(seeds))] + [signed(diffs[key], scale, digits) for key, _, scale, digits in PAIRED]
+        cells.append(f"{sum(d > 0 for d in diffs['accuracy'])} / {sum(d < 0 for d in diffs['accuracy'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def selection_table(selection: dict) -> list[str]:
@@ -376,6 +409,7 @@ def report(experiments: list[dict], all_runs: dict, spec_path: str, args, result
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
                   "evaluation."]
+        lines += paired_table(rows)
         lines += selection_table(selection)
         lines += text_attack_table(rows)
         if any(r["accuracy"] for r in rows):

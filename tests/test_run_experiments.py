@@ -97,6 +97,22 @@ def test_text_attack_table_by_hand():
     assert run_experiments.text_attack_table([{"variant": "none", "text_attacks": []}]) == []
 
 
+def test_paired_table_by_hand():
+    # none finished seeds 1, 2, 3; fgm seeds 2, 3, 4 (listed out of order): only seeds 2 and 3 pair.
+    rows = [{"variant": "none", "seed_ids": [1, 2, 3], "accuracy": [0.80, 0.70, 0.90], "macro_f1": [0.8, 0.6, 0.9],
+             "ece": [0.10, 0.20, 0.05], "nll": [0.5, 0.6, 0.4]},
+            {"variant": "fgm", "seed_ids": [3, 2, 4], "accuracy": [0.95, 0.72, 0.10], "macro_f1": [0.9, 0.7, 0.1],
+             "ece": [0.04, 0.10, 0.9], "nll": [0.3, 0.7, 9.0]},
+            {"variant": "vat", "seed_ids": [5], "accuracy": [0.5], "macro_f1": [0.5], "ece": [0.5], "nll": [0.5]}]
+    table = [line for line in run_experiments.paired_table(rows) if line.startswith("|")]
+    assert table[0] == ("| method | pairs | Δ test accuracy (points) | Δ macro-F1 | Δ ECE | Δ NLL "
+                        "| accuracy higher / lower |")
+    # seed 2: +2 points, +0.1 F1, -0.1 ECE, +0.1 NLL; seed 3: +5 points, 0 F1, -0.01 ECE, -0.1 NLL
+    assert table[2] == "| fgm | 2 | +3.50 ± 2.12 | +0.0500 ± 0.0707 | -0.0550 ± 0.0636 | +0.0000 ± 0.1414 | 2 / 0 |"
+    assert len(table) == 3  # vat shares no seed with none: no row
+    assert run_experiments.paired_table(rows[1:]) == []  # no baseline, no table
+
+
 def test_a_sweep_selects_on_dev_without_reading_test_then_reads_test_once(tmp_path, tiny_files, capsys):
     data_root = os.path.dirname(tiny_files["train"])
     base = tiny_config_dict({k: "{data_root}/" + os.path.basename(v) for k, v in tiny_files.items()}, "none",
