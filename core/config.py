@@ -93,6 +93,9 @@ class DataConfig:
     unlabeled_batch_size: int | None = setting(None, min=1)
     num_labeled: int | None = setting(None, min=1)
     labeled_fraction: float | None = setting(None, min_exclusive=0.0, max=1.0)
+    # Evaluate on a fixed stratified sample of this many test examples (drawn with data.seed: the same for
+    # every run and method); None: the whole test split. For large test files (IMDB: 25,000 reviews).
+    test_examples: int | None = setting(None, min=1)
 
 
 @dataclass

@@ -58,6 +58,21 @@ def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) ->
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
+def stratified_sample(labels, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a fixed sample of n examples, each class in proportion to its share (largest
+    remainders); every index if n is None or not smaller than the number of examples."""
+    labels = np.asarray(labels)
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n * counts / len(labels)
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(-(exact - quota), kind="stable")[:n - quota.sum()]] += 1
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picked))
+
+
 INTEGER = re.compile(r"-?[0-9]+")
 
 
@@ -162,6 +177,13 @@ def load_data(cfg: DataConfig) -> DataBundle:
             log.info("%s: skipped %d rows with empty text", cfg.unlabeled, rows.empty)
         unlabeled += rows.texts
 
+    test = bundle_splits.get("test")
+    if cfg.test_examples is not None and test is not None and cfg.test_examples < len(test.texts):
+        pick = stratified_sample(test.labels, cfg.test_examples, cfg.seed)
+        log.info("test: a fixed stratified sample of %d of its %d examples (data.test_examples, data.seed %d)",
+                 len(pick), len(test.texts), cfg.seed)
+        bundle_splits["test"] = Split([test.texts[i] for i in pick], test.labels[pick],
+                                      [test.texts_b[i] for i in pick] if test.texts_b is not None else None)
     for name, split in bundle_splits.items():
         counts = np.bincount(split.labels, minlength=len(names))
         log.info("%s: %d examples (%s) from %s", name, len(split.texts),

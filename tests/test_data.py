@@ -126,6 +126,23 @@ def test_num_labeled_moves_the_rest_to_the_unlabeled_stream(tmp_path):
     assert not set(bundle.train.texts) & set(bundle.unlabeled)
 
 
+def test_test_examples_is_a_fixed_stratified_sample_of_the_test_split(tmp_path):
+    train = write(tmp_path / "train.tsv", "tsv", [(f"train {i}", "pos" if i % 2 else "neg") for i in range(20)])
+    test_rows = [(f"test {i}", "pos" if i % 3 else "neg") for i in range(30)]  # 10 neg, 20 pos
+    test = write(tmp_path / "test.tsv", "tsv", test_rows)
+    whole = load_data(DataConfig(train=train, dev=train, test=test))
+    assert len(whole.test.texts) == 30
+    first, again = (load_data(DataConfig(train=train, dev=train, test=test, test_examples=9)) for _ in range(2))
+    assert first.test.texts == again.test.texts  # fixed: the same sample for every run
+    assert np.bincount(first.test.labels).tolist() == [3, 6]  # the classes' shares, 1/3 and 2/3 of 9
+    truth = dict(test_rows)
+    assert all(truth[t] == first.label_names[y] for t, y in zip(first.test.texts, first.test.labels))
+    assert len(set(first.test.texts)) == 9 and first.train.texts == whole.train.texts
+    other = load_data(DataConfig(train=train, dev=train, test=test, test_examples=9, seed=7))
+    assert other.test.texts != first.test.texts  # drawn with data.seed
+    assert load_data(DataConfig(train=train, dev=train, test=test, test_examples=30)).test.texts == whole.test.texts
+
+
 def test_dedup_drops_repeats_and_texts_with_both_labels():
     texts, labels, counts = dedup_labelled({"neg": ["x", "y", "x", " ", "both"], "pos": ["z", "both", "z"]})
     assert list(zip(texts, labels)) == [("x", "neg"), ("y", "neg"), ("z", "pos")]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dataset.data import stratified_sample
+
 CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN = re.compile(f"[{CJK_RANGES}]|[^\\W_{CJK_RANGES}]+")
 CJK = re.compile(f"[{CJK_RANGES}]")
@@ -196,21 +198,6 @@ def greedy_attack(predict: Predict, texts, labels, budgets, seed: int = 0, batch
             "success_rate": float(len(flipped_after) / len(targets)) if targets else 0.0,
             "queries_per_example": float(np.mean([t.queries for t in targets])) if targets else 0.0,
             "seed": seed}
-
-
-def stratified_sample(labels, n: int | None, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a fixed sample of n examples, each class in proportion to its share (largest
-    remainders); every index if n is None or not smaller than the number of examples."""
-    labels = np.asarray(labels)
-    if n is None or n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = n * counts / len(labels)
-    quota = np.floor(exact).astype(int)
-    quota[np.argsort(-(exact - quota), kind="stable")[:n - quota.sum()]] += 1
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
-    return np.sort(np.concatenate(picked))
 
 
 def run_text_attacks(predict: Predict, texts, labels, attacks, rates, budgets, examples: int | None,
