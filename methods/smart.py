@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.fields import setting
 from methods import perturbations as R
 from methods.base import Method, Term
-from methods.vat import concat_batches, joint_noise
+from methods.joint import JointBatch, joint_noise
 
 
 @dataclass
@@ -111,21 +111,15 @@ class SMART(Method):
         return tf.stop_gradient(d)
 
     def term(self, step):
-        p, clf, clean = self.params, step.classifier, step.clean_logits
-        n_labelled = tf.shape(clean)[0]
-        inputs = step.inputs if step.unlabeled is None else concat_batches(step.inputs, step.unlabeled)
-        mask = clf.padding_mask(inputs)
+        p, clean, joint = self.params, step.clean_logits, JointBatch.of(step)
+        inputs = joint.inputs
         with tf.GradientTape() as tape:
             tape.watch(clean)
-            e = clf.embed(inputs, training=step.training)  # its own lookup: the batch may include unlabeled texts
-            p_logits = clean
-            if step.unlabeled is not None:
-                u_inputs = {k: v[n_labelled:] for k, v in inputs.items()}
-                p_logits = tf.concat([clean, step.logits_fn(e[n_labelled:], u_inputs)], axis=0)
+            e, p_logits, _ = joint.forward(step)
             loss, logs, d = 0.0, {}, tf.zeros_like(e)
             if p.smoothness:
                 with tape.stop_recording():
-                    d = self._perturbation(step, e, inputs, mask, p_logits, n_labelled)
+                    d = self._perturbation(step, e, inputs, joint.mask, p_logits, joint.n_labelled)
                 logs["smoothness"] = symmetric_kl(p_logits, step.logits_fn(e + d, inputs))
                 loss += logs["smoothness"]
             if p.proximal_weight > 0:
