@@ -11,6 +11,7 @@ Methods that perturb the embeddings and train on cross-entropy at e + r (fgm, fg
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,11 @@ class Method(tf.Module):
     def resolve(cls, params, radii: Radii) -> None:
         """Fills the backbone-dependent defaults of `params` in place."""
         params.resolve(radii, linf=cls.linf)
+
+    @classmethod
+    def has_setting(cls, name: str) -> bool:
+        """Whether `name` is one of the method's settings (a field of its Params)."""
+        return name in {f.name for f in dataclasses.fields(cls.Params)}
 
     def log_names(self) -> tuple[str, ...]:
         """What it logs besides loss, perturbation_l2 and perturbation_linf."""

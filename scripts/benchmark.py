@@ -51,8 +51,8 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
         tf_keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
     cfg = Config()
     wanted = {"epsilon": 1.0, "steps": args.pgd_steps, "step_size": 0.5}  # where the method has the setting
-    own = METHODS[method].Params.__dataclass_fields__ if method != "none" else {}
-    cfg.regularizer = [regularizer(method, **{k: v for k, v in wanted.items() if k in own})]
+    own = [k for k in wanted if method != "none" and METHODS[method].has_setting(k)]
+    cfg.regularizer = [regularizer(method, **{k: wanted[k] for k in own})]
     rng = np.random.default_rng(0)
     if BACKBONES[backbone].hugging_face:  # a BERT-shaped encoder of the benchmark's sizes
         from transformers import BertConfig, TFBertModel

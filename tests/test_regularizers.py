@@ -202,3 +202,12 @@ def test_linf_step_by_hand():
     np.testing.assert_allclose(out, [[[0.1, -0.1], [0.025, 0.1], [0.0, 0.0]]], atol=1e-7)
     zero = R.linf_step(tf.zeros([1, 2, 2]), tf.zeros([1, 2, 2]), tf.ones([1, 2], tf.bool), 0.1, 0.2)
     np.testing.assert_array_equal(zero.numpy(), np.zeros([1, 2, 2]))
+
+
+def test_has_setting_names_exactly_the_methods_own_settings():
+    from methods import METHODS
+
+    assert METHODS["pgd"].has_setting("steps") and METHODS["pgd"].has_setting("step_size")
+    assert METHODS["fgm"].has_setting("epsilon") and not METHODS["fgm"].has_setting("steps")
+    assert METHODS["vat"].has_setting("xi") and not METHODS["fgm"].has_setting("xi")
+    assert not METHODS["fgm"].has_setting("weight")  # the entry's weight is not a method setting

@@ -51,9 +51,8 @@ class _Attacker:
             method = METHODS[attack]
             out[attack] = []
             for eps in epsilons:
-                params = method.Params(epsilon=eps, **({"steps": pgd_steps} if "steps" in
-                                                       method.Params.__dataclass_fields__ else {}))
-                method.resolve(params, None)
+                params = method.Params(epsilon=eps, **({"steps": pgd_steps} if method.has_setting("steps") else {}))
+                method.resolve(params, None)  # no backbone defaults needed: epsilon is given
                 r = method(params).perturbation(step)
                 out[attack].append(int(self.correct(inputs, labels, e, r)))
         return out
