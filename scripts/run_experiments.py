@@ -2,6 +2,7 @@
 
     python scripts/run_experiments.py experiments/paper.yaml --data-root ../shared/data [--only NAME ...]
                                       [--runs-dir runs/experiments] [--results docs/RESULTS.md] [--report-only]
+                                      [--seeds K ...]
 
 A spec lists experiments; each has a base config (the same keys as a training config; `{data_root}` in a
 string is replaced by --data-root), variants (config overrides: the methods compared) and seeds:
@@ -444,6 +445,8 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=os.path.join("docs", "RESULTS.md"))
     parser.add_argument("--only", nargs="+", help="run only these experiments and rewrite only their sections of "
                         "the report (the others are kept as it has them)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="train only these of each experiment's seeds (e.g. "
+                        "to share a grid between processes); the report aggregates every finished run")
     parser.add_argument("--report-only", action="store_true", help="run nothing; aggregate what has finished")
     parser.add_argument("--allow-fewer-runs", action="store_true",
                         help="rewrite the report even if it would list fewer finished runs than it does now")
@@ -466,7 +469,7 @@ def main(argv=None) -> int:
                 continue
             for tuning_pass in (True, False):  # the sweeps' dev runs first: they decide the selected values
                 for run_ in planned(experiment):
-                    if bool(run_.get("tuning")) != tuning_pass:
+                    if bool(run_.get("tuning")) != tuning_pass or (args.seeds and run_["seed"] not in args.seeds):
                         continue
                     seconds = execute(run_)
                     state = "skipped (finished)" if seconds is None else f"{seconds:.0f} s"

@@ -20,9 +20,13 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
         "attack": {"name": "fgm", "epsilon": 1.0}}]}))
     args = [str(spec), "--data-root", data_root, "--runs-dir", str(tmp_path / "runs"),
             "--results", str(tmp_path / "docs" / "RESULTS.md")]
+    assert run_experiments.main(args + ["--seeds", "2"]) == 0  # one seed only (a grid shared between processes)
+    printed = capsys.readouterr().out
+    assert printed.count(" s\n") == 1 and "seed 2: " in printed and "skipped" not in printed
+    assert not (tmp_path / "runs" / "tiny" / "fgm-seed1").exists()
     assert run_experiments.main(args) == 0
     printed = capsys.readouterr().out
-    assert printed.count(" s\n") == 2 and "skipped" not in printed  # both seeds ran
+    assert printed.count(" s\n") == 1 and "seed 1: " in printed and printed.count("skipped (finished)") == 1
     assert run_experiments.main(args) == 0
     assert capsys.readouterr().out.count("skipped (finished)") == 2
     results = (tmp_path / "docs" / "RESULTS.md").read_text()
