@@ -24,6 +24,11 @@ class Split:
     labels: np.ndarray  # int32 class ids
     texts_b: list[str] | None = None  # second segments of sentence pairs
 
+    def take(self, idx) -> Split:
+        """The examples at idx, in that order."""
+        return Split([self.texts[i] for i in idx], self.labels[idx],
+                     [self.texts_b[i] for i in idx] if self.texts_b is not None else None)
+
 
 @dataclass
 class DataBundle:
@@ -166,8 +171,7 @@ def load_data(cfg: DataConfig) -> DataBundle:
         if keep >= n:
             raise UserError(f"data.num_labeled: {keep} is not below the {n} training examples")
         keep_idx, rest_idx = stratified_split(full.labels, [keep / n, 1 - keep / n], cfg.seed)
-        bundle_splits["train"] = Split([full.texts[i] for i in keep_idx], full.labels[keep_idx],
-                                       [full.texts_b[i] for i in keep_idx] if full.texts_b is not None else None)
+        bundle_splits["train"] = full.take(keep_idx)
         unlabeled += [full.texts[i] for i in rest_idx]
         log.info("few labels: kept %d labelled training examples, moved %d to the unlabeled stream",
                  len(keep_idx), len(rest_idx))
@@ -182,8 +186,7 @@ def load_data(cfg: DataConfig) -> DataBundle:
         pick = stratified_sample(test.labels, cfg.test_examples, cfg.seed)
         log.info("test: a fixed stratified sample of %d of its %d examples (data.test_examples, data.seed %d)",
                  len(pick), len(test.texts), cfg.seed)
-        bundle_splits["test"] = Split([test.texts[i] for i in pick], test.labels[pick],
-                                      [test.texts_b[i] for i in pick] if test.texts_b is not None else None)
+        bundle_splits["test"] = test.take(pick)
     for name, split in bundle_splits.items():
         counts = np.bincount(split.labels, minlength=len(names))
         log.info("%s: %d examples (%s) from %s", name, len(split.texts),
