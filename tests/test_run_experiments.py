@@ -1,12 +1,17 @@
 """scripts/run_experiments.py: a grid runs once, finished runs are skipped, seeds are aggregated."""
+import glob
 import json
 import os
 import statistics
 
+import pytest
 import yaml
 from conftest import tiny_config_dict
 
+from core.config import config_from_dict
 from scripts import run_experiments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, capsys):
@@ -155,3 +160,18 @@ def test_a_sweep_selects_on_dev_without_reading_test_then_reads_test_once(tmp_pa
     capsys.readouterr()
     assert run_experiments.main(args) == 2
     assert "cut/fgm: a sweep needs data.test to be a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec", sorted(glob.glob(os.path.join(ROOT, "experiments", "*.yaml"))),
+                         ids=os.path.basename)
+def test_every_run_of_every_shipped_spec_is_a_valid_config(spec, monkeypatch):
+    """A spec's typo (a key, a method's setting, a broken YAML anchor) fails here, not hours into a grid."""
+    monkeypatch.setattr(run_experiments, "minilm_dir", lambda: "/minilm")
+    experiments = run_experiments.load_spec(spec)
+    for experiment in experiments:
+        runs = run_experiments.plan(experiment, "/data", "/runs")
+        assert len(runs) >= len(experiment["variants"]) * len(experiment["seeds"])
+        for run in runs:
+            cfg = config_from_dict(run["config"], run["config_path"])
+            assert cfg.train.seed == run["seed"]
+            assert cfg.data.train.startswith("/data/")
