@@ -1,5 +1,7 @@
+import dataclasses
 import glob
 import os
+import re
 
 import pytest
 import yaml
@@ -7,6 +9,7 @@ from conftest import ROOT
 
 from core.config import Config, config_to_dict, load_config, save_config
 from core.errors import UserError
+from methods import METHODS
 
 
 def write(path, data):
@@ -180,3 +183,40 @@ def test_yaml_merge_keys_are_read_and_a_key_given_twice_is_still_refused(tmp_pat
     path.write_text("b:\n  <<: {x: 1}\n  y: 3\n  y: 4\n")
     with pytest.raises(UserError, match="key 'y' is given twice"):
         read_yaml(str(path))
+
+
+def _readme_section(heading: str) -> str:
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end >= 0 else len(text)]
+
+
+def test_the_readme_configuration_reference_lists_every_config_key():
+    """Each row's first cell names keys as `section.key`; a bare `key` after it is in the same section
+    (`data.train` / `dev` / `test`). A key added to a config dataclass without a row fails here."""
+    documented = set()
+    for line in _readme_section("## Configuration reference").splitlines():
+        if not line.startswith("| `"):
+            continue
+        section = None
+        for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if "." in name:
+                section, name = name.split(".", 1)
+            documented.add(f"{section}.{name}")
+    sections = {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config) if f.name != "regularizer"}
+    wanted = {f"{s}.{f.name}" for s, part in sections.items() for f in dataclasses.fields(part)}
+    wanted |= {"regularizer.name", "regularizer.weight", "regularizer.epsilon", "regularizer.epsilon_scale"}
+    assert wanted - documented == set()
+
+
+def test_the_readme_methods_table_lists_every_method_and_its_settings():
+    rows = {}
+    for line in _readme_section("### The methods").splitlines():
+        cells = line.split("|")
+        if line.startswith("| `") and len(cells) > 4:
+            rows[cells[1].strip().strip("`")] = set(re.findall(r"`(\w+)`", cells[4]))
+    assert set(rows) == set(METHODS)
+    for name, method in METHODS.items():
+        settings = {f.name for f in dataclasses.fields(method.Params)}
+        assert settings - rows[name] == set(), name
