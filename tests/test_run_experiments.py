@@ -6,12 +6,10 @@ import statistics
 
 import pytest
 import yaml
-from conftest import tiny_config_dict
+from conftest import ROOT, tiny_config_dict
 
 from core.config import config_from_dict
 from scripts import run_experiments
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, capsys):
