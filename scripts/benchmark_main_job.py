@@ -2,6 +2,7 @@
 measured in one process, one after the other (ratios, not absolute times, carry over between machines).
 
     python scripts/benchmark_main_job.py [--config configs/bilstm_fgm.yaml] [--epochs 2] [--output FILE]
+    python scripts/benchmark_main_job.py --full --seeds 1 2 3 --variants baseline defaults "defaults + bfloat16"
 
 Variants (each a full training epoch of the config's data, with its dev evaluation):
     baseline            data.length_bucketing off, tf-keras's LSTM layer (which traces its cuDNN and generic
@@ -12,12 +13,21 @@ Variants (each a full training epoch of the config's data, with its dev evaluati
     bfloat16            + train.mixed_precision: bfloat16
     batch 128           + data.batch_size: 128 (fewer, larger steps; the learning rate is left as it is)
     defaults            the config as it loads today (length_bucketing: auto, the LSTM chosen by device)
+    defaults + bfloat16 + train.mixed_precision: bfloat16 (pays on CPUs with avx512_bf16 or AMX)
+    defaults + batch 32 + data.batch_size: 32 (twice the updates per epoch)
 Epoch 1 includes tracing the step; later epochs are the steady state.
+
+--full trains each variant as train.py does, for every seed of --seeds (train.seed; the data split stays),
+the variants of a seed one after the other, into --runs-dir: its full schedule (epochs, early stopping),
+the best epoch's dev and test accuracy, and the training time. It prints each variant's mean over the
+seeds and, paired by seed, its speed-up and test-accuracy difference to the first variant.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -29,35 +39,48 @@ from core.paths import check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 VARIANTS = {
-    "baseline": (["data.length_bucketing=off"], True),
-    "length bucketing": (["data.length_bucketing=on"], True),
-    "generic LSTM": (["data.length_bucketing=off"], False),
-    "bfloat16": (["data.length_bucketing=off", "train.mixed_precision=bfloat16"], True),
-    "batch 128": (["data.length_bucketing=off", "data.batch_size=128"], True),
+    "baseline": (["data.length_bucketing=off"], "keras"),
+    "length bucketing": (["data.length_bucketing=on"], "keras"),
+    "generic LSTM": (["data.length_bucketing=off"], "generic"),
+    "bfloat16": (["data.length_bucketing=off", "train.mixed_precision=bfloat16"], "keras"),
+    "batch 128": (["data.length_bucketing=off", "data.batch_size=128"], "keras"),
     "defaults": ([], None),
+    "defaults + bfloat16": (["train.mixed_precision=bfloat16"], None),
+    "defaults + batch 32": (["data.batch_size=32"], None),
 }
 
 
-def time_epochs(config: str, overrides: list[str], keras_lstm: bool | None, epochs: int, prepared=None):
+@contextlib.contextmanager
+def lstm_kernel(kernel: str | None):
+    """Builds tf-keras's LSTM layer ('keras'), its generic kernel alone ('generic') or the framework's
+    choice (None)."""
+    import tf_keras
+
+    from model import lstm
+
+    chosen = lstm.lstm_layer
+    if kernel is not None:
+        lstm.lstm_layer = {"keras": lambda units, seq: tf_keras.layers.LSTM(units, return_sequences=seq),
+                           "generic": lstm.generic_lstm}[kernel]
+    try:
+        yield
+    finally:
+        lstm.lstm_layer = chosen
+
+
+def time_epochs(config: str, overrides: list[str], kernel: str | None, epochs: int, prepared=None):
     """Seconds of each training epoch (with its dev evaluation) of `config` with `overrides`."""
     import tf_keras
 
     from core.config import load_config
-    from model import lstm
     from trainer.run import build_model, datasets, prepare, steps_per_epoch
 
     cfg = load_config(config, overrides + [f"train.epochs={epochs}", "train.early_stopping_patience=null"])
     prepared = prepared or prepare(cfg)
     train_ds, dev_ds, _ = datasets(cfg, prepared)
-    chosen = lstm.lstm_layer
-    if keras_lstm is not None:
-        lstm.lstm_layer = ((lambda units, seq: tf_keras.layers.LSTM(units, return_sequences=seq)) if keras_lstm
-                           else lstm.generic_lstm)
-    try:
+    with lstm_kernel(kernel):
         tf_keras.utils.set_random_seed(cfg.train.seed)
         model = build_model(cfg, prepared, len(prepared.data.label_names))
-    finally:
-        lstm.lstm_layer = chosen
     times = []
 
     class Timer(tf_keras.callbacks.Callback):
@@ -73,23 +96,27 @@ def time_epochs(config: str, overrides: list[str], keras_lstm: bool | None, epoc
     return times, history.history, prepared
 
 
-def benchmark(args) -> int:
-    import tensorflow as tf
-
-    if args.output:
-        check_new_file(args.output, "--output")
+def check_arguments(args) -> None:
     if not os.path.exists(args.config):
         raise UserError(f"--config {args.config}: no such file")
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"--variants {unknown[0]!r}: expected some of {', '.join(VARIANTS)}")
+
+
+def benchmark(args) -> int:
+    import tensorflow as tf
+
+    if args.output:
+        check_new_file(args.output, "--output")
+    check_arguments(args)
     print(f"{args.config}, {args.epochs} epochs per variant, device "
           f"{'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}", flush=True)
     results, prepared = [], None
     for name in args.variants:
-        overrides, keras_lstm = VARIANTS[name]
+        overrides, kernel = VARIANTS[name]
         # the data and vocabulary are prepared once (the batch size does not enter them)
-        times, history, prepared = time_epochs(args.config, overrides, keras_lstm, args.epochs, prepared)
+        times, history, prepared = time_epochs(args.config, overrides, kernel, args.epochs, prepared)
         results.append({"variant": name, "overrides": overrides, "epoch_seconds": times,
                         "val_accuracy": history.get("val_accuracy", [None])[-1]})
         print(f"{name:>17}: " + "  ".join(f"epoch {i + 1} {t:6.1f} s" for i, t in enumerate(times)), flush=True)
@@ -109,6 +136,70 @@ def benchmark(args) -> int:
     return 0
 
 
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def summary_table(rows: list[dict], variants: list[str]) -> str:
+    """Markdown: each variant's means over its seeds and, paired by seed with the first variant, its
+    speed-up (the first's training time over its own, averaged) and its test-accuracy difference."""
+    first = variants[0]
+    base = {r["seed"]: r for r in rows if r["variant"] == first}
+    lines = [f"| variant | training s | speed-up over {first} | epochs | dev accuracy % | test accuracy % | "
+             "test difference, points |", "|---|---|---|---|---|---|---|"]
+    for name in variants:
+        mine = [r for r in rows if r["variant"] == name]
+        speed = [base[r["seed"]]["train_seconds"] / r["train_seconds"] for r in mine]
+        diff = [100 * (r["test_accuracy"] - base[r["seed"]]["test_accuracy"]) for r in mine]
+        lines.append(f"| {name} | {statistics.mean(r['train_seconds'] for r in mine):.0f} | "
+                     f"{statistics.mean(speed):.2f}x | {statistics.mean(r['epochs_run'] for r in mine):g} | "
+                     f"{_mean_sd([100 * r['dev_accuracy'] for r in mine])} | "
+                     f"{_mean_sd([100 * r['test_accuracy'] for r in mine])} | "
+                     f"{_mean_sd(diff) if name != first else '-'} |")
+    return "\n".join(lines)
+
+
+def full_runs(args) -> int:
+    """Each variant trained as train.py trains it, for every seed; training time and accuracy."""
+    from core.config import load_config
+    from trainer.run import train
+
+    check_arguments(args)
+    data = load_config(args.config).data
+    if data.dataset is None and data.test is None:
+        raise UserError(f"--config {args.config}: data.test is not set; --full compares test accuracy")
+    plan = [(seed, name, os.path.join(args.runs_dir, f"seed{seed}", _slug(name)))
+            for seed in args.seeds for name in args.variants]
+    taken = next((d for _, _, d in plan if os.path.exists(d)), None)
+    if taken:
+        raise UserError(f"--runs-dir {args.runs_dir}: {taken} exists; give a new --runs-dir")
+    if args.output:
+        check_new_file(args.output, "--output")
+    rows = []
+    for seed, name, run_dir in plan:
+        overrides, kernel = VARIANTS[name]
+        cfg = load_config(args.config, overrides + [f"train.seed={seed}"])
+        with lstm_kernel(kernel):
+            metrics = train(cfg, run_dir)
+        rows.append({"variant": name, "seed": seed, "overrides": overrides, "run_dir": run_dir,
+                     "train_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
+                     "best_epoch": metrics["best_epoch"], "dev_accuracy": metrics["dev"]["accuracy"],
+                     "test_accuracy": metrics["test"]["accuracy"]})
+        print(f"{name} (seed {seed}): {metrics['train_seconds']:.0f} s, dev {metrics['dev']['accuracy']:.4f}, "
+              f"test {metrics['test']['accuracy']:.4f}", flush=True)
+    print(f"\n{args.config}, seeds {' '.join(map(str, args.seeds))}\n")
+    print(summary_table(rows, args.variants))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
 def main(argv=None) -> int:
     load_tensorflow()
     parser = cli.parser(__doc__)
@@ -117,7 +208,12 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="VARIANT",
                         help=f"some of: {', '.join(repr(v) for v in VARIANTS)}")
     parser.add_argument("--output", help="write the results as JSON (a new file)")
-    return cli.main(parser, benchmark, argv)
+    parser.add_argument("--full", action="store_true",
+                        help="train each variant fully, as train.py does, for every seed of --seeds")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="--full: train.seed of each run")
+    parser.add_argument("--runs-dir", default=os.path.join("runs", "benchmark_main_job"),
+                        help="--full: where the runs go (<runs-dir>/seed<N>/<variant>)")
+    return cli.main(parser, lambda args: full_runs(args) if args.full else benchmark(args), argv)
 
 
 if __name__ == "__main__":

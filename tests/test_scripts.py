@@ -218,6 +218,47 @@ def test_main_job_benchmark_times_epochs_of_each_variant(data_files, tmp_path, c
     assert "--variants 'bigger': expected some of" in err and "epochs.json: exists" in err
 
 
+def test_main_job_summary_pairs_variants_by_seed():
+    from scripts.benchmark_main_job import summary_table
+
+    def row(variant, seed, seconds, test):
+        return {"variant": variant, "seed": seed, "train_seconds": seconds, "epochs_run": 6, "dev_accuracy": 0.85,
+                "test_accuracy": test}
+
+    rows = [row("baseline", 1, 400, 0.85), row("defaults", 1, 200, 0.86),
+            row("baseline", 2, 300, 0.84), row("defaults", 2, 100, 0.835)]
+    lines = summary_table(rows, ["baseline", "defaults"]).splitlines()
+    assert lines[2] == "| baseline | 350 | 1.00x | 6 | 85.00 ± 0.00 | 84.50 ± 0.71 | - |"
+    # speed-ups 400/200 and 300/100 (not 350/150); differences +1 and -0.5 point
+    assert lines[3] == "| defaults | 150 | 2.50x | 6 | 85.00 ± 0.00 | 84.75 ± 1.77 | 0.25 ± 1.06 |"
+
+
+@pytest.mark.slow
+def test_main_job_benchmark_full_runs_train_each_variant_and_seed(data_files, tmp_path, capsys):
+    from scripts import benchmark_main_job
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(data_files, "fgm")))
+    runs, out = tmp_path / "runs", tmp_path / "full.json"
+    argv = ["--config", str(config), "--full", "--seeds", "3", "--variants", "length bucketing", "defaults + bfloat16",
+            "--runs-dir", str(runs)]
+    assert benchmark_main_job.main(argv + ["--output", str(out)]) == 0
+    rows = json.load(open(out))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("length bucketing", 3), ("defaults + bfloat16", 3)]
+    for r, folder in zip(rows, ["length_bucketing", "defaults___bfloat16"]):
+        written = json.load(open(runs / "seed3" / folder / "metrics.json"))  # what train.py would have written
+        saved = yaml.safe_load(open(runs / "seed3" / folder / "config.yaml"))
+        assert saved["train"]["seed"] == 3
+        assert (r["test_accuracy"], r["train_seconds"]) == (written["test"]["accuracy"], written["train_seconds"])
+    assert saved["train"]["mixed_precision"] == "bfloat16"
+    printed = capsys.readouterr().out
+    speed_up = rows[0]["train_seconds"] / rows[1]["train_seconds"]
+    difference = 100 * (rows[1]["test_accuracy"] - rows[0]["test_accuracy"])
+    assert f"| {speed_up:.2f}x |" in printed and f"| {difference:.2f} ± 0.00 |" in printed
+    assert benchmark_main_job.main(argv) == 2  # never trains into an existing run directory
+    assert "seed3/length_bucketing exists; give a new --runs-dir" in capsys.readouterr().err
+
+
 # The default suite times the methods; the data path and the SavedModel inference (each a few model builds
 # and an export) and the options run with the slow tests.
 @pytest.mark.parametrize("backbones, methods, full", [
