@@ -15,6 +15,11 @@ Variants (each a full training epoch of the config's data, with its dev evaluati
     defaults            the config as it loads today (length_bucketing: auto, the LSTM chosen by device)
     defaults + bfloat16 + train.mixed_precision: bfloat16 (pays on CPUs with avx512_bf16 or AMX)
     defaults + batch 32 + data.batch_size: 32 (twice the updates per epoch)
+    defaults + learning rate 0.0015
+                        + train.learning_rate: 0.0015 (bucketed runs fit the training data more slowly)
+    defaults + linear decay from 0.002
+                        + train.lr_schedule: linear, train.learning_rate: 0.002 (the same mean rate as the
+                        config's constant 0.001, falling to 0 by the last step)
 Epoch 1 includes tracing the step; later epochs are the steady state.
 
 --full trains each variant as train.py does, for every seed of --seeds (train.seed; the data split stays),
@@ -35,8 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from core.paths import check_new_file  # noqa: E402
+from core.paths import check_new_dir, check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
+from scripts.run_experiments import mean_std  # noqa: E402
 
 VARIANTS = {
     "baseline": (["data.length_bucketing=off"], "keras"),
@@ -47,6 +53,8 @@ VARIANTS = {
     "defaults": ([], None),
     "defaults + bfloat16": (["train.mixed_precision=bfloat16"], None),
     "defaults + batch 32": (["data.batch_size=32"], None),
+    "defaults + learning rate 0.0015": (["train.learning_rate=0.0015"], None),
+    "defaults + linear decay from 0.002": (["train.learning_rate=0.002", "train.lr_schedule=linear"], None),
 }
 
 
@@ -97,6 +105,10 @@ def time_epochs(config: str, overrides: list[str], kernel: str | None, epochs: i
 
 
 def check_arguments(args) -> None:
+    if args.full and args.epochs is not None:
+        raise UserError("--epochs: --full trains each variant for the config's train.epochs; leave --epochs out")
+    if not args.full and (args.seeds is not None or args.runs_dir is not None):
+        raise UserError(f"{'--seeds' if args.seeds is not None else '--runs-dir'}: only with --full")
     if not os.path.exists(args.config):
         raise UserError(f"--config {args.config}: no such file")
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -110,6 +122,7 @@ def benchmark(args) -> int:
     if args.output:
         check_new_file(args.output, "--output")
     check_arguments(args)
+    args.epochs = 2 if args.epochs is None else args.epochs
     print(f"{args.config}, {args.epochs} epochs per variant, device "
           f"{'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}", flush=True)
     results, prepared = [], None
@@ -140,11 +153,6 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
-
 def summary_table(rows: list[dict], variants: list[str]) -> str:
     """Markdown: each variant's means over its seeds and, paired by seed with the first variant, its
     speed-up (the first's training time over its own, averaged) and its test-accuracy difference."""
@@ -158,9 +166,9 @@ def summary_table(rows: list[dict], variants: list[str]) -> str:
         diff = [100 * (r["test_accuracy"] - base[r["seed"]]["test_accuracy"]) for r in mine]
         lines.append(f"| {name} | {statistics.mean(r['train_seconds'] for r in mine):.0f} | "
                      f"{statistics.mean(speed):.2f}x | {statistics.mean(r['epochs_run'] for r in mine):g} | "
-                     f"{_mean_sd([100 * r['dev_accuracy'] for r in mine])} | "
-                     f"{_mean_sd([100 * r['test_accuracy'] for r in mine])} | "
-                     f"{_mean_sd(diff) if name != first else '-'} |")
+                     f"{mean_std([r['dev_accuracy'] for r in mine], percent=True)} | "
+                     f"{mean_std([r['test_accuracy'] for r in mine], percent=True)} | "
+                     f"{mean_std(diff) if name != first else '-'} |")
     return "\n".join(lines)
 
 
@@ -170,14 +178,15 @@ def full_runs(args) -> int:
     from trainer.run import train
 
     check_arguments(args)
+    args.seeds = args.seeds or [42]
+    args.runs_dir = args.runs_dir or os.path.join("runs", "benchmark_main_job")
     data = load_config(args.config).data
     if data.dataset is None and data.test is None:
         raise UserError(f"--config {args.config}: data.test is not set; --full compares test accuracy")
     plan = [(seed, name, os.path.join(args.runs_dir, f"seed{seed}", _slug(name)))
             for seed in args.seeds for name in args.variants]
-    taken = next((d for _, _, d in plan if os.path.exists(d)), None)
-    if taken:
-        raise UserError(f"--runs-dir {args.runs_dir}: {taken} exists; give a new --runs-dir")
+    for _, _, run_dir in plan:  # all of them before the first run trains
+        check_new_dir(run_dir, "--runs-dir", create_parents=True)
     if args.output:
         check_new_file(args.output, "--output")
     rows = []
@@ -204,15 +213,16 @@ def main(argv=None) -> int:
     load_tensorflow()
     parser = cli.parser(__doc__)
     parser.add_argument("--config", default="configs/bilstm_fgm.yaml")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per variant (the first includes tracing)")
+    parser.add_argument("--epochs", type=int, help="epochs per variant (the first includes tracing; default 2); "
+                        "not with --full")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="VARIANT",
                         help=f"some of: {', '.join(repr(v) for v in VARIANTS)}")
     parser.add_argument("--output", help="write the results as JSON (a new file)")
     parser.add_argument("--full", action="store_true",
                         help="train each variant fully, as train.py does, for every seed of --seeds")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="--full: train.seed of each run")
-    parser.add_argument("--runs-dir", default=os.path.join("runs", "benchmark_main_job"),
-                        help="--full: where the runs go (<runs-dir>/seed<N>/<variant>)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="--full: train.seed of each run (default 42)")
+    parser.add_argument("--runs-dir", help="--full: where the runs go (<runs-dir>/seed<N>/<variant>; default "
+                        "runs/benchmark_main_job)")
     return cli.main(parser, lambda args: full_runs(args) if args.full else benchmark(args), argv)
 
 

@@ -316,7 +316,7 @@ def mean_std(values, percent=False, digits=2) -> str:
     if not values:
         return "–"
     scale = 100.0 if percent else 1.0
-    mean = statistics.mean(values) * scale
+    mean = round(statistics.mean(values) * scale, digits) + 0.0  # + 0.0: no '-0.00'
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"

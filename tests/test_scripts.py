@@ -216,6 +216,24 @@ def test_main_job_benchmark_times_epochs_of_each_variant(data_files, tmp_path, c
     assert benchmark_main_job.main(["--config", str(config), "--output", str(out)]) == 2  # never overwrites
     err = capsys.readouterr().err
     assert "--variants 'bigger': expected some of" in err and "epochs.json: exists" in err
+    # options of the other mode are refused, not ignored
+    assert benchmark_main_job.main(["--config", str(config), "--full", "--epochs", "3"]) == 2
+    assert benchmark_main_job.main(["--config", str(config), "--seeds", "1", "2"]) == 2
+    assert benchmark_main_job.main(["--config", str(config), "--runs-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs: --full trains each variant for the config's train.epochs" in err
+    assert "--seeds: only with --full" in err and "--runs-dir: only with --full" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_mean_std_prints_the_mean_alone_for_one_value_and_never_minus_zero():
+    from scripts.run_experiments import mean_std
+
+    assert mean_std([0.8, 0.9], percent=True) == "85.00 ± 7.07"  # sd sqrt(0.005) = 0.0707
+    assert mean_std([0.8512], percent=True) == "85.12"
+    assert mean_std([-0.004]) == "0.00" and mean_std([-0.001, 0.0]) == "0.00 ± 0.00"
+    assert mean_std([1234.4, 1235.6], digits=0) == "1235 ± 1"
+    assert mean_std([]) == "–"
 
 
 def test_main_job_summary_pairs_variants_by_seed():
@@ -254,9 +272,9 @@ def test_main_job_benchmark_full_runs_train_each_variant_and_seed(data_files, tm
     printed = capsys.readouterr().out
     speed_up = rows[0]["train_seconds"] / rows[1]["train_seconds"]
     difference = 100 * (rows[1]["test_accuracy"] - rows[0]["test_accuracy"])
-    assert f"| {speed_up:.2f}x |" in printed and f"| {difference:.2f} ± 0.00 |" in printed
+    assert f"| {speed_up:.2f}x |" in printed and f"| {round(difference, 2) + 0.0:.2f} |" in printed  # one seed: no ±
     assert benchmark_main_job.main(argv) == 2  # never trains into an existing run directory
-    assert "seed3/length_bucketing exists; give a new --runs-dir" in capsys.readouterr().err
+    assert "seed3/length_bucketing: exists and is not empty; choose another --runs-dir" in capsys.readouterr().err
 
 
 # The default suite times the methods; the data path and the SavedModel inference (each a few model builds
