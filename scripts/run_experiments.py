@@ -264,8 +264,8 @@ def text_attack_table(rows: list[dict]) -> list[str]:
             "right, and its model queries per attacked text. Mean ± sd over seeds.", "", *lines]
 
 
-PAIRED = (("accuracy", "Δ test accuracy (points)", 100.0, 2), ("macro_f1", "Δ macro-F1", 1.0, 4),
-          ("ece", "Δ ECE", 1.0, 4), ("nll", "Δ NLL", 1.0, 4))
+PAIRED = (("accuracy", "Δ test accuracy (points)", True, 2), ("macro_f1", "Δ macro-F1", False, 4),
+          ("ece", "Δ ECE", False, 4), ("nll", "Δ NLL", False, 4))  # key, heading, in percent, digits
 
 
 def paired_table(rows: list[dict], baseline: str = "none") -> list[str]:
@@ -274,10 +274,6 @@ def paired_table(rows: list[dict], baseline: str = "none") -> list[str]:
     base = next((r for r in rows if r["variant"] == baseline), None)
     if base is None or not base["seed_ids"]:
         return []
-
-    def signed(values, scale, digits):
-        mean = f"{round(statistics.mean(values) * scale, digits) + 0.0:+.{digits}f}"  # + 0.0: no '-0.00'
-        return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values) * scale:.{digits}f}"
 
     lines = ["", f"Paired differences to {baseline} (method minus {baseline} on the same seed; mean ± sd over the "
              "seeds both finished). Lower is better for ECE and NLL.", "",
@@ -291,7 +287,8 @@ def paired_table(rows: list[dict], baseline: str = "none") -> list[str]:
             continue
         diffs = {key: [r[key][r["seed_ids"].index(s)] - base[key][base["seed_ids"].index(s)] for s in seeds]
                  for key, _, _, _ in PAIRED}
-        cells = [r["variant"], str(len(seeds))] + [signed(diffs[key], scale, digits) for key, _, scale, digits in PAIRED]
+        cells = [r["variant"], str(len(seeds))] + [mean_std(diffs[key], percent, digits, signed=True)
+                                                       for key, _, percent, digits in PAIRED]
         cells.append(f"{sum(d > 0 for d in diffs['accuracy'])} / {sum(d < 0 for d in diffs['accuracy'])}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -312,14 +309,16 @@ def selection_table(selection: dict) -> list[str]:
     return lines
 
 
-def mean_std(values, percent=False, digits=2) -> str:
+def mean_std(values, percent=False, digits=2, signed=False) -> str:
+    """'mean ± sd' (the mean alone for one value, '–' for none); `signed`: the mean with its sign."""
     if not values:
         return "–"
     scale = 100.0 if percent else 1.0
     mean = round(statistics.mean(values) * scale, digits) + 0.0  # + 0.0: no '-0.00'
+    mean = f"{mean:{'+' if signed else ''}.{digits}f}"
     if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+        return mean
+    return f"{mean} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def plot(experiment: dict, rows: list[dict], path: str) -> None:
