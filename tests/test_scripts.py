@@ -81,7 +81,8 @@ def test_training_writes_evaluation_reports_plots_and_hparams(lstm_run):
             "final/test_ece", "final/test_noise_0.1_accuracy", "final/test_deepwordbug_2_accuracy"} <= tags
 
 
-@pytest.mark.parametrize("which", ["lstm_run", "bert_run"])
+# The BERT export (WordPiece in the graph) runs with the slow tests: about 15 s of export and a fresh process.
+@pytest.mark.parametrize("which", ["lstm_run", pytest.param("bert_run", marks=pytest.mark.slow)])
 def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
     run_dir = request.getfixturevalue(which)
     out = str(tmp_path / "exported")

@@ -102,6 +102,7 @@ def test_user_errors_exit_2_with_one_line_and_no_run_dir(tmp_path, tiny_files, p
     assert not run_dir.exists()
 
 
+@pytest.mark.slow  # XLA compiles a BERT step on the CPU: about half a minute
 def test_fixed_shapes_xla_bucketing_and_steps_per_execution_train(tmp_path, tiny_files, tiny_bert_dir):
     cfg = tiny_config_dict(tiny_files, "fgm", data={"padding": "max_length", "length_bucketing": True, "bucket_window": 2},
                            model={"name": "bert", "pretrained": tiny_bert_dir},
