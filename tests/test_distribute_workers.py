@@ -39,7 +39,8 @@ def free_ports(n):
     return ports
 
 
-@pytest.mark.slow  # three processes that each start TensorFlow; test_distribute checks the step in-process
+@pytest.mark.slow  # two worker processes that each start TensorFlow, and a one-device run; test_distribute
+# checks the mirrored step in process
 def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
     """47 texts in batches of 8: the last batch of each epoch, 7 texts, splits 4 and 3 across the workers."""
     files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(47, seed=1)),
