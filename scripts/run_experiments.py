@@ -172,8 +172,43 @@ def plan(experiment: dict, data_root: str, runs_dir: str, selected: dict | None 
     return runs
 
 
+DATA_FILES = ("train", "dev", "test", "unlabeled")
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """{'section.key': value} of a nested config dict; list items as key[i]."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}[{i}]").items()}
+    return {prefix: value}
+
+
+def check_run_config(run: dict) -> None:
+    """A run directory that was started with other settings than the spec now gives it is an error: it is not
+    resumed, skipped as finished or reported under the spec's name. Left out: the data files' paths (a grid
+    may move with --data-root; the trainer checks the data itself when it resumes) and model.lower_case where
+    the spec leaves it to the run (None: the run fills it in from its checkpoint's tokenizer)."""
+    saved = os.path.join(run["run_dir"], "config.yaml")
+    if not os.path.exists(saved):
+        return
+    from core.config import config_from_dict, config_to_dict, load_config
+
+    want = _flat(config_to_dict(config_from_dict(run["config"], source=run["config_path"])))
+    have = _flat(config_to_dict(load_config(saved)))
+    for key in sorted(set(want) | set(have)):
+        if (key.startswith("data.") and key[len("data."):] in DATA_FILES) or (
+                key == "model.lower_case" and want.get(key) is None):
+            continue
+        if want.get(key) != have.get(key):
+            raise UserError(f"{run['run_dir']}: was started with {key}: {have.get(key)!r}, but the spec now gives "
+                            f"{want.get(key)!r}; move or delete that run directory, or choose another --runs-dir "
+                            "(nothing is resumed, skipped or reported under the spec's settings)")
+
+
 def execute(run: dict) -> float | None:
     """Trains one run unless it finished; returns the seconds it took now (None if skipped)."""
+    check_run_config(run)
     if os.path.exists(os.path.join(run["run_dir"], "metrics.json")):
         return None
     os.makedirs(os.path.dirname(run["config_path"]), exist_ok=True)
@@ -463,6 +498,9 @@ def main(argv=None) -> int:
             tuning = plan(e, data_root, runs_dir)
             return plan(e, data_root, runs_dir, {v: s["selected"] for v, s in select(e, tuning).items()})
 
+        for experiment in experiments:  # every run directory the report reads, before anything trains
+            for run_ in plan(experiment, data_root, runs_dir) + planned(experiment):
+                check_run_config(run_)
         for experiment in experiments:
             if args.report_only or (args.only and experiment["name"] not in args.only):
                 continue

@@ -70,6 +70,15 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     assert run_experiments.main(args + ["--only", "typo"]) == 2
     assert "--only typo: no such experiment" in capsys.readouterr().err
     assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
+    # A finished run that the spec now describes otherwise is an error: not skipped, not reported as the spec's.
+    raw = yaml.safe_load(spec.read_text())
+    raw["experiments"][0]["variants"]["fgm"]["regularizer"]["epsilon"] = 2.5
+    spec.write_text(yaml.safe_dump(raw))
+    for extra in ([], ["--report-only"]):
+        assert run_experiments.main(args + extra) == 2
+        assert ("fgm-seed1: was started with regularizer.epsilon: 5.0, but the spec now gives 2.5; move or delete "
+                "that run directory") in capsys.readouterr().err
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
 
 
 def test_a_bad_spec_is_one_line(tmp_path, capsys):
