@@ -190,8 +190,9 @@ def check_run_config(run: dict) -> None:
     may move with --data-root; the trainer checks the data itself when it resumes) and model.lower_case where
     the spec leaves it to the run (None: the run fills it in from its checkpoint's tokenizer)."""
     saved = os.path.join(run["run_dir"], "config.yaml")
-    if not os.path.exists(saved):
-        return
+    kept = [os.path.join(run["run_dir"], "metrics.json"), os.path.join(run["run_dir"], "checkpoints", "train")]
+    if not os.path.exists(saved) or not any(os.path.exists(path) for path in kept):
+        return  # nothing to resume or report: execute() starts such a run again
     from core.config import config_from_dict, config_to_dict, load_config
 
     want = _flat(config_to_dict(config_from_dict(run["config"], source=run["config_path"])))
@@ -499,7 +500,7 @@ def main(argv=None) -> int:
             return plan(e, data_root, runs_dir, {v: s["selected"] for v, s in select(e, tuning).items()})
 
         for experiment in experiments:  # every run directory the report reads, before anything trains
-            for run_ in plan(experiment, data_root, runs_dir) + planned(experiment):
+            for run_ in planned(experiment):
                 check_run_config(run_)
         for experiment in experiments:
             if args.report_only or (args.only and experiment["name"] not in args.only):
