@@ -37,13 +37,13 @@ def parse_args(argv=None):
 def run(args) -> None:
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
-    load_tensorflow()
-    from core.config import load_config  # the methods' settings are part of the schema: after TensorFlow loads
+    from core.config import load_config  # without TensorFlow: a mistake in the config is reported at once
 
     if args.resume:
         cfg = load_config(os.path.join(args.resume, "config.yaml"))
     else:
         cfg = load_config(args.config, args.set)
+    load_tensorflow()
     from trainer.run import (
         default_run_dir,
         find_resumable,

@@ -20,10 +20,9 @@ import yaml
 
 from core.errors import UserError
 from core.fields import setting
-from methods import METHODS
-from methods.base import Radii
+from methods.settings import SETTINGS, Radii
 
-REGULARIZERS = ("none", *METHODS)
+REGULARIZERS = ("none", *SETTINGS)
 # Default radii of the methods: on frequency-normalized LSTM embeddings, on a pretrained encoder's.
 LSTM_RADII = Radii(l2=5.0, linf=0.05)
 ENCODER_RADII = Radii(l2=1.0, linf=0.01)
@@ -125,13 +124,15 @@ class ModelConfig:
 @dataclass
 class RegularizerConfig:
     """One entry of the regularizer section: a method of methods.METHODS (or none), its weight in the loss,
-    and its own settings, the method's Params dataclass (defaults in the method's module)."""
+    and its own settings, the method's Params dataclass (defaults in methods/settings.py)."""
     name: str = "none"
     weight: float = 1.0
     params: Any = None
 
     @property
     def method(self):
+        from methods import METHODS  # loads TensorFlow
+
         return METHODS[self.name]
 
     def __getattr__(self, key):
@@ -472,14 +473,14 @@ def _build_regularizer(values, where: str, radii: Radii | None = None) -> Regula
             raise UserError(f"{where}.{next(iter(values))}: none has no such setting (its settings besides name and "
                             "weight: none)")
     else:
-        own = [f.name for f in dataclasses.fields(METHODS[name].Params)]
+        own = [f.name for f in dataclasses.fields(SETTINGS[name])]
         foreign = [key for key in values if key not in own]
         if foreign:
             raise UserError(f"{where}.{foreign[0]}: {name} has no such setting (its settings besides name and "
                             f"weight: {', '.join(own)})")
-        params = _build(METHODS[name].Params, values, where)
+        params = _build(SETTINGS[name], values, where)
         if radii is not None:
-            METHODS[name].resolve(params, radii)
+            params.resolve(radii)
     return RegularizerConfig(name, weight, params)
 
 
@@ -576,7 +577,7 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
             raise UserError(f"eval.{key}: an empty list, but eval.attacks has {', '.join(sorted(attacks & set(e.attacks)))}"
                             f"; give at least one radius, or leave those attacks out of eval.attacks")
     for reg in cfg.active_regularizers:
-        reg.method.resolve(reg.params, backbone.radii)
+        reg.params.resolve(backbone.radii)
 
 
 def load_config(path: str, overrides: typing.Sequence[str] = ()) -> Config:

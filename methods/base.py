@@ -18,17 +18,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from core.fields import setting
 from methods import perturbations as R
-
-
-@dataclass(frozen=True)
-class Radii:
-    """Default radii of a backbone's embedding space: an L2 radius per example and an L-inf one per
-    coordinate (5.0 and 0.05 on frequency-normalized LSTM embeddings, as in Miyato et al. 2017; 1.0 and 0.01
-    on a pretrained encoder's word embeddings)."""
-    l2: float
-    linf: float
+from methods.settings import EpsilonParams, Radii
 
 
 def cross_entropy(labels, logits):
@@ -115,21 +106,6 @@ class Term:
     logs: dict = field(default_factory=dict)
 
 
-@dataclass
-class EpsilonParams:
-    """epsilon: the radius (None: the backbone's default, L2 or L-inf as the method's ball). epsilon_scale:
-    absolute, radii in embedding units; relative, multiples of each example's own embedding norm over its
-    real tokens (for an L-inf radius: of its root-mean-square coordinate), so that one value means the same
-    on every backbone."""
-    epsilon: float | None = setting(None, min=0.0)
-    epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
-
-    def resolve(self, radii: Radii, linf: bool = False) -> None:
-        """Fills the settings left to the backbone (None) in place."""
-        if self.epsilon is None:
-            self.epsilon = radii.linf if linf else radii.l2
-
-
 class Method(tf.Module):
     """One regularization method; subclasses set Params and define term() (or perturbation())."""
 
@@ -142,9 +118,9 @@ class Method(tf.Module):
         self.params, self.weight = params, weight
 
     @classmethod
-    def resolve(cls, params, radii: Radii) -> None:
-        """Fills the backbone-dependent defaults of `params` in place."""
-        params.resolve(radii, linf=cls.linf)
+    def resolve(cls, params, radii: Radii | None) -> None:
+        """Fills the backbone-dependent defaults of `params` in place (methods.settings)."""
+        params.resolve(radii)
 
     @classmethod
     def has_setting(cls, name: str) -> bool:

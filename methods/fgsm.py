@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from methods import perturbations as R
 from methods.base import PerturbationMethod
+from methods.settings import LinfEpsilonParams
 
 
 class FGSM(PerturbationMethod):
+    Params = LinfEpsilonParams
     linf = True
 
     def perturbation(self, step):

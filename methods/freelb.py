@@ -13,27 +13,11 @@ paper's objective without the clean term. With K = 1, no random start and adv_lr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import tensorflow as tf
 
-from core.fields import setting
 from methods import perturbations as R
 from methods.base import Method, Term, add_gradients, cross_entropy, scale_gradient, sqrt_real_coordinates
-
-
-@dataclass
-class FreeLBParams:
-    adv_steps: int = setting(3, min=1)  # K
-    # The ascent step; None: 2.5 * max_norm / adv_steps (as PGD's step size).
-    adv_lr: float | None = setting(None, min_exclusive=0.0)
-    # The random start's magnitude; None: max_norm / 10; 0: start at d_0 = 0.
-    init_mag: float | None = setting(None, min=0.0)
-    # The radius of the ball the perturbation is projected onto; None: the backbone's default radius.
-    max_norm: float | None = setting(None, min_exclusive=0.0)
-    norm: str = setting("l2", choices=("l2", "linf"))
-    # absolute, or relative: adv_lr, init_mag and max_norm as multiples of each example's embedding norm.
-    epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
+from methods.settings import FreeLBParams
 
 
 class FreeLB(Method):
@@ -42,15 +26,6 @@ class FreeLB(Method):
     @property
     def linf(self):
         return self.params.norm == "linf"
-
-    @classmethod
-    def resolve(cls, params, radii):
-        if params.max_norm is None:
-            params.max_norm = radii.linf if params.norm == "linf" else radii.l2
-        if params.adv_lr is None:
-            params.adv_lr = 2.5 * params.max_norm / params.adv_steps
-        if params.init_mag is None:
-            params.init_mag = params.max_norm / 10
 
     def _start(self, step, scale):
         """d_0: uniform noise of magnitude init_mag, 0 at padding."""

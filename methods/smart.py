@@ -16,31 +16,12 @@ step_size = 1e-3, one step, lambda_s in {1, 3, 5}, weight * proximal_weight = mu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import tensorflow as tf
 
-from core.errors import UserError
-from core.fields import setting
 from methods import perturbations as R
 from methods.base import Method, Term
 from methods.joint import JointBatch, joint_noise
-
-
-@dataclass
-class SMARTParams:
-    # The L-inf radius of the perturbation; None: the backbone's L-inf radius, FGSM's (0.05 on the LSTMs'
-    # normalized embeddings, 0.01 on an encoder's; the paper used 1e-5 on BERT-size encoders).
-    epsilon: float | None = setting(None, min=0.0)
-    # absolute, or relative: epsilon, sigma and step_size as multiples of each example's root-mean-square
-    # embedding coordinate.
-    epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
-    sigma: float | None = setting(None, min=0.0)  # the starting noise's standard deviation; None: epsilon
-    step_size: float | None = setting(None, min=0.0)  # None: 100 * epsilon (the paper's 1e-3 for 1e-5)
-    steps: int = setting(1, min=1)
-    smoothness: bool = True
-    proximal_weight: float = setting(1.0, min=0.0)
-    momentum: float = setting(0.99, min=0.0, max=1.0)
+from methods.settings import SMARTParams
 
 
 def symmetric_kl(p_logits, q_logits):
@@ -58,18 +39,6 @@ class SMART(Method):
     Params = SMARTParams
     reads_unlabeled = True
     linf = True
-
-    @classmethod
-    def resolve(cls, params, radii):
-        if not params.smoothness and params.proximal_weight == 0:
-            raise UserError("regularizer: smart with smoothness false and proximal_weight 0 has no term left; "
-                            "switch one of the two parts on")
-        if params.epsilon is None:
-            params.epsilon = radii.linf
-        if params.sigma is None:
-            params.sigma = params.epsilon
-        if params.step_size is None:
-            params.step_size = 100 * params.epsilon
 
     def log_names(self):
         return (("smoothness",) if self.params.smoothness else ()) + (

@@ -3,21 +3,12 @@ most increases it, p held constant. Needs no labels: it also reads the unlabeled
 entropy_weight > 0, VAT + EntMin (the mean entropy of the predictions over every text it sees)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import tensorflow as tf
 
-from core.fields import setting
 from methods import perturbations as R
-from methods.base import EpsilonParams, Method, Term
+from methods.base import Method, Term
 from methods.joint import JointBatch, joint_noise, labelled_share
-
-
-@dataclass
-class VATParams(EpsilonParams):
-    xi: float = setting(0.1, min_exclusive=0.0)  # the finite-difference radius of the power iteration
-    power_iterations: int = setting(1, min=1)
-    entropy_weight: float = setting(0.0, min=0.0)
+from methods.settings import VATParams
 
 
 class VAT(Method):

@@ -220,3 +220,36 @@ def test_the_readme_methods_table_lists_every_method_and_its_settings():
     for name, method in METHODS.items():
         settings = {f.name for f in dataclasses.fields(method.Params)}
         assert settings - rows[name] == set(), name
+
+
+def test_every_method_reads_the_settings_class_the_schema_checks():
+    """core.config builds a regularizer's settings from methods.settings (no TensorFlow); each method's Params is
+    that class, with the same ball for its default radius."""
+    from methods.settings import SETTINGS, EpsilonParams
+
+    assert set(METHODS) == set(SETTINGS)
+    for name, method in METHODS.items():
+        assert method.Params is SETTINGS[name], name
+        if issubclass(SETTINGS[name], EpsilonParams):
+            assert SETTINGS[name].linf == method.linf, name
+
+
+def test_a_config_is_checked_without_loading_tensorflow(tmp_path):
+    """train.py reports a mistake in a config before TensorFlow loads (about 3 s here): the schema, the methods'
+    settings and their backbone defaults included, needs none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom core.config import load_config\n"
+            "cfgs = [load_config(p) for p in sys.argv[1:]]\n"
+            "print([(r.name, r.params.epsilon if hasattr(r.params, 'epsilon') else r.params.max_norm)"
+            " for c in cfgs for r in c.regularizer])\n"
+            "assert 'tensorflow' not in sys.modules\n")
+    default_radius = write(tmp_path / "fgsm.yaml", {"base": os.path.join(ROOT, "configs", "bilstm_none.yaml"),
+                                                    "regularizer": {"name": "fgsm"}})
+    paths = [os.path.join(ROOT, "configs", name) for name in ("bilstm_fgm_vat.yaml", "bert_smart.yaml")] + [default_radius]
+    done = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the last leaves FGSM's epsilon to the backbone: the LSTMs' L-inf radius, 0.05, is filled in
+    printed = done.stdout.strip().splitlines()[-1]
+    assert printed == "[('fgm', 5.0), ('vat', 5.0), ('smart', 1e-05), ('fgsm', 0.05)]"

@@ -1,0 +1,123 @@
+"""Each method's settings (the keys of its `regularizer:` entry besides `name` and `weight`), their defaults
+and how a backbone fills in the ones left to it: plain dataclasses, without TensorFlow, so that a config file
+is checked before TensorFlow loads. SETTINGS maps a method's name to its settings class; methods.METHODS maps
+it to the method, whose `Params` is the same class."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from core.errors import UserError
+from core.fields import setting
+
+
+@dataclass(frozen=True)
+class Radii:
+    """Default radii of a backbone's embedding space: an L2 radius per example and an L-inf one per
+    coordinate (5.0 and 0.05 on frequency-normalized LSTM embeddings, as in Miyato et al. 2017; 1.0 and 0.01
+    on a pretrained encoder's word embeddings)."""
+    l2: float
+    linf: float
+
+
+@dataclass
+class EpsilonParams:
+    """epsilon: the radius (None: the backbone's default, L2 or L-inf as the method's ball). epsilon_scale:
+    absolute, radii in embedding units; relative, multiples of each example's own embedding norm over its
+    real tokens (for an L-inf radius: of its root-mean-square coordinate), so that one value means the same
+    on every backbone."""
+    linf: ClassVar[bool] = False  # the method's ball: L-inf (per coordinate) or L2 (per example)
+    epsilon: float | None = setting(None, min=0.0)
+    epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
+
+    def resolve(self, radii: Radii | None) -> None:
+        """Fills the settings left to the backbone (None) in place."""
+        if self.epsilon is None:
+            self.epsilon = radii.linf if self.linf else radii.l2
+
+
+@dataclass
+class LinfEpsilonParams(EpsilonParams):
+    """EpsilonParams of a method whose epsilon is an L-inf radius (FGSM)."""
+    linf: ClassVar[bool] = True
+
+
+@dataclass
+class PGDParams(EpsilonParams):
+    steps: int = setting(3, min=1)
+    # None: 2.5 * epsilon / steps (Madry et al.'s rule of thumb).
+    step_size: float | None = setting(None, min_exclusive=0.0)
+    # Start from a point drawn uniformly in radius inside the ball, along a random direction.
+    random_start: bool = False
+
+    def resolve(self, radii):
+        super().resolve(radii)
+        if self.step_size is None:
+            self.step_size = 2.5 * self.epsilon / self.steps
+
+
+@dataclass
+class VATParams(EpsilonParams):
+    xi: float = setting(0.1, min_exclusive=0.0)  # the finite-difference radius of the power iteration
+    power_iterations: int = setting(1, min=1)
+    entropy_weight: float = setting(0.0, min=0.0)
+
+
+@dataclass
+class FreeLBParams:
+    adv_steps: int = setting(3, min=1)  # K
+    # The ascent step; None: 2.5 * max_norm / adv_steps (as PGD's step size).
+    adv_lr: float | None = setting(None, min_exclusive=0.0)
+    # The random start's magnitude; None: max_norm / 10; 0: start at d_0 = 0.
+    init_mag: float | None = setting(None, min=0.0)
+    # The radius of the ball the perturbation is projected onto; None: the backbone's default radius.
+    max_norm: float | None = setting(None, min_exclusive=0.0)
+    norm: str = setting("l2", choices=("l2", "linf"))
+    # absolute, or relative: adv_lr, init_mag and max_norm as multiples of each example's embedding norm.
+    epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
+
+    def resolve(self, radii):
+        if self.max_norm is None:
+            self.max_norm = radii.linf if self.norm == "linf" else radii.l2
+        if self.adv_lr is None:
+            self.adv_lr = 2.5 * self.max_norm / self.adv_steps
+        if self.init_mag is None:
+            self.init_mag = self.max_norm / 10
+
+
+@dataclass
+class SMARTParams:
+    # The L-inf radius of the perturbation; None: the backbone's L-inf radius, FGSM's (0.05 on the LSTMs'
+    # normalized embeddings, 0.01 on an encoder's; the paper used 1e-5 on BERT-size encoders).
+    epsilon: float | None = setting(None, min=0.0)
+    # absolute, or relative: epsilon, sigma and step_size as multiples of each example's root-mean-square
+    # embedding coordinate.
+    epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
+    sigma: float | None = setting(None, min=0.0)  # the starting noise's standard deviation; None: epsilon
+    step_size: float | None = setting(None, min=0.0)  # None: 100 * epsilon (the paper's 1e-3 for 1e-5)
+    steps: int = setting(1, min=1)
+    smoothness: bool = True
+    proximal_weight: float = setting(1.0, min=0.0)
+    momentum: float = setting(0.99, min=0.0, max=1.0)
+
+    def resolve(self, radii):
+        if not self.smoothness and self.proximal_weight == 0:
+            raise UserError("regularizer: smart with smoothness false and proximal_weight 0 has no term left; "
+                            "switch one of the two parts on")
+        if self.epsilon is None:
+            self.epsilon = radii.linf
+        if self.sigma is None:
+            self.sigma = self.epsilon
+        if self.step_size is None:
+            self.step_size = 100 * self.epsilon
+
+
+SETTINGS = {
+    "random": EpsilonParams,
+    "fgsm": LinfEpsilonParams,
+    "fgm": EpsilonParams,
+    "pgd": PGDParams,
+    "vat": VATParams,
+    "freelb": FreeLBParams,
+    "smart": SMARTParams,
+}
