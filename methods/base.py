@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from methods import perturbations as R
-from methods.settings import EpsilonParams, Radii
+from methods.settings import EpsilonParams
 
 
 def cross_entropy(labels, logits):
@@ -116,11 +116,6 @@ class Method(tf.Module):
     def __init__(self, params, weight: float = 1.0, name: str | None = None):
         super().__init__(name=name)
         self.params, self.weight = params, weight
-
-    @classmethod
-    def resolve(cls, params, radii: Radii | None) -> None:
-        """Fills the backbone-dependent defaults of `params` in place (methods.settings)."""
-        params.resolve(radii)
 
     @classmethod
     def has_setting(cls, name: str) -> bool:

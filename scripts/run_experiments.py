@@ -175,15 +175,6 @@ def plan(experiment: dict, data_root: str, runs_dir: str, selected: dict | None 
 DATA_FILES = ("train", "dev", "test", "unlabeled")
 
 
-def _flat(value, prefix: str = "") -> dict:
-    """{'section.key': value} of a nested config dict; list items as key[i]."""
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
-    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}[{i}]").items()}
-    return {prefix: value}
-
-
 def check_run_config(run: dict) -> None:
     """A run directory that was started with other settings than the spec now gives it is an error: it is not
     resumed, skipped as finished or reported under the spec's name. Left out: the data files' paths (a grid
@@ -194,9 +185,10 @@ def check_run_config(run: dict) -> None:
     if not os.path.exists(saved) or not any(os.path.exists(path) for path in kept):
         return  # nothing to resume or report: execute() starts such a run again
     from core.config import config_from_dict, config_to_dict, load_config
+    from scripts.compare import flatten
 
-    want = _flat(config_to_dict(config_from_dict(run["config"], source=run["config_path"])))
-    have = _flat(config_to_dict(load_config(saved)))
+    want = flatten(config_to_dict(config_from_dict(run["config"], source=run["config_path"])))
+    have = flatten(config_to_dict(load_config(saved)))
     for key in sorted(set(want) | set(have)):
         if (key.startswith("data.") and key[len("data."):] in DATA_FILES) or (
                 key == "model.lower_case" and want.get(key) is None):

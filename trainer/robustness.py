@@ -52,7 +52,7 @@ class _Attacker:
             out[attack] = []
             for eps in epsilons:
                 params = method.Params(epsilon=eps, **({"steps": pgd_steps} if method.has_setting("steps") else {}))
-                method.resolve(params, None)  # no backbone defaults needed: epsilon is given
+                params.resolve(None)  # no backbone defaults needed: epsilon is given
                 r = method(params).perturbation(step)
                 out[attack].append(int(self.correct(inputs, labels, e, r)))
         return out
