@@ -37,19 +37,15 @@ def parse_args(argv=None):
 def run(args) -> None:
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
-    from core.config import load_config  # without TensorFlow: a mistake in the config is reported at once
+    from core.loader import load_config  # without TensorFlow: a mistake in the config is reported at once
 
     if args.resume:
         cfg = load_config(os.path.join(args.resume, "config.yaml"))
     else:
         cfg = load_config(args.config, args.set)
     load_tensorflow()
-    from trainer.run import (
-        default_run_dir,
-        find_resumable,
-        runs_root,
-        train,
-    )
+    from trainer.run import train
+    from trainer.run_dir import default_run_dir, find_resumable, runs_root
 
     if args.resume:
         train(cfg, args.resume, resume=True)

@@ -1,4 +1,7 @@
-"""The bottom layer: the configuration schema and the errors, shared by dataset/, model/ and trainer/.
+"""The bottom layer, below methods/, model/ and dataset/: the configuration (core/settings.py: each method's
+settings; core/registry.py: the method and backbone tables; core/schema.py: the config's dataclasses;
+core/loader.py: reading YAML into them) and what every layer shares (errors, paths, the command line, quiet
+TensorFlow start-up). Nothing here imports TensorFlow: a config is checked before it loads.
 
 Importing it selects tf-keras for TensorFlow: transformers' TensorFlow models run on Keras 2 (tf-keras),
 and setting TF_USE_LEGACY_KERAS before TensorFlow is imported keeps `tf.keras` on tf-keras as well, so

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.config import DataConfig
 from core.errors import UserError
+from core.schema import DataConfig
 from dataset.builtin import BUILTIN
 from dataset.readers import Rows, read_rows
 

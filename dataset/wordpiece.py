@@ -9,7 +9,6 @@ by tensorflow-text's BertTokenizer as by BERT's.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
@@ -25,15 +24,6 @@ def read_vocab(path: str) -> list[str]:
         raise UserError(f"{path}: vocabulary file not found (a WordPiece checkpoint ships vocab.txt)")
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f]
-
-
-def checkpoint_lowercases(directory: str) -> bool:
-    """do_lower_case from tokenizer_config.json; uncased when the file says nothing."""
-    path = os.path.join(directory, "tokenizer_config.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return bool(json.load(f).get("do_lower_case", True))
-    return True
 
 
 def normalize_like_bert(texts, lower_case: bool):

@@ -1,9 +1,8 @@
 """The contract between the train step and a regularization method.
 
-A method is one class with a `Params` dataclass (its own settings and their defaults: the keys of its
-`regularizer:` entry besides `name` and `weight`) and `term(step) -> Term`: its loss on this batch and that
-loss's gradients. The train step builds a `Step` once per batch (the clean pass is done by then), asks every
-configured method for its term, adds the terms with their weights, and applies the gradients.
+A method is one class with `term(step) -> Term`: its loss on this batch and that loss's gradients. The train
+step builds a `Step` once per batch (the clean pass is done by then), asks every configured method for its term,
+adds the terms with their weights, and applies the gradients.
 
 Methods that perturb the embeddings and train on cross-entropy at e + r (fgm, fgsm, random, pgd) only define
 `perturbation(step)`; `PerturbationMethod.term` does the rest, and the evaluation attacks call the same
@@ -11,15 +10,13 @@ Methods that perturb the embeddings and train on cross-entropy at e + r (fgm, fg
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import tensorflow as tf
 
-from methods import perturbations as R
-from methods.settings import EpsilonParams
+from methods import perturbations
 
 
 def cross_entropy(labels, logits):
@@ -107,20 +104,18 @@ class Term:
 
 
 class Method(tf.Module):
-    """One regularization method; subclasses set Params and define term() (or perturbation())."""
-
-    Params: type = EpsilonParams
-    reads_unlabeled = False  # the train step hands it the unlabeled batch (methods that need no labels)
-    linf = False  # its epsilon is an L-inf radius (per coordinate)
+    """One regularization method; subclasses define term() (or perturbation()). `params` are its settings (the
+    Params dataclass its entry in core.registry.METHODS names: the keys of its `regularizer:` entry besides
+    `name` and `weight`), resolved."""
 
     def __init__(self, params, weight: float = 1.0, name: str | None = None):
         super().__init__(name=name)
         self.params, self.weight = params, weight
 
-    @classmethod
-    def has_setting(cls, name: str) -> bool:
-        """Whether `name` is one of the method's settings (a field of its Params)."""
-        return name in {f.name for f in dataclasses.fields(cls.Params)}
+    @property
+    def linf(self) -> bool:
+        """Its radii are L-inf (per coordinate) rather than L2 (per example): as its settings say."""
+        return self.params.linf
 
     def log_names(self) -> tuple[str, ...]:
         """What it logs besides loss, perturbation_l2 and perturbation_linf."""
@@ -148,7 +143,7 @@ class Method(tf.Module):
         e = step.embeddings if embeddings is None else embeddings
         mask = step.mask if mask is None else mask
         real = tf.cast(mask, e.dtype)
-        norm = R.per_example_norms(tf.stop_gradient(e) * real[:, :, None])[0][:, None, None]
+        norm = perturbations.per_example_norms(tf.stop_gradient(e) * real[:, :, None])[0][:, None, None]
         if not self.linf:
             return norm
         return norm / sqrt_real_coordinates(e, mask)

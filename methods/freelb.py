@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from methods import perturbations as R
+from methods import perturbations
 from methods.base import Method, Term, add_gradients, cross_entropy, scale_gradient, sqrt_real_coordinates
-from methods.settings import FreeLBParams
 
 
 class FreeLB(Method):
-    Params = FreeLBParams
-
-    @property
-    def linf(self):
-        return self.params.norm == "linf"
 
     def _start(self, step, scale):
         """d_0: uniform noise of magnitude init_mag, 0 at padding."""
@@ -37,8 +31,8 @@ class FreeLB(Method):
 
     def _ascend(self, r, grad, step, radius, lr):
         if self.linf:
-            return R.linf_step(r, grad, step.mask, radius, lr)
-        return R.pgd_step(r, grad, step.mask, radius, lr) * tf.cast(step.mask, r.dtype)[:, :, None]
+            return perturbations.linf_step(r, grad, step.mask, radius, lr)
+        return perturbations.pgd_step(r, grad, step.mask, radius, lr) * tf.cast(step.mask, r.dtype)[:, :, None]
 
     def term(self, step):
         p = self.params

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from methods import perturbations as R
+from methods import perturbations
 from methods.base import PerturbationMethod
 
 
 class RandomNoise(PerturbationMethod):
     def perturbation(self, step):
         noise = step.normal(tf.shape(step.embeddings), step.draw)
-        return R.random_perturbation(noise, step.mask, self.params.epsilon * self.radius_scale(step))
+        return perturbations.random_perturbation(noise, step.mask, self.params.epsilon * self.radius_scale(step))

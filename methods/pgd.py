@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from methods import perturbations as R
+from methods import perturbations
 from methods.base import PerturbationMethod, cross_entropy
-from methods.settings import PGDParams
 
 
 class PGD(PerturbationMethod):
-    Params = PGDParams
 
     def perturbation(self, step):
         p, scale = self.params, self.radius_scale(step)  # the step size scales with the radius
@@ -18,7 +16,7 @@ class PGD(PerturbationMethod):
         if p.random_start:
             shape = tf.shape(step.embeddings)
             radius = epsilon * step.uniform(tf.stack([shape[0], 1, 1]), step.draw + 1)
-            start = radius * R.l2_normalize(step.normal(shape, step.draw), step.mask)
-        return R.pgd_perturbation(lambda e: cross_entropy(step.labels, step.logits_fn(e)), step.embeddings,
+            start = radius * perturbations.l2_normalize(step.normal(shape, step.draw), step.mask)
+        return perturbations.pgd_perturbation(lambda e: cross_entropy(step.labels, step.logits_fn(e)), step.embeddings,
                                   step.mask, epsilon, p.step_size * scale, p.steps, first_grad=step.emb_grad,
                                   start=start, loss_scale=step.loss_scale)

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from methods import perturbations as R
+from methods import perturbations
 from methods.base import Method, Term
 from methods.joint import JointBatch, joint_noise
-from methods.settings import SMARTParams
 
 
 def symmetric_kl(p_logits, q_logits):
     """Mean over the batch of KL(p || q) + KL(q || p)."""
-    return R.kl_divergence(p_logits, q_logits) + R.kl_divergence(q_logits, p_logits)
+    return perturbations.kl_divergence(p_logits, q_logits) + perturbations.kl_divergence(q_logits, p_logits)
 
 
 def _frozen(next_creator, **kwargs):
@@ -36,9 +35,6 @@ def _frozen(next_creator, **kwargs):
 
 
 class SMART(Method):
-    Params = SMARTParams
-    reads_unlabeled = True
-    linf = True
 
     def log_names(self):
         return (("smoothness",) if self.params.smoothness else ()) + (
@@ -76,7 +72,7 @@ class SMART(Method):
             with tf.GradientTape() as tape:
                 tape.watch(d)
                 loss = symmetric_kl(held, step.logits_fn(e + d, inputs)) * step.loss_scale
-            d = R.linf_step(d, tape.gradient(loss, d), mask, p.epsilon * scale, p.step_size * scale)
+            d = perturbations.linf_step(d, tape.gradient(loss, d), mask, p.epsilon * scale, p.step_size * scale)
         return tf.stop_gradient(d)
 
     def term(self, step):

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from methods import perturbations as R
+from methods import perturbations
 from methods.base import Method, Term
 from methods.joint import JointBatch, joint_noise, labelled_share
-from methods.settings import VATParams
 
 
 class VAT(Method):
-    Params = VATParams
-    reads_unlabeled = True
 
     def log_names(self):
         return ("entropy",) if self.params.entropy_weight > 0 else ()
@@ -34,15 +31,15 @@ class VAT(Method):
             p_logits = tf.stop_gradient(p_logits)
             with tape.stop_recording():
                 scale = self.radius_scale(step, e, mask)
-                r = R.vat_perturbation(lambda x: step.logits_fn(x, inputs), e, mask, p_logits,
+                r = perturbations.vat_perturbation(lambda x: step.logits_fn(x, inputs), e, mask, p_logits,
                                        joint_noise(step, tf.shape(e), joint.n_labelled), p.xi * scale,
                                        p.epsilon * scale, p.power_iterations, loss_scale=step.loss_scale)
-            kl = R.kl_divergence(p_logits, step.logits_fn(e + r, inputs))
+            kl = perturbations.kl_divergence(p_logits, step.logits_fn(e + r, inputs))
             loss, logs = kl, {"loss": kl}
             if p.entropy_weight > 0:
-                entropy = share * R.entropy(clean)
+                entropy = share * perturbations.entropy(clean)
                 if step.unlabeled is not None:
-                    entropy += (1.0 - share) * R.entropy(u_logits)
+                    entropy += (1.0 - share) * perturbations.entropy(u_logits)
                 loss += p.entropy_weight * entropy
                 logs["entropy"] = entropy
         if p.entropy_weight > 0:

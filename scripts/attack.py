@@ -20,9 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
-from core.config import TEXT_ATTACKS  # noqa: E402
 from core.errors import UserError, positive_int  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
+from core.schema import TEXT_ATTACKS  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
 

@@ -40,9 +40,10 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     import tensorflow as tf
     import tf_keras
 
-    from core.config import BACKBONES, Config, ModelConfig, TrainConfig, regularizer
+    from core.loader import regularizer
+    from core.registry import BACKBONES, METHODS
+    from core.schema import Config, ModelConfig, TrainConfig
     from dataset.tokenizer import Vocabulary
-    from methods import METHODS
     from trainer.families import Prepared, make_model
     from trainer.optimizers import make_optimizer
 
@@ -152,7 +153,7 @@ def bench_options(args) -> list[dict]:
     XLA only for bert: it recompiles the tf-keras LSTM at every step (config.py refuses that combination)."""
     import tensorflow as tf
 
-    from core.config import BACKBONES
+    from core.registry import BACKBONES
 
     encoders = [b for b in args.backbones if BACKBONES[b].hugging_face]
     backbone, k = (encoders or args.backbones)[0], 4
@@ -192,11 +193,12 @@ def bench_data(args) -> tuple[list[dict], object]:
     import numpy as np
     import tensorflow as tf
 
-    from core.config import ModelConfig, TrainConfig, regularizer
+    from core.loader import regularizer
+    from core.schema import ModelConfig, TrainConfig
     from dataset.pipeline import bucketed_epoch_batches, epoch_batches, fixed_length, token_lengths, training_dataset
     from dataset.readers import read_rows
     from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
-    from model.classifier import TextClassifier
+    from model.lstm_classifier import LSTMClassifier
     from trainer.adversarial_model import AdversarialModel
     from trainer.optimizers import make_optimizer
 
@@ -218,7 +220,7 @@ def bench_data(args) -> tuple[list[dict], object]:
     # One model for the three modes: only the batches differ.
     cfg = ModelConfig(name="bilstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden, pooling="max",
                       normalize_embeddings=True)
-    model = AdversarialModel(TextClassifier(cfg, len(vocab), 2, counts=vocab.counts), [regularizer("fgm", epsilon=5.0)])
+    model = AdversarialModel(LSTMClassifier(cfg, len(vocab), 2, counts=vocab.counts), [regularizer("fgm", epsilon=5.0)])
     model(model.classifier.example_inputs())
     model.compile(optimizer=make_optimizer(TrainConfig()))
     results = []
@@ -250,7 +252,7 @@ def bench_inference(model, encoder, texts, args) -> list[dict]:
 
     import tensorflow as tf
 
-    from core.config import Config
+    from core.schema import Config
     from trainer.export import ServingModule
     from trainer.restore import Run
 
@@ -274,8 +276,8 @@ def bench_inference(model, encoder, texts, args) -> list[dict]:
 def main(argv=None) -> int:
     load_tensorflow()
     parser = cli.parser(__doc__)
-    parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], help="backbones of core.config.BACKBONES")
-    parser.add_argument("--methods", nargs="+", help="default: none and every method of methods.METHODS")
+    parser.add_argument("--backbones", nargs="+", default=["bilstm", "bert"], help="backbones of core.registry.BACKBONES")
+    parser.add_argument("--methods", nargs="+", help="default: none and every method of core.registry.METHODS")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--embedding-dim", type=int, default=256)
@@ -297,8 +299,7 @@ def main(argv=None) -> int:
     parser.add_argument("--inference-calls", type=int, default=64)
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args(argv)
-    from core.config import BACKBONES
-    from methods import METHODS
+    from core.registry import BACKBONES, METHODS
 
     unknown = [b for b in args.backbones if b not in BACKBONES]
     if unknown:

@@ -42,7 +42,7 @@ from core import cli  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.paths import check_new_dir, check_new_file  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
-from scripts.run_experiments import mean_std  # noqa: E402
+from scripts.experiment_report import mean_std  # noqa: E402
 
 VARIANTS = {
     "baseline": (["data.length_bucketing=off"], "keras"),
@@ -80,12 +80,14 @@ def time_epochs(config: str, overrides: list[str], kernel: str | None, epochs: i
     """Seconds of each training epoch (with its dev evaluation) of `config` with `overrides`."""
     import tf_keras
 
-    from core.config import load_config
-    from trainer.run import build_model, datasets, prepare, steps_per_epoch
+    from core.loader import load_config
+    from dataset.streams import evaluation_streams, training_stream
+    from trainer.run import build_model, prepare, steps_per_epoch
 
     cfg = load_config(config, overrides + [f"train.epochs={epochs}", "train.early_stopping_patience=null"])
     prepared = prepared or prepare(cfg)
-    train_ds, dev_ds, _ = datasets(cfg, prepared)
+    train_ds = training_stream(cfg, prepared.data, prepared.text_encoder)
+    dev_ds, _ = evaluation_streams(cfg, prepared.data, prepared.text_encoder)
     with lstm_kernel(kernel):
         tf_keras.utils.set_random_seed(cfg.train.seed)
         model = build_model(cfg, prepared, len(prepared.data.label_names))
@@ -174,7 +176,7 @@ def summary_table(rows: list[dict], variants: list[str]) -> str:
 
 def full_runs(args) -> int:
     """Each variant trained as train.py trains it, for every seed; training time and accuracy."""
-    from core.config import load_config
+    from core.loader import load_config
     from trainer.run import train
 
     check_arguments(args)

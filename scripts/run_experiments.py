@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -46,8 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core import cli  # noqa: E402
-from core.config import merge, read_yaml  # noqa: E402
 from core.errors import UserError, run_cli  # noqa: E402
+from core.loader import merge, read_yaml  # noqa: E402
+from scripts.experiment_report import report  # noqa: E402
 
 
 def minilm_dir() -> str:
@@ -179,12 +179,12 @@ def check_run_config(run: dict) -> None:
     """A run directory that was started with other settings than the spec now gives it is an error: it is not
     resumed, skipped as finished or reported under the spec's name. Left out: the data files' paths (a grid
     may move with --data-root; the trainer checks the data itself when it resumes) and model.lower_case where
-    the spec leaves it to the run (None: the run fills it in from its checkpoint's tokenizer)."""
+    the loader could not read it from the checkpoint here (None: not on this machine; the run recorded it)."""
     saved = os.path.join(run["run_dir"], "config.yaml")
     kept = [os.path.join(run["run_dir"], "metrics.json"), os.path.join(run["run_dir"], "checkpoints", "train")]
     if not os.path.exists(saved) or not any(os.path.exists(path) for path in kept):
         return  # nothing to resume or report: execute() starts such a run again
-    from core.config import config_from_dict, config_to_dict, load_config
+    from core.loader import config_from_dict, config_to_dict, load_config
     from scripts.compare import flatten
 
     want = flatten(config_to_dict(config_from_dict(run["config"], source=run["config_path"])))
@@ -225,243 +225,13 @@ def execute(run: dict) -> float | None:
     return seconds
 
 
-def attack_accuracy(test: dict, attack: dict) -> float | None:
-    curve = test.get("robustness", {}).get(attack["name"])
-    if not curve:
-        return None
-    for eps, acc in zip(curve["epsilons"], curve["accuracy"]):
-        if abs(eps - attack["epsilon"]) < 1e-9:
-            return acc
-    return None
-
-
-def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
-    rows = []
-    for variant in experiment["variants"]:
-        finished = [r for r in runs if r["variant"] == variant and not r.get("tuning")
-                    and os.path.exists(os.path.join(r["run_dir"], "metrics.json"))]
-        metrics = [json.load(open(os.path.join(r["run_dir"], "metrics.json"))) for r in finished]
-        walls = []
-        for r in finished:
-            path = os.path.join(r["run_dir"], "wall_seconds.json")
-            if os.path.exists(path):
-                walls.append(json.load(open(path))["seconds"])
-        row = {"variant": variant, "seed_ids": [r["seed"] for r in finished], "wall_s": walls}
-        for key in ("accuracy", "macro_f1", "ece", "nll"):
-            row[key] = [m["test"][key] for m in metrics]
-        row["dev_accuracy"] = [m["dev"]["accuracy"] for m in metrics]
-        if experiment.get("attack"):
-            row["attack"] = [a for a in (attack_accuracy(m["test"], experiment["attack"]) for m in metrics)
-                             if a is not None]
-        row["text_attacks"] = [m["test"]["text_attacks"] for m in metrics if m["test"].get("text_attacks")]
-        rows.append(row)
-    return rows
-
-
-def text_attack_table(rows: list[dict]) -> list[str]:
-    """Accuracy under the text attacks (eval.text_attacks) per method, mean ± sd over seeds: the columns
-    of the first run that has them; runs with other settings are left out of a column."""
-    first = next((r["text_attacks"][0] for r in rows if r["text_attacks"]), None)
-    if first is None:
-        return []
-    noise, greedy = first.get("noise"), first.get("deepwordbug")
-    head, rule = ["method", "seeds"], ["---", "---"]
-    if noise:
-        head += [f"noise {100 * x:g}% (%)" if x else "clean (%)" for x in noise["rates"]]
-    if greedy:
-        head += [f"deepwordbug ≤{b} (%)" for b in greedy["budgets"] if b] + ["attack success (%)", "queries per text"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(rule + ["---"] * (len(head) - 2)) + "|"]
-    for r in rows:
-        runs = [t for t in r["text_attacks"] if (not noise or t.get("noise", {}).get("rates") == noise["rates"])
-                and (not greedy or t.get("deepwordbug", {}).get("budgets") == greedy["budgets"])]
-        if not runs:
-            continue
-        cells = [r["variant"], str(len(runs))]
-        if noise:
-            cells += [mean_std([t["noise"]["accuracy"][i] for t in runs], True) for i in range(len(noise["rates"]))]
-        if greedy:
-            cells += [mean_std([t["deepwordbug"]["accuracy"][i] for t in runs], True)
-                      for i, b in enumerate(greedy["budgets"]) if b]
-            cells += [mean_std([t["deepwordbug"]["success_rate"] for t in runs], True),
-                      mean_std([t["deepwordbug"]["queries_per_example"] for t in runs], digits=0)]
-        lines.append("| " + " | ".join(cells) + " |")
-    examples = first.get("noise", first.get("deepwordbug", {})).get("examples")
-    return ["", f"Text attacks on the raw test texts (a fixed stratified sample of {examples}, the same noise for "
-            "every run): accuracy under random character noise at each rate, and under the DeepWordBug-style "
-            "greedy attack with at most k edited tokens; its success rate among the texts first classified "
-            "right, and its model queries per attacked text. Mean ± sd over seeds.", "", *lines]
-
-
-PAIRED = (("accuracy", "Δ test accuracy (points)", True, 2), ("macro_f1", "Δ macro-F1", False, 4),
-          ("ece", "Δ ECE", False, 4), ("nll", "Δ NLL", False, 4))  # key, heading, in percent, digits
-
-
-def paired_table(rows: list[dict], baseline: str = "none") -> list[str]:
-    """Each method minus the baseline on the same seed: mean ± sd of the per-seed differences, and on how many
-    seeds the method's test accuracy was higher / lower. Only seeds both have finished are paired."""
-    base = next((r for r in rows if r["variant"] == baseline), None)
-    if base is None or not base["seed_ids"]:
-        return []
-
-    lines = ["", f"Paired differences to {baseline} (method minus {baseline} on the same seed; mean ± sd over the "
-             "seeds both finished). Lower is better for ECE and NLL.", "",
-             "| method | pairs | " + " | ".join(head for _, head, _, _ in PAIRED) + " | accuracy higher / lower |",
-             "|---|---|" + "---|" * len(PAIRED) + "---|"]
-    for r in rows:
-        if r is base:
-            continue
-        seeds = [s for s in r["seed_ids"] if s in base["seed_ids"]]
-        if not seeds:
-            continue
-        diffs = {key: [r[key][r["seed_ids"].index(s)] - base[key][base["seed_ids"].index(s)] for s in seeds]
-                 for key, _, _, _ in PAIRED}
-        cells = [r["variant"], str(len(seeds))] + [mean_std(diffs[key], percent, digits, signed=True)
-                                                       for key, _, percent, digits in PAIRED]
-        cells.append(f"{sum(d > 0 for d in diffs['accuracy'])} / {sum(d < 0 for d in diffs['accuracy'])}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def selection_table(selection: dict) -> list[str]:
-    """The sweeps: each value's mean dev score over seeds; the selected one in bold."""
-    if not selection:
-        return []
-    lines = ["", "Settings chosen on dev (the runs of each value read no test split; the variant's row above is the "
-             "selected value, trained again with the test split):", "",
-             "| method | setting | value | seeds | dev score (%) |", "|---|---|---|---|---|"]
-    for variant, chosen in selection.items():
-        for value, scores in chosen["scores"].items():
-            mark = "**" if value == chosen["selected"] else ""
-            lines.append(f"| {variant} | {chosen['key']} | {mark}{value}{mark} | {len(scores)} | "
-                         f"{chosen['metric']} {mean_std(scores, chosen['metric'] != 'nll')} |")
-    return lines
-
-
-def mean_std(values, percent=False, digits=2, signed=False) -> str:
-    """'mean ± sd' (the mean alone for one value, '–' for none); `signed`: the mean with its sign."""
-    if not values:
-        return "–"
-    scale = 100.0 if percent else 1.0
-    mean = round(statistics.mean(values) * scale, digits) + 0.0  # + 0.0: no '-0.00'
-    mean = f"{mean:{'+' if signed else ''}.{digits}f}"
-    if len(values) == 1:
-        return mean
-    return f"{mean} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
-def plot(experiment: dict, rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if r["accuracy"]]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.2))
-    means = [100 * statistics.mean(r["accuracy"]) for r in rows]
-    errs = [100 * statistics.stdev(r["accuracy"]) if len(r["accuracy"]) > 1 else 0 for r in rows]
-    ax.bar([r["variant"] for r in rows], means, yerr=errs, capsize=4, color="#4c72b0")
-    low = min(m - e for m, e in zip(means, errs))
-    ax.set_ylim(max(0, low - 3), min(100, max(m + e for m, e in zip(means, errs)) + 2))
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(experiment.get("title", experiment["name"]), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-FINISHED_MARK = "` (finished)"
-
-
-def finished_in_report(path: str) -> int:
-    """How many finished runs an existing report was made from (0 if there is none)."""
-    if not os.path.exists(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        return sum(line.rstrip().endswith(FINISHED_MARK) for line in f)
-
-
-def report_sections(path: str) -> dict[str, str]:
-    """An existing report's sections, by heading line ('## title'), each up to the next heading."""
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        parts = re.split(r"(?m)^(?=## )", f.read())
-    return {part.splitlines()[0]: part for part in parts if part.startswith("## ")}
-
-
-def report(experiments: list[dict], all_runs: dict, spec_path: str, args, results_path: str) -> None:
-    """Writes the report; with --only, the other experiments' sections are kept as the report has them."""
-    before = finished_in_report(results_path)
-    kept = report_sections(results_path) if args.only else {}
-    plots = []  # drawn once the report is known to be written
-    docs = os.path.dirname(results_path) or "."
-    os.makedirs(docs, exist_ok=True)
-    lines = ["# Results", "",
-             "Written by `scripts/run_experiments.py`; every number below comes from the runs listed with it.",
-             "Model selection (best epoch) uses the dev split only; the test split is evaluated once per run. The dev "
-             "accuracy column is the selected epoch's.", "",
-             "Reproduce:", "", "```bash",
-             f"python scripts/run_experiments.py {os.path.relpath(spec_path, ROOT)} --data-root {args.data_root}"
-             + ("" if os.path.abspath(results_path) == os.path.join(ROOT, "docs", "RESULTS.md")
-                else f" --results {os.path.relpath(results_path, ROOT)}"),
-             "```", ""]
-    for experiment in experiments:
-        heading = f"## {experiment.get('title', experiment['name'])}"
-        if experiment["name"] not in (args.only or [experiment["name"]]) and heading in kept:
-            lines += kept[heading].rstrip("\n").split("\n") + [""]
-            continue
-        rows = summarize(experiment, all_runs[experiment["name"]])
-        selection = select(experiment, all_runs[experiment["name"]])
-        for r in rows:
-            if r["variant"] in selection:
-                chosen = selection[r["variant"]]
-                r["variant"] += f" ({chosen['key'].split('.')[-1]}={chosen['selected']}, chosen on dev)"
-        lines += [heading, ""]
-        if experiment.get("description"):
-            lines += [experiment["description"].strip(), ""]
-        attack = experiment.get("attack")
-        head = "| method | seeds | dev accuracy (%) | test accuracy (%) | test error (%) | macro-F1 | ECE | NLL |"
-        rule = "|---|---|---|---|---|---|---|---|"
-        if attack:
-            head += f" accuracy under {attack['name']} ε={attack['epsilon']} (%) |"
-            rule += "---|"
-        lines += [head + " wall time per run (s) |", rule + "---|"]
-        for r in rows:
-            error = [1 - a for a in r["accuracy"]]
-            cells = [r["variant"], str(len(r["seed_ids"])), mean_std(r["dev_accuracy"], True), mean_std(r["accuracy"], True),
-                     mean_std(error, True),
-                     mean_std(r["macro_f1"], digits=4), mean_std(r["ece"], digits=4), mean_std(r["nll"], digits=4)]
-            if attack:
-                cells.append(mean_std(r.get("attack", []), True))
-            cells.append(mean_std(r["wall_s"], digits=0))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
-                  "evaluation."]
-        lines += paired_table(rows)
-        lines += selection_table(selection)
-        lines += text_attack_table(rows)
-        if any(r["accuracy"] for r in rows):
-            png = f"results_{experiment['name']}.png"
-            plots.append((experiment, rows, os.path.join(docs, png)))
-            lines += ["", f"![{experiment['name']}]({png})"]
-        if experiment.get("notes"):
-            lines += ["", experiment["notes"].strip()]
-        lines += ["", "Runs (their configs are written next to them by the command above):", ""]
-        for run in all_runs[experiment["name"]]:
-            state = FINISHED_MARK if os.path.exists(os.path.join(run["run_dir"], "metrics.json")) else "` (not run)"
-            lines.append(f"- `python train.py --config {os.path.relpath(run['config_path'], ROOT)} "
-                         f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}{state}")
-        lines.append("")
-    finished = sum(line.rstrip().endswith(FINISHED_MARK) for line in lines)
-    if finished < before and not args.allow_fewer_runs:
-        raise UserError(f"{results_path}: made from {before} finished runs, but only {finished} are under "
-                        f"{args.runs_dir}; not rewritten (check --runs-dir, or pass --allow-fewer-runs)")
-    for experiment, rows, path in plots:
-        plot(experiment, rows, path)
-    with open(results_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(results_path + ".tmp", results_path)
-    print(f"wrote {results_path}")
+def reproduce_command(args) -> str:
+    """The command that makes the report again, as the report prints it."""
+    command = (f"python scripts/run_experiments.py {os.path.relpath(os.path.abspath(args.spec), ROOT)} "
+               f"--data-root {args.data_root}")
+    if os.path.abspath(args.results) != os.path.join(ROOT, "docs", "RESULTS.md"):
+        command += f" --results {os.path.relpath(args.results, ROOT)}"
+    return command
 
 
 def main(argv=None) -> int:
@@ -506,7 +276,9 @@ def main(argv=None) -> int:
                     label = run_["variant"] + (f" {run_['value']} (dev only)" if run_.get("tuning") else "")
                     print(f"{experiment['name']}/{label} seed {run_['seed']}: {state}", flush=True)
         all_runs = {e["name"]: planned(e) for e in experiments}
-        report(experiments, all_runs, os.path.abspath(args.spec), args, args.results)
+        selections = {name: select(e, runs) for (name, runs), e in zip(all_runs.items(), experiments)}
+        report(experiments, all_runs, selections, args.results, reproduce_command(args), args.only,
+               args.allow_fewer_runs)
 
     return run_cli(run)
 

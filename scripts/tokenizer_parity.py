@@ -11,9 +11,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
+from core.loader import checkpoint_lowercases  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import read_rows  # noqa: E402
-from dataset.wordpiece import WordPieceEncoder, checkpoint_lowercases, read_vocab  # noqa: E402
+from dataset.wordpiece import WordPieceEncoder, read_vocab  # noqa: E402
 
 
 def parity(pretrained: str, texts: list[str], batch_size: int = 512):

@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig, TrainConfig, regularizer
+from core.loader import regularizer
+from core.schema import ModelConfig, TrainConfig
 from methods.base import cross_entropy
-from model.classifier import TextClassifier
+from model.lstm_classifier import LSTMClassifier
 from trainer.adversarial_model import AdversarialModel, metric_names
 from trainer.optimizers import make_optimizer
 
@@ -20,7 +21,7 @@ def build(regs, name="bilstm", normalize=True, pooling="max", clean_weight=1.0, 
     tf_keras.utils.set_random_seed(seed)
     cfg = ModelConfig(name=name, embedding_dim=8, hidden_size=6, dropout=0.0, head_dropout=0.0,
                       pooling=pooling, normalize_embeddings=normalize)
-    clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
+    clf = LSTMClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
     defaults = {"none": {}, "pgd": {"epsilon": 1.0, "step_size": 0.5}}
     regs = [regularizer(**{**defaults.get(r["name"], {"epsilon": 1.0}), **r}) for r in regs]
     model = AdversarialModel(clf, regs, clean_weight=clean_weight, seed=seed)
@@ -145,7 +146,7 @@ def test_a_repeated_regularizer_gets_numbered_logs():
 def test_calling_the_model_without_training_runs_inference():
     tf_keras.utils.set_random_seed(0)
     cfg = ModelConfig(name="bilstm", embedding_dim=8, hidden_size=6, dropout=0.5, head_dropout=0.5, pooling="max")
-    model = AdversarialModel(TextClassifier(cfg, VOCAB, 2), [])
+    model = AdversarialModel(LSTMClassifier(cfg, VOCAB, 2), [])
     x = {"token_ids": tf.constant(IDS)}
     np.testing.assert_array_equal(model(x).numpy(), model(x).numpy())  # no dropout
     assert not np.array_equal(model(x, training=True).numpy(), model(x, training=True).numpy())
@@ -155,7 +156,7 @@ def test_validation_runs_the_clean_model_in_inference_mode():
     """test_step: no dropout and no perturbation: its loss is the cross-entropy of model(x, training=False)."""
     tf_keras.utils.set_random_seed(0)
     cfg = ModelConfig(name="lstm", embedding_dim=8, hidden_size=6, dropout=0.5, head_dropout=0.5, pooling="max")
-    model = AdversarialModel(TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1),
+    model = AdversarialModel(LSTMClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1),
                              [regularizer(name="fgm", epsilon=1.0)])
     x = {"token_ids": tf.constant(IDS)}
     model(x)

@@ -1,4 +1,5 @@
 """Hugging Face encoders: loading, in-graph WordPiece parity, one train step with each regularizer."""
+import copy
 import os
 
 import numpy as np
@@ -8,10 +9,11 @@ import yaml
 from conftest import BERT_VOCAB as VOCAB
 from conftest import tiny_config_dict
 
-from core.config import load_config
 from core.errors import UserError
+from core.loader import load_config
+from dataset.streams import training_stream
 from dataset.wordpiece import WordPieceEncoder
-from trainer.run import build_model, datasets, prepare
+from trainer.run import build_model, prepare
 
 
 def test_wordpiece_encoder_matches_the_hugging_face_tokenizer(tiny_bert_dir):
@@ -73,7 +75,7 @@ def test_one_step_with_each_regularizer_changes_every_variable(tmp_path, tiny_fi
     assert cfg.model.pooling == "cls" and cfg.model.normalize_embeddings is False
     assert regularizer == "none" or cfg.regularizer[0].epsilon == (0.01 if regularizer == "fgsm" else 1.0)
     prepared = prepare(cfg)
-    train_ds, _, _ = datasets(cfg, prepared)
+    train_ds = training_stream(cfg, prepared.data, prepared.text_encoder)
     model = build_model(cfg, prepared, 2)
     model.compile(optimizer=model.optimizer, run_eagerly=True)
     batch = next(iter(train_ds))
@@ -99,7 +101,9 @@ def test_one_step_with_each_regularizer_changes_every_variable(tmp_path, tiny_fi
 
 def test_perturbing_padding_changes_nothing(tmp_path, tiny_files, tiny_bert_dir):
     cfg = tiny_bert_config(tmp_path, tiny_files, tiny_bert_dir, "none")
+    loaded = copy.deepcopy(cfg)
     prepared = prepare(cfg)
+    assert cfg == loaded and cfg.model.lower_case is True  # final once loaded: preparing changes nothing
     model = build_model(cfg, prepared, 2)
     inputs = prepared.text_encoder(tf.constant(["good", "the movie was very bad"]))
     clf = model.classifier
@@ -156,7 +160,7 @@ def test_sentence_pair_task_trains_one_step(tmp_path, tiny_bert_dir):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     config = load_config(str(tmp_path / "c.yaml"))
     prepared = prepare(config)
-    train_ds, _, _ = datasets(config, prepared)
+    train_ds = training_stream(config, prepared.data, prepared.text_encoder)
     x, _ = next(iter(train_ds))
     assert x["token_type_ids"].numpy().max() == 1  # the second segment has token type 1
     model = build_model(config, prepared, 2)

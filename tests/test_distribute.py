@@ -22,15 +22,16 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
-from core.config import config_from_dict
-from trainer.run import build_model, datasets, prepare
+from core.loader import config_from_dict
+from dataset.streams import training_stream
+from trainer.run import build_model, prepare
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collectives share keys
 results = {{}}
 for name, raw in json.loads(sys.argv[1]).items():
     cfg = config_from_dict(raw)
     prepared = prepare(cfg)
-    batch = next(iter(datasets(cfg, prepared)[0]))
+    batch = next(iter(training_stream(cfg, prepared.data, prepared.text_encoder)))
     one = build_model(cfg, prepared, 2)
     with strategy.scope():
         two = build_model(cfg, prepared, 2)

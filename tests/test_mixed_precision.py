@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig, regularizer
-from model.classifier import TextClassifier
+from core.loader import regularizer
+from core.schema import ModelConfig
+from model.lstm_classifier import LSTMClassifier
 from trainer.adversarial_model import AdversarialModel
 
 IDS = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9], [3, 3, 0, 0, 0], [10, 11, 12, 13, 0]], np.int32)
@@ -26,7 +27,7 @@ METHODS = {"none": [], "random": [{"name": "random"}], "fgsm": [{"name": "fgsm",
 def lstm_classifier():
     cfg = ModelConfig(name="bilstm", embedding_dim=16, hidden_size=16, dropout=0.0, head_dropout=0.0,
                       pooling="max", normalize_embeddings=True)
-    return TextClassifier(cfg, 20, 2, counts=np.arange(20) + 1), {"token_ids": IDS}, {"token_ids": UNLABELED}
+    return LSTMClassifier(cfg, 20, 2, counts=np.arange(20) + 1), {"token_ids": IDS}, {"token_ids": UNLABELED}
 
 
 def bert_classifier():

@@ -7,10 +7,12 @@ import tf_keras
 import yaml
 from conftest import tiny_config_dict
 
-from core.config import TrainConfig, load_config
 from core.errors import UserError
+from core.loader import load_config
+from core.schema import TrainConfig
+from dataset.streams import training_stream
 from trainer.optimizers import WarmupLinearDecay, layerwise_multipliers, make_optimizer
-from trainer.run import build_model, datasets, prepare
+from trainer.run import build_model, prepare
 
 
 def test_warmup_then_linear_decay_by_hand():
@@ -36,7 +38,7 @@ def _one_step(tmp_path, tiny_files, tiny_bert_dir, train_extra):
     prepared = prepare(config)
     tf_keras.utils.set_random_seed(0)
     model = build_model(config, prepared, 2)
-    train_ds, _, _ = datasets(config, prepared)
+    train_ds = training_stream(config, prepared.data, prepared.text_encoder)
     before = {v.name: v.numpy().copy() for v in model.trainable_variables}
     model.make_train_function()(iter(train_ds.take(1)))
     return {v.name: v.numpy() - before[v.name] for v in model.trainable_variables}

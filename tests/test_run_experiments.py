@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import ROOT, tiny_config_dict
 
-from core.config import config_from_dict
-from scripts import run_experiments
+from core.loader import config_from_dict
+from scripts import experiment_report, run_experiments
 
 
 def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, capsys):
@@ -103,14 +103,14 @@ def test_text_attack_table_by_hand():
 
     rows = [{"variant": "none", "text_attacks": [seed(0.9, 0.8, 0.5, 0.4, 10), seed(0.9, 0.7, 0.3, 0.6, 12)]},
             {"variant": "fgm", "text_attacks": []}]
-    lines = run_experiments.text_attack_table(rows)
+    lines = experiment_report.text_attack_table(rows)
     assert "a fixed stratified sample of 50" in lines[1]
     table = [line for line in lines if line.startswith("|")]
     assert table[0] == ("| method | seeds | clean (%) | noise 10% (%) | deepwordbug ≤1 (%) | attack success (%) "
                         "| queries per text |")
     assert table[2] == "| none | 2 | 90.00 ± 0.00 | 75.00 ± 7.07 | 40.00 ± 14.14 | 50.00 ± 14.14 | 11 ± 1 |"
     assert len(table) == 3  # fgm has no text attacks: no row
-    assert run_experiments.text_attack_table([{"variant": "none", "text_attacks": []}]) == []
+    assert experiment_report.text_attack_table([{"variant": "none", "text_attacks": []}]) == []
 
 
 def test_paired_table_by_hand():
@@ -120,13 +120,13 @@ def test_paired_table_by_hand():
             {"variant": "fgm", "seed_ids": [3, 2, 4], "accuracy": [0.95, 0.72, 0.10], "macro_f1": [0.9, 0.7, 0.1],
              "ece": [0.04, 0.10, 0.9], "nll": [0.3, 0.7, 9.0]},
             {"variant": "vat", "seed_ids": [5], "accuracy": [0.5], "macro_f1": [0.5], "ece": [0.5], "nll": [0.5]}]
-    table = [line for line in run_experiments.paired_table(rows) if line.startswith("|")]
+    table = [line for line in experiment_report.paired_table(rows) if line.startswith("|")]
     assert table[0] == ("| method | pairs | Δ test accuracy (points) | Δ macro-F1 | Δ ECE | Δ NLL "
                         "| accuracy higher / lower |")
     # seed 2: +2 points, +0.1 F1, -0.1 ECE, +0.1 NLL; seed 3: +5 points, 0 F1, -0.01 ECE, -0.1 NLL
     assert table[2] == "| fgm | 2 | +3.50 ± 2.12 | +0.0500 ± 0.0707 | -0.0550 ± 0.0636 | +0.0000 ± 0.1414 | 2 / 0 |"
     assert len(table) == 3  # vat shares no seed with none: no row
-    assert run_experiments.paired_table(rows[1:]) == []  # no baseline, no table
+    assert experiment_report.paired_table(rows[1:]) == []  # no baseline, no table
 
 
 def test_a_sweep_selects_on_dev_without_reading_test_then_reads_test_once(tmp_path, tiny_files, capsys):

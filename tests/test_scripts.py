@@ -228,7 +228,7 @@ def test_main_job_benchmark_times_epochs_of_each_variant(data_files, tmp_path, c
 
 
 def test_mean_std_prints_the_mean_alone_for_one_value_and_never_minus_zero():
-    from scripts.run_experiments import mean_std
+    from scripts.experiment_report import mean_std
 
     assert mean_std([0.8, 0.9], percent=True) == "85.00 ± 7.07"  # sd sqrt(0.005) = 0.0707
     assert mean_std([0.8512], percent=True) == "85.12"

@@ -58,8 +58,9 @@ def _imdb_subset(path, n, seed):
 
 
 def test_short_fgm_fine_tune_of_minilm_lowers_the_dev_loss(minilm_dir, tmp_path):
-    from core.config import load_config
-    from trainer.run import build_model, datasets, prepare, steps_per_epoch
+    from core.loader import load_config
+    from dataset.streams import evaluation_streams, training_stream
+    from trainer.run import build_model, prepare, steps_per_epoch
 
     train_path = os.path.join(DATA, "imdb", "train.jsonl.gz")
     if not os.path.exists(train_path):
@@ -79,7 +80,8 @@ def test_short_fgm_fine_tune_of_minilm_lowers_the_dev_loss(minilm_dir, tmp_path)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     config = load_config(str(tmp_path / "c.yaml"))
     prepared = prepare(config)
-    train_ds, dev_ds, _ = datasets(config, prepared)
+    train_ds = training_stream(config, prepared.data, prepared.text_encoder)
+    dev_ds, _ = evaluation_streams(config, prepared.data, prepared.text_encoder)
     model = build_model(config, prepared, 2)
     before = model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"]
     steps = steps_per_epoch(config, len(prepared.data.train.texts))  # the training stream is endless

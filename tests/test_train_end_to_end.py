@@ -9,7 +9,7 @@ import yaml
 from conftest import ROOT, tiny_config_dict
 
 import train
-from core.config import load_config
+from core.loader import load_config
 
 
 def write_config(tmp_path, cfg, name="tiny.yaml"):
@@ -122,8 +122,9 @@ def test_mixed_precision_computes_in_float16_but_perturbs_in_float32_and_every_w
     import tensorflow as tf
     import tf_keras
 
-    from core.config import config_from_dict
-    from trainer.run import build_model, datasets, prepare
+    from core.loader import config_from_dict
+    from dataset.streams import training_stream
+    from trainer.run import build_model, prepare
 
     cfg = config_from_dict(tiny_config_dict(tiny_files, [{"name": "fgm"}, {"name": "vat", "weight": 0.5}],
                                             data={"num_labeled": 32}, train={"mixed_precision": True}))
@@ -134,7 +135,7 @@ def test_mixed_precision_computes_in_float16_but_perturbs_in_float32_and_every_w
     assert isinstance(model.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     clf = model.classifier
     assert clf.backbone.compute_dtype == "float16" and clf.embedding.compute_dtype == "float32"
-    x, y = next(iter(datasets(cfg, prepared)[0]))
+    x, y = next(iter(training_stream(cfg, prepared.data, prepared.text_encoder)))
     assert clf.embed(x).dtype == tf.float32 and model(x).dtype == tf.float32
     before = [v.numpy() for v in model.trainable_variables]
     logs = model.train_on_batch(x, y, return_dict=True)
@@ -155,8 +156,9 @@ def test_length_bucketing_auto_is_on_where_random_batches_would_be_mostly_paddin
         tmp_path, tiny_files, caplog, setting, same_length, steps, bucketed):
     from conftest import write_tsv
 
-    from core.config import config_from_dict
-    from trainer.run import bucketing_lengths, prepare
+    from core.loader import config_from_dict
+    from dataset.streams import bucketing_lengths
+    from trainer.run import prepare
 
     files = dict(tiny_files)
     if same_length:
@@ -166,7 +168,7 @@ def test_length_bucketing_auto_is_on_where_random_batches_would_be_mostly_paddin
                                             train={"steps_per_epoch": steps}))
     prepared = prepare(cfg)
     with caplog.at_level("INFO"):
-        lengths = bucketing_lengths(cfg, prepared)
+        lengths = bucketing_lengths(cfg, prepared.data, prepared.text_encoder)
     assert (lengths is not None) == bucketed
     if bucketed:  # the words of each training text, as the model sees them
         assert list(lengths) == [len(t.split()) for t in prepared.data.train.texts]
@@ -176,8 +178,8 @@ def test_length_bucketing_auto_is_on_where_random_batches_would_be_mostly_paddin
 
 
 def test_length_bucketing_on_with_a_fixed_epoch_length_is_a_user_error(tiny_files):
-    from core.config import config_from_dict
     from core.errors import UserError
+    from core.loader import config_from_dict
 
     with pytest.raises(UserError, match="data.length_bucketing sorts within each pass"):
         config_from_dict(tiny_config_dict(tiny_files, data={"length_bucketing": "on"},

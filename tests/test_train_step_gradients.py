@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig, regularizer
-from model.classifier import TextClassifier
+from core.loader import regularizer
+from core.schema import ModelConfig
+from model.lstm_classifier import LSTMClassifier
 from trainer.adversarial_model import AdversarialModel
 
 VOCAB = 20
@@ -49,7 +50,7 @@ def build(regs, clean_weight=1.0, name="bilstm", normalize=True):
     tf_keras.utils.set_random_seed(0)
     cfg = ModelConfig(name=name, embedding_dim=6, hidden_size=4, dropout=0.0, head_dropout=0.0,
                       pooling="max", normalize_embeddings=normalize)
-    clf = TextClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
+    clf = LSTMClassifier(cfg, VOCAB, 2, counts=np.arange(VOCAB) + 1)
     # method names built at run time, as YAML gives them: not the interned literals the code compares with
     regs = [{**r, "name": "".join(list(r["name"]))} for r in regs]
     model = AdversarialModel(clf, [regularizer(**r) for r in regs], clean_weight=clean_weight, seed=0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
-from core.config import RegularizerConfig
-from methods import perturbations as R
+from core.registry import METHODS
+from core.schema import RegularizerConfig
+from methods import method_class, perturbations
 from methods.base import Step, cross_entropy
 from methods.base import add_gradients as _add
 from methods.base import scale_gradient as _scaled
@@ -20,7 +21,7 @@ def metric_names(regs: list[RegularizerConfig]) -> list[str]:
 class AdversarialModel(tf_keras.Model):
     """Wraps a classifier (embed / logits_from_embeddings) and trains it with
         loss = clean_weight * CE(y, f(e)) + sum_i weight_i * loss_i(f(e + r_i)),
-    where r_i are perturbations of the looked-up embeddings e, each term given by a method of methods.METHODS
+    where r_i are perturbations of the looked-up embeddings e, each term given by a method of core.registry.METHODS
     (see methods/base.py for the contract).
 
     The gradient w.r.t. e comes from the same backward pass as the clean weight gradients. e is taken after
@@ -30,7 +31,7 @@ class AdversarialModel(tf_keras.Model):
 
     Inputs: (features, labels) with features a dict of (B, T) tensors ({'token_ids'} for the LSTMs,
     {'input_ids', 'attention_mask', 'token_type_ids'} for Hugging Face encoders) and, in semi-supervised
-    training, features['unlabeled'] with the same keys, handed to the methods that declare they read it.
+    training, features['unlabeled'] with the same keys, handed to the methods whose entry in core.registry.METHODS reads it.
     """
 
     def __init__(self, classifier, regularizers: list[RegularizerConfig], clean_weight=1.0, seed=0,
@@ -38,7 +39,8 @@ class AdversarialModel(tf_keras.Model):
         super().__init__(**kwargs)
         self.classifier = classifier
         regs = [r for r in regularizers if r.name != "none"]
-        self.methods = [r.method(r.params, r.weight, name=n) for r, n in zip(regs, metric_names(regs))]
+        self.methods = [method_class(r.name)(r.params, r.weight, name=n) for r, n in zip(regs, metric_names(regs))]
+        self.reads_unlabeled = [METHODS[r.name].reads_unlabeled for r in regs]
         self.reg_names = metric_names(regs)
         self.clean_weight = clean_weight
         self.seed = seed
@@ -162,9 +164,9 @@ class AdversarialModel(tf_keras.Model):
         logits_grad = None  # what the methods send back through the clean pass
         looked_up, embeddings = embeddings, tf.stop_gradient(embeddings)
 
-        for i, (method, name) in enumerate(zip(self.methods, self.reg_names)):
+        for i, (method, name, reads) in enumerate(zip(self.methods, self.reg_names, self.reads_unlabeled)):
             step = Step(clf, inputs, labels, mask, embeddings, emb_grad, clean_logits=logits,
-                        unlabeled=unlabeled if method.reads_unlabeled else None, variables=variables,
+                        unlabeled=unlabeled if reads else None, variables=variables,
                         draw=2 * i, loss_scale=self._loss_scale(), normal=self._normal, uniform=self._uniform,
                         gradients=self._gradients)
             term = method.term(step)
@@ -178,7 +180,7 @@ class AdversarialModel(tf_keras.Model):
             texts = tf.shape(term.perturbation)[0]  # weighted by the texts each value is a mean over, like
             for key, value in {"loss": term.loss, **term.logs}.items():  # `loss`: global means under a strategy
                 self.trackers[f"{name}_{key}"].update_state(value, sample_weight=texts)
-            l2, linf = R.per_example_norms(term.perturbation)
+            l2, linf = perturbations.per_example_norms(term.perturbation)
             self.trackers[f"{name}_perturbation_l2"].update_state(l2)
             self.trackers[f"{name}_perturbation_linf"].update_state(linf)
         if logits_grad is not None:
@@ -199,8 +201,8 @@ class AdversarialModel(tf_keras.Model):
         self.trackers["loss"].update_state(total, sample_weight=examples)
         self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
         real = tf.cast(mask, embeddings.dtype)[:, :, None]
-        self.trackers["embedding_norm"].update_state(R.per_example_norms(embeddings * real)[0])
-        self.trackers["embedding_grad_norm"].update_state(R.per_example_norms(emb_grad)[0])
+        self.trackers["embedding_norm"].update_state(perturbations.per_example_norms(embeddings * real)[0])
+        self.trackers["embedding_grad_norm"].update_state(perturbations.per_example_norms(emb_grad)[0])
         self._update_classification(labels, logits)
         return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}
 

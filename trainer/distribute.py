@@ -14,8 +14,8 @@ import os
 
 import tensorflow as tf
 
-from core.config import DistributeConfig
 from core.errors import UserError
+from core.schema import DistributeConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from core.config import Config
+from core.schema import Config
 from trainer import plots
 from trainer.metrics import evaluation_metrics, format_report
 from trainer.robustness import robustness_curves

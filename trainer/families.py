@@ -1,27 +1,31 @@
 """Backbone families: each prepares its vocabulary, encodes raw strings in the graph, builds its classifier and
-saves and restores what a run directory needs besides the weights. FAMILIES maps `model.name` to its family;
-make_model wraps the family's classifier in the AdversarialModel that trains it.
+saves and restores what a run directory needs besides the weights. A backbone's entry in core.registry.BACKBONES
+names its family (with the defaults the config loader needs before a family is built); family(name) returns it,
+and make_model wraps the family's classifier in the AdversarialModel that trains it.
 
-Adding a family: its class here (or in a module of its own) and one FAMILIES entry, plus its config defaults
-in core.config.BACKBONES (radii, pooling, robustness grids), which the config loader needs before a family
-is built.
+Adding a family: its class here (or in a module of its own, with the same methods) and the entries of
+core.registry.BACKBONES that use it.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.config import Config, DataConfig
 from core.errors import UserError
+from core.loader import checkpoint_lowercases
+from core.registry import BACKBONES
+from core.schema import Config, DataConfig
 from dataset.data import DataBundle
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
-from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, checkpoint_lowercases, read_vocab
+from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
 from model.bert import TransformerClassifier, load_encoder, resolve_pretrained
-from model.classifier import TextClassifier
 from model.embedding import load_word2vec
+from model.lstm_classifier import LSTMClassifier
 from trainer.adversarial_model import AdversarialModel
 
 log = logging.getLogger(__name__)
@@ -35,12 +39,20 @@ class Prepared:
     """What a run needs before its model is built. `text_encoder` maps raw strings to model inputs; `vocab`
     is the family's vocabulary (an LSTM Vocabulary, WordPiece tokens, or a Hugging Face tokenizer);
     `initial_vectors` are pretrained word vectors (LSTMs); `hf_model` is a Hugging Face encoder model with
-    its weights."""
+    its weights; `lower_case`, the checkpoint's casing where the config could not say it when it was loaded (a
+    hub name downloaded while preparing), recorded in the run's config.yaml."""
     data: DataBundle | None
     vocab: object
     text_encoder: object
     initial_vectors: np.ndarray | None = None
     hf_model: object = None
+    lower_case: bool | None = None
+
+    def config_to_save(self, cfg: Config) -> Config:
+        """cfg with what preparing settled (a copy; the loaded config is not changed)."""
+        if self.lower_case is None or cfg.model.lower_case is not None:
+            return cfg
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lower_case=self.lower_case))
 
 
 def text_tokenizer(d: DataConfig) -> TextTokenizer:
@@ -73,7 +85,7 @@ class LSTMFamily:
         return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, cfg.data.max_length)
 
     def classifier(self, cfg: Config, prepared: Prepared, num_classes: int):
-        return TextClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
+        return LSTMClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
                               initial_vectors=prepared.initial_vectors, name="classifier")
 
     def save(self, prepared: Prepared, run_dir: str) -> None:
@@ -119,16 +131,19 @@ class HuggingFaceFamily:
         if len(vocab) != size:
             raise UserError(f"{vocab_file}: {len(vocab)} tokens, but the encoder's config has vocab_size {size}: "
                             "the vocabulary does not match the checkpoint")
-        if m.lower_case is None:  # resolved here, so that config.yaml says what the run used
-            m.lower_case = checkpoint_lowercases(local) if local else True
-        log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), m.lower_case)
-        return Prepared(data, vocab, self.text_encoder(cfg, vocab), hf_model=hf_model)
+        # The loader read the casing from the checkpoint, unless it was a hub name not yet downloaded.
+        lower_case = m.lower_case if m.lower_case is not None else checkpoint_lowercases(local)
+        log.info("WordPiece vocabulary %s: %d tokens, lower_case=%s", vocab_file, len(vocab), lower_case)
+        return Prepared(data, vocab, self.text_encoder(cfg, vocab, lower_case), hf_model=hf_model,
+                        lower_case=None if m.lower_case is not None else lower_case)
 
-    def text_encoder(self, cfg: Config, vocab) -> WordPieceEncoder | HFTokenizerEncoder:
-        """`vocab`: WordPiece tokens, or a Hugging Face tokenizer (checkpoints without WordPiece)."""
+    def text_encoder(self, cfg: Config, vocab, lower_case: bool | None = None) -> WordPieceEncoder | HFTokenizerEncoder:
+        """`vocab`: WordPiece tokens, or a Hugging Face tokenizer (checkpoints without WordPiece); `lower_case`:
+        the config's model.lower_case unless given."""
         if not isinstance(vocab, list):
             return HFTokenizerEncoder(vocab, cfg.data.max_length)
-        return WordPieceEncoder(vocab, bool(cfg.model.lower_case), cfg.data.max_length)
+        return WordPieceEncoder(vocab, bool(cfg.model.lower_case if lower_case is None else lower_case),
+                                cfg.data.max_length)
 
     def classifier(self, cfg: Config, prepared: Prepared, num_classes: int):
         return TransformerClassifier(prepared.hf_model, num_classes, cfg.model.pooling, cfg.model.head_dropout,
@@ -159,21 +174,16 @@ class HuggingFaceFamily:
         return f"{cfg.model.name}:{os.path.basename(cfg.model.pretrained or '')}"
 
 
-FAMILIES = {
-    "lstm": LSTMFamily(),
-    "bilstm": LSTMFamily(),
-    "bert": HuggingFaceFamily(),
-}
-
-
-def family(cfg: Config):
-    return FAMILIES[cfg.model.name]
+def family(name: str):
+    """The family of the backbone `name`, as its entry in core.registry.BACKBONES names it."""
+    module, cls = BACKBONES[name].family.split(":")
+    return getattr(importlib.import_module(module), cls)()
 
 
 def make_model(cfg: Config, num_classes: int, prepared: Prepared) -> AdversarialModel:
     """The run's classifier, built by its backbone family from `prepared`, inside the AdversarialModel that
     trains it, with every variable built (the methods' own state too)."""
-    classifier = family(cfg).classifier(cfg, prepared, num_classes)
+    classifier = family(cfg.model.name).classifier(cfg, prepared, num_classes)
     model = AdversarialModel(classifier, cfg.regularizer, clean_weight=cfg.train.clean_weight, seed=cfg.train.seed)
     model(classifier.example_inputs())  # build every variable before an optimizer or checkpoint sees them
     model.build_metrics(num_classes)

@@ -6,8 +6,8 @@ import re
 import tensorflow as tf
 import tf_keras
 
-from core.config import TrainConfig
 from core.errors import UserError
+from core.schema import TrainConfig
 
 
 class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):

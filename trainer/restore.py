@@ -5,8 +5,9 @@ import json
 import os
 from dataclasses import dataclass
 
-from core.config import Config, load_config
 from core.errors import UserError
+from core.loader import load_config
+from core.schema import Config
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import BEST_DIR, read_classifier
 from trainer.families import family, make_model
@@ -37,7 +38,7 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
         raise UserError(f"{labels_path}: not valid JSON") from None
     if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
         raise UserError(f"{labels_path}: expected a list of at least two label names")
-    prepared = family(cfg).restore(cfg, run_dir)
+    prepared = family(cfg.model.name).restore(cfg, run_dir)
     model = make_model(cfg, len(label_names), prepared)
     read_classifier(model, os.path.join(run_dir, "checkpoints"), checkpoint)
     return Run(cfg, label_names, prepared.text_encoder, model)

@@ -1,7 +1,7 @@
 """Accuracy under embedding-space attacks (FGSM, FGM, PGD) over a grid of epsilons.
 
 The attacked model runs in inference mode (no dropout); the attack maximizes the cross-entropy of the
-true label with the perturbation of the training method of the same name (methods.METHODS), at each
+true label with the perturbation of the training method of the same name (core.registry.METHODS), at each
 epsilon of the grid and otherwise the method's defaults (PGD: `pgd_steps` steps of 2.5 * epsilon / steps).
 """
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from methods import METHODS
+from core.registry import METHODS
+from methods import method_class
 from methods.base import Step, cross_entropy
 
 
@@ -48,10 +49,10 @@ class _Attacker:
         step = Step(self.clf, inputs, labels, mask, e, grad, training=False, forward=self.logits)
         out = {}
         for attack, epsilons in attacks.items():
-            method = METHODS[attack]
+            entry, method = METHODS[attack], method_class(attack)
             out[attack] = []
             for eps in epsilons:
-                params = method.Params(epsilon=eps, **({"steps": pgd_steps} if method.has_setting("steps") else {}))
+                params = entry.params(epsilon=eps, **({"steps": pgd_steps} if entry.has_setting("steps") else {}))
                 params.resolve(None)  # no backbone defaults needed: epsilon is given
                 r = method(params).perturbation(step)
                 out[attack].append(int(self.correct(inputs, labels, e, r)))

@@ -1,12 +1,13 @@
-"""One training run: data, vocabulary, model, fit with callbacks, final evaluation, files in the run dir.
+"""The story of one training run: prepare (data, vocabulary, pretrained weights), fit with callbacks and
+checkpoints, finish (the best checkpoint evaluated on dev and test, metrics.json).
 
 Everything that can fail because of the user's input (config, data, labels) is checked before the run
-directory is created, so a mistake never leaves a directory that looks like a result.
+directory is created, so a mistake never leaves a directory that looks like a result. The run directory's
+helpers are in trainer/run_dir.py, the callbacks in trainer/callbacks.py, the data streams in dataset/streams.py.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -14,23 +15,18 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-import tensorflow as tf
 import tf_keras
 
-from core.config import Config, load_config, save_config
-from core.errors import Interrupted, TrainingDiverged, UserError
-from core.paths import check_new_dir
+from core.errors import Interrupted, TrainingDiverged
+from core.schema import Config
 from dataset.data import load_data
-from dataset.pipeline import fixed_length, labelled_dataset, padding_share, token_lengths, training_dataset, with_unlabeled
-from methods import METHODS
+from dataset.streams import evaluation_streams, training_stream
 from trainer.adversarial_model import AdversarialModel
+from trainer.callbacks import StopOnNonFiniteLoss, close_tensorboard, log_hparams
 from trainer.checkpointing import (
-    TRAIN_DIR,
     TrainingCheckpoints,
     data_fingerprint,
     finishing_on_signals,
-    latest,
     read_classifier,
     remove_unfinished_writes,
     run_dir_lock,
@@ -41,33 +37,16 @@ from trainer.evaluate import evaluate_split
 from trainer.families import Prepared, family, make_model
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer
+from trainer.run_dir import check_resumable, make_run_dir, rewrite_history_csv, write_run_files
 
 log = logging.getLogger(__name__)
-
-
-def runs_root(config_path: str, root: str = "runs") -> str:
-    """Where the runs of a config go: runs/<config name>."""
-    return os.path.join(root, os.path.splitext(os.path.basename(config_path))[0])
-
-
-def default_run_dir(config_path: str, root: str = "runs") -> str:
-    return os.path.join(runs_root(config_path, root), datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-
-
-def make_run_dir(path: str) -> None:
-    """A new or empty run directory, with its parents (the lock file, written next, proves it writable)."""
-    check_new_dir(path, "--run-dir", create_parents=True)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{path}: cannot create the run directory or write into it ({e.strerror})") from None
 
 
 def prepare(cfg: Config) -> Prepared:
     """Loads and checks the data, the vocabulary and any pretrained weights (through the backbone family);
     raises UserError on bad input. Runs before the run directory exists."""
     data = load_data(cfg.data)
-    return family(cfg).prepare(cfg, data, data.unlabeled if uses_unlabeled(cfg) else [])
+    return family(cfg.model.name).prepare(cfg, data, data.unlabeled if cfg.reads_unlabeled else [])
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -102,183 +81,6 @@ def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> Adversaria
     model.compile(optimizer=make_optimizer(cfg.train, total_steps, multipliers), jit_compile=cfg.train.jit_compile,
                   steps_per_execution=cfg.train.steps_per_execution)
     return model
-
-
-def uses_unlabeled(cfg: Config) -> bool:
-    return any(r.method.reads_unlabeled for r in cfg.active_regularizers)
-
-
-AUTO_BUCKETING_PADDING = 0.2  # data.length_bucketing: auto turns bucketing on from this share of padding
-
-
-def bucketing_lengths(cfg: Config, prepared: Prepared):
-    """The training texts' token counts if the training batches are bucketed by length, else None."""
-    d, data = cfg.data, prepared.data
-    if d.length_bucketing == "off" or cfg.train.steps_per_epoch or (
-            d.length_bucketing == "auto" and d.padding == "max_length"):
-        return None
-    lengths = token_lengths(data.train.texts, prepared.text_encoder, data.train.texts_b)
-    if d.length_bucketing == "auto":
-        share = padding_share(lengths, d.batch_size, cfg.train.seed)
-        on = share >= AUTO_BUCKETING_PADDING
-        log.info("data.length_bucketing: auto: %s (random batches of %d would be %.0f%% padding)",
-                 "on" if on else "off", d.batch_size, 100 * share)
-        if not on:
-            return None
-    return lengths
-
-
-def batch_encoder(cfg: Config, prepared: Prepared):
-    """The text encoder the data pipelines use: per-batch padding, or every batch to max_length."""
-    enc = prepared.text_encoder
-    return fixed_length(enc, cfg.data.max_length) if cfg.data.padding == "max_length" else enc
-
-
-def datasets(cfg: Config, prepared: Prepared, start_step: int = 0):
-    """The training stream from step `start_step` on (endless: fit counts the steps), dev and test."""
-    d, data, enc = cfg.data, prepared.data, batch_encoder(cfg, prepared)
-    lengths = bucketing_lengths(cfg, prepared)
-    train = training_dataset(data.train.texts, data.train.labels, enc, d.batch_size, cfg.train.seed, start_step,
-                             full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b,
-                             lengths=lengths, bucket_window=d.bucket_window)
-    if data.unlabeled and uses_unlabeled(cfg):
-        train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed, start_step)
-    elif data.unlabeled:
-        log.info("the %d unlabeled texts are not used: only these methods learn from them: %s",
-                 len(data.unlabeled), ", ".join(name for name, m in METHODS.items() if m.reads_unlabeled))
-    return (train, *evaluation_datasets(cfg, prepared))
-
-
-def evaluation_datasets(cfg: Config, prepared: Prepared):
-    """dev and test, one ordered pass each (test None where the run has no test split)."""
-    d, data, enc = cfg.data, prepared.data, batch_encoder(cfg, prepared)
-    return tuple(None if split is None else labelled_dataset(split.texts, split.labels, enc, d.batch_size,
-                                                             texts_b=split.texts_b)
-                 for split in (data.dev, data.test))
-
-
-class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
-    """Stops at the first step whose loss is NaN or infinite, before any checkpoint of the broken weights
-    is written, by raising TrainingDiverged."""
-
-    def __init__(self, checkpoint_dir: str):
-        super().__init__()
-        self.checkpoint_dir = checkpoint_dir
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(loss):
-            last = latest(self.checkpoint_dir, TRAIN_DIR)
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-            raise TrainingDiverged(f"the loss became {float(loss)} at step {int(self.model.optimizer.iterations)} "
-                                   f"(epoch {self.epoch + 1}, batch {batch + 1}); training stopped and {kept}; "
-                                   "try a lower train.learning_rate or regularizer.epsilon")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-
-def hparams(cfg: Config) -> dict:
-    """The hyper-parameters shown in TensorBoard's HParams dashboard."""
-    regs = cfg.active_regularizers
-    first = regs[0] if regs else None
-    return {
-        "backbone": family(cfg).describe(cfg),
-        "regularizer": "+".join(r.name for r in regs) or "none",
-        "epsilon": getattr(first.params, "epsilon", 0.0) if first else 0.0,
-        "adv_weight": first.weight if first else 0.0,
-        "clean_weight": cfg.train.clean_weight,
-        "learning_rate": cfg.train.learning_rate,
-        "epochs": cfg.train.epochs,
-        "batch_size": cfg.data.batch_size,
-        "max_length": cfg.data.max_length,
-        "num_labeled": cfg.data.num_labeled or 0,
-        "seed": cfg.train.seed,
-    }
-
-
-def log_hparams(cfg: Config, log_dir: str, summaries: dict, step: int) -> None:
-    from tensorboard.plugins.hparams import api as hp
-
-    writer = tf.summary.create_file_writer(log_dir)
-    with writer.as_default():
-        hp.hparams(hparams(cfg), trial_id=os.path.basename(os.path.dirname(log_dir)))
-        for split, report in summaries.items():
-            for key in ("accuracy", "macro_f1", "ece", "nll", "brier"):
-                tf.summary.scalar(f"final/{split}_{key}", report[key], step=step)
-            for attack, curve in report.get("robustness", {}).items():
-                tf.summary.scalar(f"final/{split}_{attack}_accuracy_at_max_eps", curve["accuracy"][-1], step=step)
-            texts = report.get("text_attacks", {})
-            for x, acc in zip(texts.get("noise", {}).get("rates", []), texts.get("noise", {}).get("accuracy", [])):
-                tf.summary.scalar(f"final/{split}_noise_{x:g}_accuracy", acc, step=step)
-            greedy = texts.get("deepwordbug", {})
-            for budget, acc in zip(greedy.get("budgets", []), greedy.get("accuracy", [])):
-                tf.summary.scalar(f"final/{split}_deepwordbug_{budget}_accuracy", acc, step=step)
-    writer.close()
-
-
-def write_run_files(cfg: Config, prepared: Prepared, run_dir: str) -> None:
-    """config.yaml, the vocabulary, labels.json and a Hugging Face encoder's config: what load_run needs
-    besides the weights."""
-    save_config(cfg, os.path.join(run_dir, "config.yaml"))
-    family(cfg).save(prepared, run_dir)
-    with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
-        json.dump(prepared.data.label_names, f, ensure_ascii=False)
-
-
-def is_finished(run_dir: str) -> bool:
-    return os.path.exists(os.path.join(run_dir, "metrics.json"))
-
-
-def resumable(run_dir: str) -> bool:
-    """Whether run_dir is an unfinished run with a training checkpoint to continue from."""
-    return not is_finished(run_dir) and latest(os.path.join(run_dir, "checkpoints"), TRAIN_DIR) is not None
-
-
-def check_resumable(run_dir: str) -> None:
-    if not os.path.exists(os.path.join(run_dir, "config.yaml")):
-        raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
-    if is_finished(run_dir):
-        raise UserError(f"{run_dir}: this run has finished (metrics.json exists); nothing to resume")
-    if not resumable(run_dir):
-        raise UserError(f"{run_dir}: nothing to resume: it stopped before its first checkpoint; start it again")
-
-
-def find_resumable(cfg: Config, candidates: list[str]) -> str | None:
-    """The first of `candidates` that is an unfinished run of exactly this config (train.resume: auto)."""
-    for run_dir in candidates:
-        if os.path.isdir(run_dir) and resumable(run_dir):
-            try:
-                saved = load_config(os.path.join(run_dir, "config.yaml"))
-            except UserError as e:
-                log.info("not resuming %s: %s", run_dir, e)
-                continue
-            if saved == cfg:
-                return run_dir
-            log.info("not resuming %s: its config differs from this one", run_dir)
-    return None
-
-
-def rewrite_history_csv(path: str, history: list[dict]) -> None:
-    """history.csv as of the restored checkpoint (epochs logged after it are done again), atomically."""
-    if not history:  # CSVLogger writes the header with the first epoch
-        if os.path.exists(path):
-            os.remove(path)
-        return
-    keys = sorted({k for h in history for k in h})
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(",".join(["epoch"] + keys) + "\n")
-        for epoch, h in enumerate(history):
-            f.write(",".join([str(epoch)] + [repr(h.get(k, "")) for k in keys]) + "\n")
-    os.replace(path + ".tmp", path)
-
-
-def _close_tensorboard(callbacks) -> None:
-    # fit stopped inside a step: let TensorBoard pop its summary context, or every later summary in this
-    # process would be dropped.
-    for callback in callbacks:
-        if isinstance(callback, tf_keras.callbacks.TensorBoard):
-            callback.on_train_end()
 
 
 def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
@@ -328,7 +130,8 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
                                       restore_dir=os.path.join(run_dir, "checkpoints"))
     epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
     model.initial_step_in_epoch = in_epoch
-    train_ds, dev_ds, _ = datasets(cfg, prepared, start_step=epoch * spe + in_epoch)
+    train_ds = training_stream(cfg, data, prepared.text_encoder, start_step=epoch * spe + in_epoch)
+    dev_ds, _ = evaluation_streams(cfg, data, prepared.text_encoder)
     history_csv = os.path.join(out_dir, "history.csv")
     if resume:
         rewrite_history_csv(history_csv, checkpoints.history)
@@ -351,7 +154,7 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
                 model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs, initial_epoch=epoch,
                           steps_per_epoch=spe, callbacks=callbacks, verbose=2)
             except (TrainingDiverged, Interrupted):
-                _close_tensorboard(callbacks)
+                close_tensorboard(callbacks)
                 raise
         if checkpoints.stop_signal is not None:  # the signal came during the last validation
             raise checkpoints.interrupted(int(model.optimizer.iterations.numpy()), checkpoints.manager.latest_checkpoint)
@@ -364,7 +167,7 @@ def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict)
     directly, without the strategy's collectives), and writes metrics.json."""
     data = prepared.data
     read_classifier(model, os.path.join(run_dir, "checkpoints"))
-    dev_ds, test_ds = evaluation_datasets(cfg, prepared)  # not the training stream (bucketing tokenizes it all)
+    dev_ds, test_ds = evaluation_streams(cfg, data, prepared.text_encoder)
     best_epoch = metrics["best_epoch"]
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {metrics['train_seconds']:.0f} s")
     summaries = {}

@@ -1,15 +1,16 @@
-"""Backbone + classification head, split at the embeddings so regularizers can perturb them."""
+"""The LSTM classifier (an LSTM or Bi-LSTM backbone and a classification head), split at the embeddings so
+regularizers can perturb them."""
 from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras
 
-from core.config import ModelConfig
+from core.schema import ModelConfig
 from model.embedding import TokenEmbedding
 from model.lstm import LSTMBackbone
 
 
-class TextClassifier(tf_keras.Model):
+class LSTMClassifier(tf_keras.Model):
     """Token ids -> class logits, as embed() followed by logits_from_embeddings().
 
     Inputs are a dict with 'token_ids' (B, T) int32, 0 = padding.
@@ -38,7 +39,7 @@ class TextClassifier(tf_keras.Model):
     def twin(self):
         """A classifier of the same architecture with its own, fresh weights (e.g. an EMA copy)."""
         vocab_size, num_classes, counts = self._shape
-        return TextClassifier(self.cfg, vocab_size, num_classes, counts=counts, name=f"{self.name}_twin")
+        return LSTMClassifier(self.cfg, vocab_size, num_classes, counts=counts, name=f"{self.name}_twin")
 
     def padding_mask(self, inputs):
         """(B, T) bool, true at real tokens."""

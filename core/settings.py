@@ -1,7 +1,7 @@
-"""Each method's settings (the keys of its `regularizer:` entry besides `name` and `weight`), their defaults
-and how a backbone fills in the ones left to it: plain dataclasses, without TensorFlow, so that a config file
-is checked before TensorFlow loads. SETTINGS maps a method's name to its settings class; methods.METHODS maps
-it to the method, whose `Params` is the same class."""
+"""Each method's settings (the keys of its `regularizer:` entry besides `name` and `weight`), their defaults,
+the ball its radius measures (`linf`: L-inf per coordinate, else L2 per example) and how a backbone fills in the
+settings left to it: plain dataclasses, without TensorFlow, so that a config file is checked before TensorFlow
+loads. core.registry.METHODS names each method's settings class beside its implementation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,6 +76,11 @@ class FreeLBParams:
     # absolute, or relative: adv_lr, init_mag and max_norm as multiples of each example's embedding norm.
     epsilon_scale: str = setting("absolute", choices=("absolute", "relative"))
 
+    @property
+    def linf(self) -> bool:
+        """The ball is the one `norm` names."""
+        return self.norm == "linf"
+
     def resolve(self, radii):
         if self.max_norm is None:
             self.max_norm = radii.linf if self.norm == "linf" else radii.l2
@@ -87,6 +92,7 @@ class FreeLBParams:
 
 @dataclass
 class SMARTParams:
+    linf: ClassVar[bool] = True  # its radius is per coordinate
     # The L-inf radius of the perturbation; None: the backbone's L-inf radius, FGSM's (0.05 on the LSTMs'
     # normalized embeddings, 0.01 on an encoder's; the paper used 1e-5 on BERT-size encoders).
     epsilon: float | None = setting(None, min=0.0)
@@ -111,13 +117,3 @@ class SMARTParams:
         if self.step_size is None:
             self.step_size = 100 * self.epsilon
 
-
-SETTINGS = {
-    "random": EpsilonParams,
-    "fgsm": LinfEpsilonParams,
-    "fgm": EpsilonParams,
-    "pgd": PGDParams,
-    "vat": VATParams,
-    "freelb": FreeLBParams,
-    "smart": SMARTParams,
-}

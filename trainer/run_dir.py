@@ -1,0 +1,91 @@
+"""A run directory: where a config's runs go, creating one, the files a run needs besides its weights, and
+whether a run can be resumed (train.resume: auto finds the newest unfinished run of the same config)."""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+
+from core.errors import UserError
+from core.loader import load_config, save_config
+from core.paths import check_new_dir
+from core.schema import Config
+from trainer.checkpointing import TRAIN_DIR, latest
+from trainer.families import Prepared, family
+
+log = logging.getLogger(__name__)
+
+
+def runs_root(config_path: str, root: str = "runs") -> str:
+    """Where the runs of a config go: runs/<config name>."""
+    return os.path.join(root, os.path.splitext(os.path.basename(config_path))[0])
+
+
+def default_run_dir(config_path: str, root: str = "runs") -> str:
+    return os.path.join(runs_root(config_path, root), datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def make_run_dir(path: str) -> None:
+    """A new or empty run directory, with its parents (the lock file, written next, proves it writable)."""
+    check_new_dir(path, "--run-dir", create_parents=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create the run directory or write into it ({e.strerror})") from None
+
+
+def write_run_files(cfg: Config, prepared: Prepared, run_dir: str) -> None:
+    """config.yaml, the vocabulary, labels.json and a Hugging Face encoder's config: what load_run needs
+    besides the weights."""
+    save_config(prepared.config_to_save(cfg), os.path.join(run_dir, "config.yaml"))
+    family(cfg.model.name).save(prepared, run_dir)
+    with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
+        json.dump(prepared.data.label_names, f, ensure_ascii=False)
+
+
+def is_finished(run_dir: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+
+def resumable(run_dir: str) -> bool:
+    """Whether run_dir is an unfinished run with a training checkpoint to continue from."""
+    return not is_finished(run_dir) and latest(os.path.join(run_dir, "checkpoints"), TRAIN_DIR) is not None
+
+
+def check_resumable(run_dir: str) -> None:
+    if not os.path.exists(os.path.join(run_dir, "config.yaml")):
+        raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
+    if is_finished(run_dir):
+        raise UserError(f"{run_dir}: this run has finished (metrics.json exists); nothing to resume")
+    if not resumable(run_dir):
+        raise UserError(f"{run_dir}: nothing to resume: it stopped before its first checkpoint; start it again")
+
+
+def find_resumable(cfg: Config, candidates: list[str]) -> str | None:
+    """The first of `candidates` that is an unfinished run of exactly this config (train.resume: auto)."""
+    for run_dir in candidates:
+        if os.path.isdir(run_dir) and resumable(run_dir):
+            try:
+                saved = load_config(os.path.join(run_dir, "config.yaml"))
+            except UserError as e:
+                log.info("not resuming %s: %s", run_dir, e)
+                continue
+            if saved == cfg:
+                return run_dir
+            log.info("not resuming %s: its config differs from this one", run_dir)
+    return None
+
+
+def rewrite_history_csv(path: str, history: list[dict]) -> None:
+    """history.csv as of the restored checkpoint (epochs logged after it are done again), atomically."""
+    if not history:  # CSVLogger writes the header with the first epoch
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    keys = sorted({k for h in history for k in h})
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(",".join(["epoch"] + keys) + "\n")
+        for epoch, h in enumerate(history):
+            f.write(",".join([str(epoch)] + [repr(h.get(k, "")) for k in keys]) + "\n")
+    os.replace(path + ".tmp", path)
