@@ -96,11 +96,19 @@ def _resolve_paths(raw: dict, base_dir: str, where: str) -> None:
             if not isinstance(values, dict):
                 continue
             for key in keys:
-                value = values.get(key)
-                if isinstance(value, str) and value and not os.path.isabs(value):
-                    resolved = os.path.normpath(os.path.join(base_dir, value))
-                    if not must_exist or os.path.exists(resolved):
-                        values[key] = resolved
+                if key in values:
+                    values[key] = _resolved(values[key], base_dir, must_exist)
+
+
+def _resolved(value, base_dir: str, must_exist: bool = False):
+    """A path (or each path of a list) relative to base_dir made absolute; with must_exist, only if it exists."""
+    if isinstance(value, list):
+        return [_resolved(v, base_dir, must_exist) for v in value]
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        resolved = os.path.normpath(os.path.join(base_dir, value))
+        if not must_exist or os.path.exists(resolved):
+            return resolved
+    return value
 
 
 def merge(base: dict, top: dict) -> dict:
@@ -179,9 +187,10 @@ def _apply_override(raw: dict, assignment: str) -> None:
         raise _unknown_key(parts[1], valid, f"{where}: section '{section}'")
     target = raw.get(section)
     raw[section] = dict(target) if isinstance(target, dict) else {}
-    if isinstance(value, str) and value and (parts[1] in PATH_KEYS.get(section, ()) or (
-            parts[1] in PATH_OR_NAME_KEYS.get(section, ()) and os.path.exists(value))):
-        value = os.path.abspath(value)
+    if parts[1] in PATH_KEYS.get(section, ()):
+        value = _resolved(value, os.getcwd())
+    elif parts[1] in PATH_OR_NAME_KEYS.get(section, ()):
+        value = _resolved(value, os.getcwd(), must_exist=True)
     raw[section][parts[1]] = value
 
 
@@ -242,6 +251,8 @@ def _build(cls, values, where: str):
         aliases = fields[key].metadata.get("aliases", {})
         if isinstance(value, bool) and value in aliases:  # e.g. mixed_precision: true (float16)
             value = aliases[value]
+        if fields[key].metadata.get("one_or_many") and isinstance(value, str):  # one file, or a list of them
+            value = [value]
         value = _coerce(value, hints[key], f"{where}.{key}")
         _check_range(value, fields[key].metadata, f"{where}.{key}")
         kwargs[key] = value
@@ -344,9 +355,9 @@ def _resolve_model(cfg: Config, source: str) -> None:
     if backbone.hugging_face and not (m.pretrained or m.config_overrides):
         raise UserError(f"{source}: model.name {m.name} needs model.pretrained (a checkpoint directory or hub "
                         "name) or model.config_overrides (to build a randomly initialized encoder)")
-    if not backbone.hugging_face and (m.pretrained or m.config_overrides or m.vocab_file or m.lower_case is not None):
-        raise UserError(f"{source}: model.pretrained, config_overrides, vocab_file and lower_case are for "
-                        f"a Hugging Face encoder (model.name {_hugging_face_names()}), not {m.name}")
+    if not backbone.hugging_face and (m.pretrained or m.config_overrides or m.lower_case is not None):
+        raise UserError(f"{source}: model.pretrained, config_overrides and lower_case are for a Hugging Face "
+                        f"encoder (model.name {_hugging_face_names()}), not {m.name}")
     if cfg.train.layerwise_lr_decay is not None and (not backbone.hugging_face or cfg.train.optimizer != "adamw"):
         raise UserError(f"train.layerwise_lr_decay: for a Hugging Face encoder (model.name {_hugging_face_names()}) "
                         "with train.optimizer adamw")

@@ -51,7 +51,11 @@ class DataConfig:
     # train.steps_per_epoch); true/false: 'on'/'off'.
     length_bucketing: str = setting("auto", choices=("auto", "on", "off"), aliases={True: "on", False: "off"})
     bucket_window: int = setting(100, min=1)
-    unlabeled: str | None = None
+    # Unlabeled text: a file or glob pattern, or a list of them (dataset/corpus.py: .txt a text per line and
+    # .jsonl are streamed from disk, optionally gzipped; .tsv and .csv are read whole).
+    unlabeled: list[str] | None = setting(None, one_or_many=True)
+    # Streamed corpora are shuffled in windows of this many texts (a new seeded order in each pass).
+    shuffle_buffer: int = setting(10000, min=1)
     unlabeled_batch_size: int | None = setting(None, min=1)
     num_labeled: int | None = setting(None, min=1)
     labeled_fraction: float | None = setting(None, min_exclusive=0.0, max=1.0)
@@ -78,7 +82,8 @@ class ModelConfig:
     # ... and/or config values; without `pretrained` they build a randomly initialized encoder and must
     # name model_type (e.g. {model_type: bert, hidden_size: 128, num_hidden_layers: 2}).
     config_overrides: dict | None = None
-    # WordPiece vocabulary; None: vocab.txt of the checkpoint.
+    # bert: the WordPiece vocabulary (None: vocab.txt of the checkpoint); LSTMs: a vocab.tsv (token<TAB>count, as a
+    # run writes it) instead of counting the training texts and the unlabeled corpus.
     vocab_file: str | None = None
     # None: do_lower_case of the checkpoint's tokenizer_config.json.
     lower_case: bool | None = None

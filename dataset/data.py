@@ -13,6 +13,7 @@ import numpy as np
 from core.errors import UserError
 from core.schema import DataConfig
 from dataset.builtin import BUILTIN
+from dataset.corpus import Corpus
 from dataset.readers import Rows, read_rows
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class DataBundle:
     train: Split
     dev: Split
     test: Split | None  # None: no test split (data.split with a test fraction of 0, for tuning on dev)
-    unlabeled: list[str] = field(default_factory=list)
+    unlabeled: Corpus = field(default_factory=Corpus)
 
 
 def _where(path: str) -> str:
@@ -163,7 +164,7 @@ def load_data(cfg: DataConfig) -> DataBundle:
     bundle_splits = {name: Split(rows.texts, label_ids(rows, names, f"of the {name} split is not in the label list"),
                                  rows.texts_b) for name, rows in splits.items()}
 
-    unlabeled: list[str] = []
+    moved: list[str] = []
     if cfg.num_labeled is not None or cfg.labeled_fraction is not None:
         full = bundle_splits["train"]
         n = len(full.texts)
@@ -172,14 +173,10 @@ def load_data(cfg: DataConfig) -> DataBundle:
             raise UserError(f"data.num_labeled: {keep} is not below the {n} training examples")
         keep_idx, rest_idx = stratified_split(full.labels, [keep / n, 1 - keep / n], cfg.seed)
         bundle_splits["train"] = full.take(keep_idx)
-        unlabeled += [full.texts[i] for i in rest_idx]
+        moved = [full.texts[i] for i in rest_idx]
         log.info("few labels: kept %d labelled training examples, moved %d to the unlabeled stream",
                  len(keep_idx), len(rest_idx))
-    if cfg.unlabeled:
-        rows = read_rows(cfg.unlabeled, cfg.format, cfg.text_column, None)
-        if rows.empty:
-            log.info("%s: skipped %d rows with empty text", cfg.unlabeled, rows.empty)
-        unlabeled += rows.texts
+    unlabeled = Corpus.load(cfg.unlabeled, cfg.text_column, moved)
 
     test = bundle_splits.get("test")
     if cfg.test_examples is not None and test is not None and cfg.test_examples < len(test.texts):
@@ -192,5 +189,5 @@ def load_data(cfg: DataConfig) -> DataBundle:
         log.info("%s: %d examples (%s) from %s", name, len(split.texts),
                  ", ".join(f"{label}: {c}" for label, c in zip(names, counts)), _where(splits[name].path))
     if unlabeled:
-        log.info("unlabeled: %d texts%s", len(unlabeled), f" (with {os.path.abspath(cfg.unlabeled)})" if cfg.unlabeled else "")
+        log.info("unlabeled: %s", unlabeled.describe())
     return DataBundle(names, bundle_splits["train"], bundle_splits["dev"], bundle_splits.get("test"), unlabeled)

@@ -133,15 +133,18 @@ def labelled_dataset(texts, labels, encoder, batch_size: int, texts_b=None) -> t
     return ds.prefetch(AUTOTUNE)
 
 
-def with_unlabeled(labelled: tf.data.Dataset, texts, encoder, batch_size: int, seed: int,
-                   start_step: int = 0) -> tf.data.Dataset:
-    """Attach an unlabeled batch to every labelled one, under features['unlabeled'].
-
-    The unlabeled stream runs through its own permutations, independent of the labelled epochs; the
-    labelled stream alone decides where an epoch ends. Step s gets unlabeled batch s.
-    """
+def unlabeled_batches(texts, batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
+    """Endless full batches (B,) of in-memory unlabeled texts from batch `start_step` on, through their own
+    permutations (independent of the labelled epochs)."""
     table = tf.constant(list(texts))
-    unlabeled = continuous_batches(len(texts), batch_size, seed, start_step, stream=UNLABELED)
-    unlabeled = unlabeled.map(lambda idx: encoder(tf.gather(table, idx)), num_parallel_calls=AUTOTUNE)
+    order = continuous_batches(len(texts), batch_size, seed, start_step, stream=UNLABELED)
+    return order.map(lambda idx: tf.gather(table, idx), num_parallel_calls=AUTOTUNE)
+
+
+def with_unlabeled(labelled: tf.data.Dataset, text_batches: tf.data.Dataset, encoder) -> tf.data.Dataset:
+    """Attach an unlabeled batch to every labelled one, under features['unlabeled']: step s gets batch s of
+    `text_batches` (raw strings (B,): unlabeled_batches, or a corpus streamed from disk, dataset/corpus.py),
+    encoded. The labelled stream alone decides where an epoch ends."""
+    unlabeled = text_batches.map(encoder, num_parallel_calls=AUTOTUNE)
     zipped = tf.data.Dataset.zip((labelled, unlabeled))
     return zipped.map(lambda xy, u: ({**xy[0], "unlabeled": u}, xy[1])).prefetch(AUTOTUNE)

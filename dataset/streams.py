@@ -7,8 +7,17 @@ import logging
 
 from core.registry import METHODS
 from core.schema import Config
+from dataset.corpus import Corpus
 from dataset.data import DataBundle
-from dataset.pipeline import fixed_length, labelled_dataset, padding_share, token_lengths, training_dataset, with_unlabeled
+from dataset.pipeline import (
+    fixed_length,
+    labelled_dataset,
+    padding_share,
+    token_lengths,
+    training_dataset,
+    unlabeled_batches,
+    with_unlabeled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +54,20 @@ def training_stream(cfg: Config, data: DataBundle, encoder, start_step: int = 0)
                              full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b,
                              lengths=bucketing_lengths(cfg, data, encoder), bucket_window=d.bucket_window)
     if data.unlabeled and cfg.reads_unlabeled:
-        train = with_unlabeled(train, data.unlabeled, enc, d.unlabeled_batch_size, cfg.train.seed, start_step)
+        train = with_unlabeled(train, unlabeled_stream(cfg, data.unlabeled, start_step), enc)
     elif data.unlabeled:
-        log.info("the %d unlabeled texts are not used: only these methods learn from them: %s",
-                 len(data.unlabeled), ", ".join(name for name, m in METHODS.items() if m.reads_unlabeled))
+        log.info("the unlabeled texts (%s) are not used: only these methods learn from them: %s",
+                 data.unlabeled.describe(), ", ".join(name for name, m in METHODS.items() if m.reads_unlabeled))
     return train
+
+
+def unlabeled_stream(cfg: Config, corpus: Corpus, start_step: int = 0):
+    """Batches of unlabeled raw strings from step `start_step` on: a corpus with files streamed from disk through
+    a shuffle buffer, texts held in memory (data.num_labeled's) through exact permutations."""
+    d = cfg.data
+    if corpus.files:
+        return corpus.stream(d.unlabeled_batch_size, cfg.train.seed, d.shuffle_buffer, start_step)
+    return unlabeled_batches(corpus.texts, d.unlabeled_batch_size, cfg.train.seed, start_step)
 
 
 def evaluation_streams(cfg: Config, data: DataBundle, encoder):

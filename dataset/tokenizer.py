@@ -94,11 +94,18 @@ class Vocabulary:
 
     @classmethod
     def build(cls, texts, tokenizer: TextTokenizer, min_freq=1, max_size=50000, batch_size=1024, pairs=False):
-        """Counts tokens of `texts`; with `pairs`, id 2 is the separator [SEP] of sentence pairs."""
+        """Counts the tokens of `texts` (a list, or a tf.data.Dataset of strings streamed from disk: one pass,
+        the counts of each batch's distinct tokens added up); with `pairs`, id 2 is the separator [SEP] of
+        sentence pairs."""
         specials = [PAD, UNK] + ([SEP] if pairs else [])
+        if not isinstance(texts, tf.data.Dataset):
+            texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string, shape=[len(texts)]))
         counter: collections.Counter = collections.Counter()
-        for batch in tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size):
-            counter.update(tokenizer(batch).flat_values.numpy().tolist())
+        count = tf.function(lambda batch: tf.unique_with_counts(tokenizer(batch).flat_values)[::2])
+        for batch in texts.batch(batch_size).prefetch(2):
+            tokens, counts = count(batch)
+            for token, n in zip(tokens.numpy().tolist(), counts.numpy().tolist()):
+                counter[token] += n
         ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
         kept = [(t, c) for t, c in ranked if c >= min_freq and t.decode("utf-8") not in specials]
         kept = kept[: max_size - len(specials)]

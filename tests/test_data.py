@@ -122,8 +122,10 @@ def test_num_labeled_moves_the_rest_to_the_unlabeled_stream(tmp_path):
     unl.write_text('{"text": "extra one"}\n{"text": ""}\n{"text": "extra two"}\n')
     bundle = load_data(DataConfig(train=path, dev=path, test=path, num_labeled=10, unlabeled=str(unl)))
     assert len(bundle.train.texts) == 10 and np.bincount(bundle.train.labels).tolist() == [5, 5]
-    assert len(bundle.unlabeled) == 92 and bundle.unlabeled[-2:] == ["extra one", "extra two"]
-    assert not set(bundle.train.texts) & set(bundle.unlabeled)
+    streamed = [t.decode() for t in bundle.unlabeled.lines().as_numpy_iterator()]
+    assert len(bundle.unlabeled.texts) == 90 and bundle.unlabeled.files == [str(unl)]  # the moved texts in memory
+    assert len(streamed) == 92 and streamed[-2:] == ["extra one", "extra two"]  # then the file, the blank skipped
+    assert not set(bundle.train.texts) & set(streamed)
 
 
 def test_test_examples_is_a_fixed_stratified_sample_of_the_test_split(tmp_path):

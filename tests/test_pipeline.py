@@ -13,6 +13,7 @@ from dataset.pipeline import (
     padding_share,
     token_lengths,
     training_dataset,
+    unlabeled_batches,
     with_unlabeled,
 )
 from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
@@ -58,8 +59,8 @@ def test_training_and_unlabeled_streams_resume_at_the_same_batches():
     labels = np.arange(10) % 2
 
     def stream(start, k):
-        ds = with_unlabeled(training_dataset(texts, labels, enc, 4, seed=0, start_step=start), unlabeled, enc, 2,
-                            seed=0, start_step=start)
+        ds = with_unlabeled(training_dataset(texts, labels, enc, 4, seed=0, start_step=start),
+                            unlabeled_batches(unlabeled, 2, seed=0, start_step=start), enc)
         return [(x["token_ids"].numpy()[:, 0].tolist(), y.numpy().tolist(), x["unlabeled"]["token_ids"].numpy()[:, 0].tolist())
                 for x, y in itertools.islice(iter(ds), k)]
 

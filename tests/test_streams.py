@@ -20,7 +20,7 @@ def test_the_unlabeled_batch_comes_with_a_method_that_reads_it(tiny_files, regul
     cfg = few_labels(tiny_files, regularizer)
     assert cfg.reads_unlabeled is reads
     prepared = prepare(cfg)
-    assert len(prepared.data.unlabeled) == 48 - 16  # the labels left out went to the unlabeled stream
+    assert len(prepared.data.unlabeled.texts) == 48 - 16  # the labels left out went to the unlabeled stream
     features, labels = next(iter(training_stream(cfg, prepared.data, prepared.text_encoder)))
     assert labels.shape == (8,)
     assert ("unlabeled" in features) is reads

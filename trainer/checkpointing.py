@@ -134,8 +134,7 @@ def data_fingerprint(data) -> str:
         for text in split.texts + (split.texts_b or []):
             digest.update(text.encode("utf-8") + b"\0")
         digest.update(np.asarray(split.labels, np.int64).tobytes())
-    for text in data.unlabeled:
-        digest.update(text.encode("utf-8") + b"\0")
+    data.unlabeled.fingerprint(digest)  # in-memory texts as before; a streamed file by name, size, ends
     digest.update(json.dumps(data.label_names).encode("utf-8"))
     return digest.hexdigest()
 

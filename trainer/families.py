@@ -15,13 +15,15 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
 from core.errors import UserError
 from core.loader import checkpoint_lowercases
 from core.registry import BACKBONES
 from core.schema import Config, DataConfig
+from dataset.corpus import Corpus
 from dataset.data import DataBundle
-from dataset.tokenizer import TextEncoder, TextTokenizer, Vocabulary
+from dataset.tokenizer import SEP, TextEncoder, TextTokenizer, Vocabulary
 from dataset.wordpiece import HFTokenizerEncoder, WordPieceEncoder, read_vocab
 from model.bert import TransformerClassifier, load_encoder, resolve_pretrained
 from model.embedding import load_word2vec
@@ -63,13 +65,21 @@ def text_tokenizer(d: DataConfig) -> TextTokenizer:
 class LSTMFamily:
     """(Bi-)LSTMs over a vocabulary built from the training texts, optionally with word2vec vectors."""
 
-    def prepare(self, cfg: Config, data: DataBundle, unlabeled: list[str]) -> Prepared:
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus) -> Prepared:
         """`unlabeled`: the unlabeled texts the model trains on (Miyato et al. 2017 build the vocabulary from
-        them too)."""
+        them too), counted in one pass as they stream from disk; model.vocab_file gives a vocabulary instead."""
         d = cfg.data
         pairs = data.train.texts_b is not None
-        vocab = Vocabulary.build(data.train.texts + (data.train.texts_b or []) + unlabeled, text_tokenizer(d),
-                                 min_freq=d.min_freq, max_size=d.max_vocab_size, pairs=pairs)
+        if cfg.model.vocab_file:
+            vocab = Vocabulary.load(cfg.model.vocab_file)
+            if pairs and SEP not in vocab.tokens:
+                raise UserError(f"model.vocab_file: {cfg.model.vocab_file}: sentence pairs need the token {SEP}")
+        else:
+            unlabeled.check()  # a bad line of a streamed file is named now, not in the middle of training
+            labelled = data.train.texts + (data.train.texts_b or [])
+            texts = tf.data.Dataset.from_tensor_slices(tf.constant(labelled, tf.string, shape=[len(labelled)]))
+            vocab = Vocabulary.build(texts.concatenate(unlabeled.lines()), text_tokenizer(d), min_freq=d.min_freq,
+                                     max_size=d.max_vocab_size, pairs=pairs)
         known = sum(vocab.counts[2:])
         log.info("vocabulary: %d tokens (min_freq %d); %.2f%% of training tokens out of vocabulary",
                  len(vocab), d.min_freq, 100.0 * vocab.counts[1] / max(1, known + vocab.counts[1]))
@@ -103,7 +113,7 @@ class HuggingFaceFamily:
     """Hugging Face TF encoders (BERT, RoBERTa, ALBERT, ELECTRA, DistilBERT, ...) with their WordPiece vocabulary
     tokenized in the graph, or their own tokenizer (outside the graph) where there is no vocab.txt."""
 
-    def prepare(self, cfg: Config, data: DataBundle, unlabeled: list[str]) -> Prepared:
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus) -> Prepared:
         m = cfg.model
         local = resolve_pretrained(m.pretrained) if m.pretrained else None  # config.yaml keeps the name
         hf_model, _ = load_encoder(local, m.config_overrides)

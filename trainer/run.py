@@ -19,6 +19,7 @@ import tf_keras
 
 from core.errors import Interrupted, TrainingDiverged
 from core.schema import Config
+from dataset.corpus import Corpus
 from dataset.data import load_data
 from dataset.streams import evaluation_streams, training_stream
 from trainer.adversarial_model import AdversarialModel
@@ -46,7 +47,7 @@ def prepare(cfg: Config) -> Prepared:
     """Loads and checks the data, the vocabulary and any pretrained weights (through the backbone family);
     raises UserError on bad input. Runs before the run directory exists."""
     data = load_data(cfg.data)
-    return family(cfg.model.name).prepare(cfg, data, data.unlabeled if cfg.reads_unlabeled else [])
+    return family(cfg.model.name).prepare(cfg, data, data.unlabeled if cfg.reads_unlabeled else Corpus())
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:

@@ -1,0 +1,111 @@
+"""dataset/corpus.py: unlabeled text streamed from disk (text per line, JSON lines, gzipped or not), shuffled
+through a seeded buffer, resumable at any step, checked line by line, fingerprinted."""
+import gzip
+import hashlib
+import itertools
+import json
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from conftest import ROOT
+
+from core.errors import UserError
+from dataset.corpus import Corpus
+from dataset.tokenizer import TextTokenizer, Vocabulary
+
+
+def corpus_files(tmp_path):
+    """Three files, 30 texts in all (blank lines and a JSON line without text are skipped)."""
+    (tmp_path / "a.txt").write_text("".join(f"plain {i}\n" for i in range(10)) + "\n  \n")
+    with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.writelines(f"zipped {i}\n" for i in range(10))
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps({"text": f"json {i}", "id": i}) + "\n" for i in range(10))
+        f.write(json.dumps({"id": 99}) + "\n")
+    return sorted(f"plain {i}" for i in range(10)) + [f"zipped {i}" for i in range(10)] + [f"json {i}" for i in range(10)]
+
+
+def texts_of(ds):
+    return [t.decode() for t in ds.as_numpy_iterator()]
+
+
+def batches(ds, k):
+    return [[t.decode() for t in b] for b in itertools.islice(ds.as_numpy_iterator(), k)]
+
+
+def test_every_text_once_from_files_of_each_format_and_a_glob(tmp_path):
+    want = corpus_files(tmp_path)
+    corpus = Corpus.load([str(tmp_path / "*.txt*"), str(tmp_path / "c.jsonl.gz")], "text", ["in memory"])
+    assert corpus.files == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt.gz"), str(tmp_path / "c.jsonl.gz")]
+    lines = texts_of(corpus.lines())
+    assert lines[0] == "in memory" and sorted(lines[1:]) == sorted(want)
+
+
+def test_a_tsv_corpus_is_read_whole_and_bad_names_are_one_line(tmp_path):
+    (tmp_path / "u.tsv").write_text("text\nfirst\nsecond\n")
+    corpus = Corpus.load(str(tmp_path / "u.tsv"), "text")
+    assert corpus.texts == ["first", "second"] and corpus.files == []
+    for pattern, message in ((tmp_path / "none*.txt", "no file matches"), (tmp_path / "missing.txt", "file not found"),
+                             (tmp_path, "is a directory"), (tmp_path / "u.parquet", "cannot tell the format")):
+        if str(pattern).endswith("parquet"):
+            (tmp_path / "u.parquet").write_text("x")
+        with pytest.raises(UserError, match=message):
+            Corpus.load([str(pattern)], "text")
+
+
+def test_each_pass_is_a_new_order_of_every_text_and_a_resumed_stream_is_the_tail(tmp_path):
+    want = corpus_files(tmp_path)
+    corpus = Corpus.load([str(tmp_path / "a.txt"), str(tmp_path / "b.txt.gz"), str(tmp_path / "c.jsonl.gz")], "text")
+    whole = batches(corpus.stream(batch_size=5, seed=7, buffer=8), 12)  # 30 texts: 6 batches a pass
+    first, second = sum(whole[:6], []), sum(whole[6:], [])
+    assert sorted(first) == sorted(want) and sorted(second) == sorted(want)
+    assert first != second and first != sorted(first)  # shuffled, and anew in each pass
+    assert batches(corpus.stream(batch_size=5, seed=7, buffer=8, start_step=4), 8) == whole[4:]
+    assert batches(corpus.stream(batch_size=5, seed=8, buffer=8), 6) != whole[:6]  # the seed decides
+    tf.random.set_seed(123)  # TensorFlow's global seed (train.py sets train.seed there) changes nothing
+    assert batches(corpus.stream(batch_size=5, seed=7, buffer=8, start_step=4), 8) == whole[4:]
+    # a fresh process (a resumed run) sees the same batches
+    code = ("import json, sys\nsys.path.insert(0, sys.argv[1])\nimport core\nfrom dataset.corpus import Corpus\n"
+            "c = Corpus.load(sys.argv[2:], 'text')\n"
+            "print(json.dumps([[t.decode() for t in b] for b in c.stream(5, 7, 8, start_step=4).take(8).as_numpy_iterator()]))")
+    done = subprocess.run([sys.executable, "-c", code, ROOT, *corpus.files], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == whole[4:]
+
+
+def test_check_names_the_first_line_that_cannot_be_used(tmp_path):
+    (tmp_path / "u.jsonl").write_text('{"text": "fine"}\n\n{"title": "no text"}\n')
+    with pytest.raises(UserError, match=r"u.jsonl: line 3: not a JSON object with a text under 'text'"):
+        Corpus.load(str(tmp_path / "u.jsonl"), "text").check()
+    (tmp_path / "v.txt").write_bytes(b"fine\nbad \xff byte\n")
+    with pytest.raises(UserError, match=r"v.txt: line 2: not valid UTF-8"):
+        Corpus.load(str(tmp_path / "v.txt"), "text").check()
+    (tmp_path / "w.txt.gz").write_bytes(gzip.compress(b"a\nb\n")[:-6])  # a damaged gzip body
+    with pytest.raises(UserError, match=r"w.txt.gz: cannot be read"):
+        Corpus.load(str(tmp_path / "w.txt.gz"), "text").check()
+
+
+def test_the_fingerprint_changes_with_a_file(tmp_path):
+    corpus_files(tmp_path)
+
+    def digest():
+        d = hashlib.sha256()
+        Corpus.load(str(tmp_path / "a.txt"), "text").fingerprint(d)
+        return d.hexdigest()
+
+    before = digest()
+    assert digest() == before
+    (tmp_path / "a.txt").write_text("plain 0\n")
+    assert digest() != before
+
+
+def test_a_vocabulary_counted_from_a_stream_equals_one_counted_from_a_list(tmp_path):
+    corpus_files(tmp_path)
+    corpus = Corpus.load(str(tmp_path / "*.txt*"), "text")
+    texts = texts_of(corpus.lines())
+    tok = TextTokenizer("word")
+    streamed, listed = Vocabulary.build(corpus.lines(), tok, batch_size=7), Vocabulary.build(texts, tok)
+    assert streamed == listed
+    assert dict(zip(listed.tokens, listed.counts))["plain"] == 10 and listed.counts[1] == 0
