@@ -23,12 +23,14 @@ from core.schema import (
     PATH_KEYS,
     PATH_OR_NAME_KEYS,
     REGULARIZERS,
+    SCALARS,
     SECTIONS,
     TEXT_ATTACKS,
     Config,
     DataConfig,
     DistributeConfig,
     EvalConfig,
+    LMConfig,
     ModelConfig,
     RegularizerConfig,
     TrainConfig,
@@ -129,8 +131,8 @@ def _load_chain(path: str, seen: tuple[str, ...] = ()) -> dict:
         raise UserError(f"{path}: 'base:' cycle: {chain}")
     raw = read_yaml(path)
     for section in raw:
-        if section not in SECTIONS and section != "base":
-            raise _unknown_key(section, ["base", *SECTIONS], path)
+        if section not in SECTIONS and section not in SCALARS and section != "base":
+            raise _unknown_key(section, ["base", *SCALARS, *SECTIONS], path)
     _resolve_paths(raw, os.path.dirname(path), path)
     base = raw.pop("base", None)
     if base is None:
@@ -158,8 +160,8 @@ def _apply_override(raw: dict, assignment: str) -> None:
     except yaml.YAMLError:
         raise UserError(f"{where}: the value is not valid YAML") from None
     section = parts[0]
-    if section not in SECTIONS:
-        raise _unknown_key(section, list(SECTIONS), where)
+    if section not in SECTIONS and section not in SCALARS:
+        raise _unknown_key(section, [*SCALARS, *SECTIONS], where)
     if len(parts) == 1:
         raw[section] = value
         return
@@ -291,13 +293,16 @@ def _build_regularizer(values, where: str, radii: Radii | None = None) -> Regula
 # ----------------------------------------------------------------------------- public API
 def config_from_dict(raw: dict, source: str = "config") -> Config:
     for section in raw:
-        if section not in SECTIONS:
-            raise _unknown_key(section, list(SECTIONS), source)
+        if section not in SECTIONS and section not in SCALARS:
+            raise _unknown_key(section, [*SCALARS, *SECTIONS], source)
+    task = _coerce(raw.get("task", "classify"), str, "task")
+    _check_range(task, {"choices": SCALARS["task"]}, "task")
     regs = raw.get("regularizer")
     regs = regs if isinstance(regs, list) else [regs]
     if not regs:
         raise UserError(f"{source}: 'regularizer' is an empty list; use name: none to train plainly")
     cfg = Config(
+        task=task,
         data=_build(DataConfig, raw.get("data"), "data"),
         model=_build(ModelConfig, raw.get("model"), "model"),
         regularizer=[_build_regularizer(r, "regularizer" if len(regs) == 1 else f"regularizer[{i}]")
@@ -305,6 +310,7 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
         train=_build(TrainConfig, raw.get("train"), "train"),
         eval=_build(EvalConfig, raw.get("eval"), "eval"),
         distribute=_build(DistributeConfig, raw.get("distribute"), "distribute"),
+        lm=_build(LMConfig, raw.get("lm"), "lm"),
     )
     _resolve_defaults(cfg, source)
     return cfg
@@ -313,11 +319,38 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
 def _resolve_defaults(cfg: Config, source: str) -> None:
     """Checks that span keys and fills the defaults left to the backbone or the checkpoint."""
     backbone = BACKBONES[cfg.model.name]
-    _check_data(cfg, source)
+    if cfg.task == "lm":
+        _check_language_model(cfg, source)
+    else:
+        _check_data(cfg, source)
     _resolve_model(cfg, source)
     _resolve_eval(cfg.eval, backbone)
     for reg in cfg.active_regularizers:
         reg.params.resolve(backbone.radii)
+
+
+def _check_language_model(cfg: Config, source: str) -> None:
+    d, m = cfg.data, cfg.model
+    if not d.unlabeled:
+        raise UserError(f"{source}: task: lm trains on data.unlabeled (text files); give it (list data.train's file "
+                        "there too to train on the labelled texts)")
+    given = [key for key in ("dataset", "train", "dev", "test") if getattr(d, key)]
+    if given:
+        raise UserError(f"{source}: task: lm reads only data.unlabeled; data.{given[0]} is for a classifier (list "
+                        "its file under data.unlabeled to train on its texts)")
+    if BACKBONES[m.name].hugging_face:
+        raise UserError(f"{source}: task: lm pretrains an LSTM (model.name lstm or bilstm), not {m.name}")
+    if cfg.active_regularizers:
+        raise UserError(f"{source}: task: lm trains without a regularizer (regularizer: {{name: none}})")
+    if m.init_from or m.pretrained_embeddings:
+        raise UserError(f"{source}: model.init_from and pretrained_embeddings are for a classifier, not task: lm")
+    if cfg.train.monitor != "val_accuracy":
+        raise UserError(f"{source}: train.monitor: a language model is chosen by its held-out perplexity; "
+                        "leave train.monitor out")
+    if cfg.distribute.strategy != "none":
+        raise UserError(f"{source}: task: lm trains on one device for now; leave distribute.strategy out")
+    if d.unlabeled_batch_size is None:
+        d.unlabeled_batch_size = d.batch_size
 
 
 def _hugging_face_names() -> str:
@@ -365,8 +398,12 @@ def _resolve_model(cfg: Config, source: str) -> None:
         m.pooling = backbone.poolings[0]
     if m.pooling not in backbone.poolings:
         raise UserError(f"model.pooling: '{m.pooling}' is not one of {', '.join(backbone.poolings)} for {m.name}")
-    if m.normalize_embeddings is None:
-        m.normalize_embeddings = bool(cfg.active_regularizers) and not backbone.hugging_face
+    if m.normalize_embeddings is None:  # a language model normalizes like the classifiers it starts
+        m.normalize_embeddings = (bool(cfg.active_regularizers) or cfg.task == "lm") and not backbone.hugging_face
+    if m.init_from and (backbone.hugging_face or m.vocab_file or m.pretrained_embeddings):
+        raise UserError(f"{source}: model.init_from starts an LSTM from a language-model run's vocabulary and "
+                        "weights; it does not combine with model.vocab_file, pretrained_embeddings or "
+                        f"model.name {m.name}")
     if backbone.hugging_face and m.normalize_embeddings:
         raise UserError("model.normalize_embeddings: only for the LSTM backbones (a pretrained encoder's "
                         "embeddings are used as they are)")

@@ -14,7 +14,8 @@ REGULARIZERS = ("none", *METHODS)
 PRECISIONS = ("none", "float16", "bfloat16")
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 # Keys holding file paths: resolved relative to the YAML file that sets them.
-PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"), "model": ("pretrained_embeddings", "vocab_file")}
+PATH_KEYS = {"data": ("train", "dev", "test", "unlabeled"),
+             "model": ("pretrained_embeddings", "vocab_file", "init_from")}
 # Keys that hold a local path or a hub name: resolved relative to the YAML file only if that path exists.
 PATH_OR_NAME_KEYS = {"model": ("pretrained",)}
 
@@ -87,6 +88,9 @@ class ModelConfig:
     vocab_file: str | None = None
     # None: do_lower_case of the checkpoint's tokenizer_config.json.
     lower_case: bool | None = None
+    # LSTMs: a language-model run (task: lm) to start from: its vocabulary, embedding table and LSTM weights
+    # (a Bi-LSTM takes its forward and backward directions from the run's two language models).
+    init_from: str | None = None
 
 
 @dataclass
@@ -173,6 +177,17 @@ class EvalConfig:
     text_attack_examples: int | None = setting(200, min=1)
 
 
+@dataclass
+class LMConfig:
+    """task: lm, a language model on data.unlabeled (model.name lstm: forward; bilstm: a forward and a backward
+    language model sharing the embedding table, as Miyato et al. 2017 pretrain for their Bi-LSTM)."""
+    # Classes of the sampled softmax in training (log-uniform over the frequency-ranked vocabulary); the
+    # held-out perplexity uses the exact softmax.
+    softmax_samples: int = setting(1024, min=1)
+    # The corpus's first texts, held out for the perplexity (not trained on).
+    heldout_texts: int = setting(1000, min=1)
+
+
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 
 
@@ -187,14 +202,21 @@ class DistributeConfig:
     tpu: str | None = None
 
 
+TASKS = ("classify", "lm")
+
+
 @dataclass
 class Config:
+    # classify: a text classifier (data.train's labels); lm: a language model on data.unlabeled, to start a
+    # classifier from (model.init_from).
+    task: str = setting("classify", choices=TASKS)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularizer: list[RegularizerConfig] = field(default_factory=lambda: [RegularizerConfig()])
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
 
     @property
     def active_regularizers(self) -> list[RegularizerConfig]:
@@ -207,4 +229,5 @@ class Config:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": None,  # entries: built by core.loader
-            "train": TrainConfig, "eval": EvalConfig, "distribute": DistributeConfig}
+            "train": TrainConfig, "eval": EvalConfig, "distribute": DistributeConfig, "lm": LMConfig}
+SCALARS = {"task": TASKS}  # top-level keys that are values, not sections

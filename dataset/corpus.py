@@ -116,12 +116,17 @@ class Corpus:
         stripped = from_files.filter(lambda t: tf.strings.length(tf.strings.strip(t)) > 0)
         return texts.concatenate(stripped)
 
-    def stream(self, batch_size: int, seed: int, buffer: int, start_step: int = 0) -> tf.data.Dataset:
+    def stream(self, batch_size: int, seed: int, buffer: int, start_step: int = 0, skip: int = 0,
+               items=None) -> tf.data.Dataset:
         """Endless full batches (B,) of texts from batch `start_step` on: pass after pass over the corpus, each
         cut into windows of `buffer` consecutive texts, every window in an order drawn by a stateless permutation
         seeded by (seed, pass, window), so that the stream depends on nothing else (a resumed run in a new
-        process, whatever TensorFlow's global seed, sees the same batches)."""
-        lines = self.lines()
+        process, whatever TensorFlow's global seed, sees the same batches). The first `skip` texts are left out
+        (a held-out slice); `items`, if given, maps the stream of texts to the stream of what is batched (a
+        language model's token chunks), before the windows are shuffled."""
+        lines = self.lines().skip(skip)
+        if items is not None:
+            lines = items(lines)
 
         def one_pass(p):
             def shuffle(i, window):
@@ -132,6 +137,10 @@ class Corpus:
 
         passes = tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(one_pass)
         return passes.batch(batch_size, drop_remainder=True).skip(start_step)
+
+    def count(self) -> int:
+        """The number of texts (one pass, in the graph)."""
+        return int(self.lines().reduce(np.int64(0), lambda n, _: n + 1))
 
     def fingerprint(self, digest) -> None:
         """Adds what identifies the corpus to `digest` (hashlib): the in-memory texts, and each file's name, size

@@ -43,6 +43,16 @@ class LSTMBackbone(tf_keras.layers.Layer):
             self.layers_.append(tf_keras.layers.Bidirectional(lstm) if bidirectional else lstm)
         self.dropout = tf_keras.layers.Dropout(dropout)
 
+    def set_lstm_weights(self, weights: dict) -> None:
+        """Each LSTM layer's weights from {direction: [layer's [kernel, recurrent_kernel, bias]]}: 'forward' for
+        a one-way stack and a Bi-LSTM's forward layers, 'backward' for its backward layers (built first)."""
+        for i, layer in enumerate(self.layers_):
+            if isinstance(layer, tf_keras.layers.Bidirectional):
+                layer.forward_layer.set_weights(weights["forward"][i])
+                layer.backward_layer.set_weights(weights["backward"][i])
+            else:
+                layer.set_weights(weights["forward"][i])
+
     def call(self, embeddings, mask, training=False):
         x = embeddings
         for i, layer in enumerate(self.layers_):

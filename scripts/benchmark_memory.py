@@ -1,6 +1,6 @@
-"""Peak resident memory of a short semi-supervised run as its unlabeled corpus grows: the corpus streamed from
-disk (.txt, a text per line) against the same texts read whole (.tsv, the in-memory path every corpus took
-before streaming).
+"""Peak resident memory of a short semi-supervised run and of a short language-model run as the unlabeled corpus
+grows: the corpus streamed from disk (.txt, a text per line) against the same texts read whole (.tsv, the
+in-memory path every corpus took before streaming).
 
     python scripts/benchmark_memory.py --data ../shared/data/imdb [--lines 100000 1000000 5000000]
                                        [--in-memory-lines 100000 1000000] [--work DIR] [--steps 5]
@@ -10,7 +10,9 @@ about 1.3 KB a line, so 5,000,000 lines take 6.5 GB of disk). Each run is `train
 IMDB with 1,000 labels, Bi-LSTM 64/64, max_length 200, VAT reading the corpus, the vocabulary counted over the
 labelled texts and the whole corpus in one streaming pass, `--steps` training steps, evaluation on 200 test
 reviews; its peak resident set size is read from the operating system (getrusage of the finished child).
-The in-memory path is run only for --in-memory-lines (5,000,000 lines would need about 30 GB).
+The language-model run (task: lm, LSTM 64/64, sampled softmax over 1,024 classes) reads the same corpus, its
+vocabulary counted in the same kind of pass. The in-memory path is run only for --in-memory-lines (5,000,000
+lines would need about 30 GB); a run that fails is reported with its last line, and the others go on.
 """
 from __future__ import annotations
 
@@ -65,8 +67,19 @@ def config(data: str, unlabeled: str, steps: int) -> dict:
     }
 
 
-def measure(work: str, name: str, cfg: dict) -> tuple[float, float]:
-    """(peak resident MiB, seconds) of one train.py run."""
+def lm_config(unlabeled: str, steps: int) -> dict:
+    return {
+        "task": "lm",
+        "data": {"unlabeled": unlabeled, "tokenizer": "word", "strip_html": True, "max_length": 100, "min_freq": 3,
+                 "batch_size": 64, "max_vocab_size": 30000},
+        "model": {"name": "lstm", "embedding_dim": 64, "hidden_size": 64},
+        "lm": {"softmax_samples": 1024, "heldout_texts": 200},
+        "train": {"epochs": 1, "steps_per_epoch": steps},
+    }
+
+
+def measure(work: str, name: str, cfg: dict) -> tuple[float, float, str]:
+    """(peak resident MiB, seconds, '' or the last line of a failure) of one train.py run."""
     import yaml
 
     path = os.path.join(work, f"{name}.yaml")
@@ -78,9 +91,9 @@ def measure(work: str, name: str, cfg: dict) -> tuple[float, float]:
     done = subprocess.run([sys.executable, "-c", PEAK, sys.executable, os.path.join(ROOT, "train.py"), "--config",
                            path, "--run-dir", run_dir], capture_output=True, text=True)
     rc, peak_kib = done.stdout.split()
-    if rc != "0":
-        raise UserError(f"{name}: train.py failed (exit {rc}): {done.stderr.strip().splitlines()[-1]}")
-    return int(peak_kib) / 1024, time.time() - start
+    lines = [line for line in done.stderr.strip().splitlines() if "Error" in line or "error:" in line]
+    failure = "" if rc == "0" else f"exit {rc}: {(lines or done.stderr.strip().splitlines() or ['?'])[-1].strip()[:160]}"
+    return int(peak_kib) / 1024, time.time() - start, failure
 
 
 def main(argv=None) -> int:
@@ -100,18 +113,21 @@ def main(argv=None) -> int:
         texts = reviews(args.data)
         rows = []
         for lines in args.lines:
-            for fmt, path_name in (("txt", "streamed"), ("tsv", "in memory")):
-                if fmt == "tsv" and lines not in args.in_memory_lines:
-                    continue
+            runs = [("vat, streamed", "txt", config), ("lm, streamed", "txt", lm_config)]
+            if lines in args.in_memory_lines:
+                runs.append(("vat, in memory", "tsv", config))
+            for name, fmt, make in runs:
                 path = corpus(args.work, texts, lines, fmt)
-                peak, seconds = measure(args.work, f"{path_name.replace(' ', '_')}-{lines}",
-                                        config(args.data, path, args.steps))
-                rows.append((lines, path_name, peak, seconds))
-                print(f"{lines:>9,} lines  {path_name:<9}  peak {peak:8.0f} MiB  {seconds:6.0f} s", flush=True)
-        base = {name: peak for lines, name, peak, _ in rows if lines == min(args.lines)}
-        print("\n| corpus lines | path | peak resident MiB | ratio to the smallest corpus | seconds |\n|---|---|---|---|---|")
-        for lines, name, peak, seconds in rows:
-            print(f"| {lines:,} | {name} | {peak:.0f} | {peak / base[name]:.2f} | {seconds:.0f} |")
+                cfg = make(args.data, path, args.steps) if make is config else make(path, args.steps)
+                peak, seconds, failure = measure(args.work, f"{name.replace(', ', '-').replace(' ', '_')}-{lines}", cfg)
+                rows.append((lines, name, peak, seconds, failure))
+                print(f"{lines:>9,} lines  {name:<15} peak {peak:8.0f} MiB  {seconds:6.0f} s  {failure}", flush=True)
+        base = {name: peak for lines, name, peak, _, failure in rows if lines == min(args.lines) and not failure}
+        print("\n| corpus lines | run | peak resident MiB | ratio to the smallest corpus | seconds |\n|---|---|---|---|---|")
+        for lines, name, peak, seconds, failure in rows:
+            ratio = f"{peak / base[name]:.2f}" if name in base and not failure else "–"
+            print(f"| {lines:,} | {name} | {peak:.0f}{' (failed: ' + failure + ')' if failure else ''} | {ratio} | "
+                  f"{seconds:.0f} |")
 
     return cli.main(p, run, argv)
 

@@ -11,7 +11,9 @@ from core.loader import load_config
 from dataset.streams import training_stream
 from trainer.run import build_model, prepare
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+ALL = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+LANGUAGE_MODELS = [p for p in ALL if load_config(p).task == "lm"]
+CONFIGS = [p for p in ALL if p not in LANGUAGE_MODELS]
 TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=8", "data.dataset=null",
         "data.tokenizer=word", "data.unlabeled_batch_size=4"]
 
@@ -65,3 +67,21 @@ def test_pretrained_vectors_of_the_wrong_size_are_a_user_error(tmp_path, tiny_fi
                       + [f"model.pretrained_embeddings={vectors}"])
     with pytest.raises(UserError, match=r"vec\.txt: line 1: 3 values, expected 8"):
         prepare(cfg)
+
+
+@pytest.mark.parametrize("path", LANGUAGE_MODELS, ids=[os.path.basename(p) for p in LANGUAGE_MODELS])
+def test_language_model_config_trains_one_step(path, tmp_path):
+    from trainer.lm_run import build_language_model, prepare_language_model
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"text number {i} is a short one\n" for i in range(40)))
+    cfg = load_config(path, ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=4",
+                             f"data.unlabeled={corpus}", "lm.heldout_texts=4", "lm.softmax_samples=8"])
+    corpus_, vocab, n = prepare_language_model(cfg)
+    assert n == 36
+    model = build_language_model(cfg, vocab, 10)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    logs = model.train_step(tf.constant([[2, 3, 4, 5, 0], [3, 2, 0, 0, 0]]))
+    assert np.isfinite(float(logs["loss"]))
+    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
+    assert all(changed)

@@ -172,7 +172,8 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
     """
 
     def __init__(self, checkpoint_dir: str, model, steps_per_epoch: int, every: int | None, keep_last: int,
-                 monitor: str, mode: str, fingerprint: str, run_dir: str, restore_dir: str | None = None):
+                 monitor: str, mode: str, fingerprint: str, run_dir: str, restore_dir: str | None = None,
+                 best=None):
         super().__init__()
         self.set_model(model)
         self.checkpoint_dir, self.run_dir = checkpoint_dir, run_dir
@@ -187,7 +188,9 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         state = tf.train.Checkpoint(model=model, epoch=self._epoch, stopped_early=self._stopped,
                                     history=self._history, data=self._data, rngs=random_generators(model))
         self.manager = tf.train.CheckpointManager(state, os.path.join(checkpoint_dir, TRAIN_DIR), keep_last)
-        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(classifier=model.classifier),
+        # checkpoints/best: the weights to keep (the classifier; a language model's network)
+        best = model.classifier if best is None else best
+        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(classifier=best),
                                                os.path.join(checkpoint_dir, BEST_DIR), max_to_keep=1)
         self.history: list[dict] = []
         self.replay: list[tf_keras.callbacks.Callback] = []  # callbacks whose state follows the history

@@ -29,6 +29,7 @@ from model.bert import TransformerClassifier, load_encoder, resolve_pretrained
 from model.embedding import load_word2vec
 from model.lstm_classifier import LSTMClassifier
 from trainer.adversarial_model import AdversarialModel
+from trainer.init_from import read_language_model_run
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Prepared:
     initial_vectors: np.ndarray | None = None
     hf_model: object = None
     lower_case: bool | None = None
+    initial_lstm: dict | None = None  # model.init_from: the language model's LSTM weights, per direction
 
     def config_to_save(self, cfg: Config) -> Config:
         """cfg with what preparing settled (a copy; the loaded config is not changed)."""
@@ -70,6 +72,15 @@ class LSTMFamily:
         them too), counted in one pass as they stream from disk; model.vocab_file gives a vocabulary instead."""
         d = cfg.data
         pairs = data.train.texts_b is not None
+        if cfg.model.init_from:
+            start = read_language_model_run(cfg)
+            if pairs:
+                raise UserError("model.init_from: sentence pairs need [SEP], which a language model's vocabulary "
+                                "does not have")
+            log.info("starting from the language model %s: its vocabulary (%d tokens), embeddings and LSTM weights",
+                     cfg.model.init_from, len(start.vocab))
+            return Prepared(data, start.vocab, self.text_encoder(cfg, start.vocab), start.table,
+                            initial_lstm=start.lstm)
         if cfg.model.vocab_file:
             vocab = Vocabulary.load(cfg.model.vocab_file)
             if pairs and SEP not in vocab.tokens:
@@ -91,12 +102,16 @@ class LSTMFamily:
                      len(vocab) - 2, 100.0 * found / max(1, len(vocab) - 2), cfg.model.pretrained_embeddings)
         return Prepared(data, vocab, self.text_encoder(cfg, vocab), vectors)
 
-    def text_encoder(self, cfg: Config, vocab) -> TextEncoder:
-        return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, cfg.data.max_length)
+    def text_encoder(self, cfg: Config, vocab, max_length: int | None = None) -> TextEncoder:
+        return TextEncoder(text_tokenizer(cfg.data), vocab.tokens, max_length or cfg.data.max_length)
 
     def classifier(self, cfg: Config, prepared: Prepared, num_classes: int):
-        return LSTMClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
-                              initial_vectors=prepared.initial_vectors, name="classifier")
+        clf = LSTMClassifier(cfg.model, len(prepared.vocab), num_classes, counts=prepared.vocab.counts,
+                             initial_vectors=prepared.initial_vectors, name="classifier")
+        if prepared.initial_lstm is not None:
+            clf(clf.example_inputs())
+            clf.backbone.set_lstm_weights(prepared.initial_lstm)
+        return clf
 
     def save(self, prepared: Prepared, run_dir: str) -> None:
         prepared.vocab.save(os.path.join(run_dir, "vocab.tsv"))

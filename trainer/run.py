@@ -86,7 +86,12 @@ def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> Adversaria
 
 def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     """Runs training end to end and returns the final metrics (also written to metrics.json). With
-    `resume`, continues the unfinished run in run_dir from its latest checkpoint."""
+    `resume`, continues the unfinished run in run_dir from its latest checkpoint. A language model
+    (task: lm) is trainer/lm_run.py's."""
+    if cfg.task == "lm":
+        from trainer.lm_run import train_language_model
+
+        return train_language_model(cfg, run_dir, resume)
     strategy = make_strategy(cfg.distribute)  # before any other TensorFlow work
     chief = is_chief(strategy)
     tf_keras.backend.experimental.enable_tf_random_generator()  # dropout streams that checkpoints can hold
@@ -123,28 +128,41 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
     with strategy.scope():
         model = build_model(cfg, prepared, len(data.label_names))
         model.optimizer.build(model.trainable_variables)  # slots exist before a checkpoint is restored
-    spe = steps_per_epoch(cfg, len(data.train.texts))
-    ckpt_dir = os.path.join(out_dir, "checkpoints")
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
+
+    def streams(start_step):
+        return (training_stream(cfg, data, prepared.text_encoder, start_step=start_step),
+                evaluation_streams(cfg, data, prepared.text_encoder)[0])
+
+    metrics = fit(cfg, model, streams, steps_per_epoch(cfg, len(data.train.texts)), run_dir, out_dir, resume,
+                  cfg.train.monitor, mode, data_fingerprint(data))
+    return model, metrics
+
+
+def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resume: bool, monitor: str, mode: str,
+        fingerprint: str, best=None, callbacks_first=()) -> dict:
+    """fit() with the run's checkpoints (restored first when resuming), TensorBoard, history.csv, early
+    stopping and signals; `streams(start_step)` gives (training stream from that step, validation stream).
+    Returns the best epoch, the epochs run and the training time."""
+    ckpt_dir = os.path.join(out_dir, "checkpoints")
     checkpoints = TrainingCheckpoints(ckpt_dir, model, spe, cfg.train.checkpoint_every, cfg.train.keep_last,
-                                      cfg.train.monitor, mode, data_fingerprint(data), run_dir,
-                                      restore_dir=os.path.join(run_dir, "checkpoints"))
+                                      monitor, mode, fingerprint, run_dir,
+                                      restore_dir=os.path.join(run_dir, "checkpoints"), best=best)
     epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
     model.initial_step_in_epoch = in_epoch
-    train_ds = training_stream(cfg, data, prepared.text_encoder, start_step=epoch * spe + in_epoch)
-    dev_ds, _ = evaluation_streams(cfg, data, prepared.text_encoder)
+    train_ds, dev_ds = streams(epoch * spe + in_epoch)
     history_csv = os.path.join(out_dir, "history.csv")
     if resume:
         rewrite_history_csv(history_csv, checkpoints.history)
     callbacks = [
         StopOnNonFiniteLoss(ckpt_dir),
+        *callbacks_first,
         tf_keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"),
                                        update_freq=cfg.train.tensorboard_update_freq),
         tf_keras.callbacks.CSVLogger(history_csv, append=resume),
     ]
     if cfg.train.early_stopping_patience:
-        early = tf_keras.callbacks.EarlyStopping(cfg.train.monitor, mode=mode,
-                                                 patience=cfg.train.early_stopping_patience)
+        early = tf_keras.callbacks.EarlyStopping(monitor, mode=mode, patience=cfg.train.early_stopping_patience)
         callbacks.append(early)
         checkpoints.replay.append(early)
     callbacks.append(checkpoints)  # after EarlyStopping: an epoch's checkpoint knows if training stopped
@@ -159,8 +177,8 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
                 raise
         if checkpoints.stop_signal is not None:  # the signal came during the last validation
             raise checkpoints.interrupted(int(model.optimizer.iterations.numpy()), checkpoints.manager.latest_checkpoint)
-    return model, {"best_epoch": checkpoints.best_epoch(), "epochs_run": len(checkpoints.history),
-                   "train_seconds": round(time.time() - start, 1)}
+    return {"best_epoch": checkpoints.best_epoch(), "epochs_run": len(checkpoints.history),
+            "train_seconds": round(time.time() - start, 1)}
 
 
 def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict) -> dict:

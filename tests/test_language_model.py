@@ -1,0 +1,189 @@
+"""Language-model pretraining (task: lm) and classifiers started from it (model.init_from): the sampled and the
+exact softmax against the formulas written out here, the backward direction's reversal, a run that resumes
+exactly after SIGTERM, and the weights a classifier takes (and the mismatches it refuses)."""
+import csv
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from conftest import make_texts, write_tsv
+
+import train
+from core.loader import config_from_dict
+from dataset.tokenizer import TextEncoder, TextTokenizer
+from model.lstm_lm import draw_log_uniform, reverse_real_tokens, sampled_softmax_loss
+
+
+def test_sampled_softmax_is_the_corrected_softmax_over_the_true_and_the_sampled_classes():
+    rng = np.random.default_rng(0)
+    V, H = 7, 3
+    h, w, b = rng.normal(size=(2, H)), rng.normal(size=(V, H)), rng.normal(size=V)
+    targets, sampled = np.array([4, 1]), np.array([0, 4, 6])
+    got = sampled_softmax_loss(*(tf.constant(x, tf.float32) for x in (h, w, b)), tf.constant(targets, tf.int64),
+                               tf.constant(sampled, tf.int64)).numpy()
+
+    def log_q(c):  # expected count of class c among 3 log-uniform draws
+        return math.log(3 * (math.log(c + 2) - math.log(c + 1)) / math.log(V + 1))
+
+    for n, y in enumerate(targets):
+        true = h[n] @ w[y] + b[y] - log_q(y)
+        others = [h[n] @ w[c] + b[c] - log_q(c) for c in sampled if c != y]  # an accidental hit is left out
+        want = math.log(math.exp(true) + sum(math.exp(o) for o in others)) - true
+        assert got[n] == pytest.approx(want, rel=1e-5)
+
+
+def test_log_uniform_draws_are_stateless_in_range_and_favour_frequent_ids():
+    a = draw_log_uniform(1000, 20000, tf.constant([3, 5], tf.int64)).numpy()
+    assert (a == draw_log_uniform(1000, 20000, tf.constant([3, 5], tf.int64)).numpy()).all()
+    assert a.min() >= 0 and a.max() < 1000
+    assert (a < 10).mean() == pytest.approx(math.log(11) / math.log(1001), abs=0.02)  # P(id < k) = log(k+1)/log(V+1)
+
+
+def test_the_backward_direction_reads_the_real_tokens_in_reverse():
+    ids = tf.constant([[5, 6, 7, 0], [8, 9, 0, 0]])
+    assert reverse_real_tokens(ids).numpy().tolist() == [[7, 6, 5, 0], [9, 8, 0, 0]]
+
+
+@pytest.fixture(scope="module")
+def lm_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lm")
+    texts = [t for t, _ in make_texts(160, seed=4)]
+    (tmp / "corpus.txt").write_text("\n".join(texts) + "\n")
+    cfg = {"task": "lm",
+           "data": {"unlabeled": str(tmp / "corpus.txt"), "tokenizer": "word", "max_length": 12, "batch_size": 8},
+           "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.2},
+           "lm": {"softmax_samples": 16, "heldout_texts": 16},
+           "train": {"epochs": 3, "steps_per_epoch": 4, "checkpoint_every": 3, "learning_rate": 0.01}}
+    path = tmp / "lm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    reference = tmp / "reference"
+    assert train.main(["--config", str(path), "--run-dir", str(reference)]) == 0
+    return tmp, path, reference
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_language_model_run_has_what_a_classifier_run_has(lm_setup):
+    tmp, _, reference = lm_setup
+    files = set(os.listdir(reference))
+    assert {"config.yaml", "vocab.tsv", "metrics.json", "history.csv", "tensorboard", "checkpoints"} <= files
+    metrics = json.load(open(reference / "metrics.json"))
+    history = _history(reference)
+    assert len(history) == 3 and all(float(h["tokens_per_second"]) > 0 for h in history)
+    best = min(float(h["val_perplexity"]) for h in history)
+    assert metrics["heldout"]["perplexity"] == pytest.approx(best, rel=1e-4)  # the best epoch, evaluated again
+    assert {"forward_perplexity", "backward_perplexity"} <= set(metrics["heldout"])
+    vocab_size = sum(1 for _ in open(reference / "vocab.tsv"))
+    assert 1 < metrics["heldout"]["perplexity"] < 2 * vocab_size
+
+
+def test_the_held_out_perplexity_is_the_exact_softmax_formula(lm_setup):
+    from core.loader import load_config
+    from model.lstm_lm import LSTMLanguageModel, read_language_model
+    from trainer.lm_run import prepare_language_model
+
+    _, _, reference = lm_setup
+    cfg = load_config(str(reference / "config.yaml"))
+    corpus, vocab, _ = prepare_language_model(cfg)
+    network = LSTMLanguageModel(cfg.model, len(vocab), counts=vocab.counts)
+    network(network.example_inputs())
+    read_language_model(network, str(reference))
+    total, count = {}, {}
+    encoder = TextEncoder(TextTokenizer("word"), vocab.tokens, 10_000)
+    for texts in corpus.lines().take(cfg.lm.heldout_texts).batch(2):
+        ids = encoder(texts)["token_ids"].numpy()
+        # every text cut into chunks of max_length tokens, written out here
+        chunks = [row[i:i + cfg.data.max_length] for row in ids for i in range(0, len(row), cfg.data.max_length)]
+        chunks = [np.pad(c, (0, cfg.data.max_length - len(c))) for c in chunks if (c != 0).sum() >= 2]
+        for d, (hidden, targets) in network(tf.constant(np.stack(chunks))).items():
+            h, y = hidden.numpy(), targets.numpy()
+            logits = h @ network.softmax_weights[d].numpy().T + network.softmax_biases[d].numpy()
+            logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+                - logits.max(-1, keepdims=True)
+            real = y != 0
+            total[d] = total.get(d, 0.0) - np.take_along_axis(logp, y[..., None], -1)[..., 0][real].sum()
+            count[d] = count.get(d, 0) + real.sum()
+    heldout = json.load(open(reference / "metrics.json"))["heldout"]
+    for d in ("forward", "backward"):
+        assert heldout[f"{d}_perplexity"] == pytest.approx(math.exp(total[d] / count[d]), rel=1e-3)
+
+
+def test_a_language_model_stopped_by_sigterm_resumes_exactly(lm_setup, monkeypatch):
+    from trainer import checkpointing
+
+    tmp, path, reference = lm_setup
+    original = checkpointing.TrainingCheckpoints.on_train_batch_end
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current_epoch * self.steps_per_epoch + batch + 1 == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        original(self, batch, logs)
+
+    monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_batch_end", on_train_batch_end)
+    run_dir = tmp / "stopped"
+    assert train.main(["--config", str(path), "--run-dir", str(run_dir)]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert not (run_dir / "metrics.json").exists()
+    assert train.main(["--resume", str(run_dir)]) == 0
+    for row, want in zip(_history(run_dir), _history(reference)):
+        for key in ("loss", "val_perplexity"):
+            assert float(row[key]) == pytest.approx(float(want[key]), rel=1e-6), key
+    assert json.load(open(run_dir / "metrics.json"))["heldout"] == json.load(open(reference / "metrics.json"))["heldout"]
+
+
+def _classifier_config(tmp, lm_dir, **model):
+    files = {"train": write_tsv(tmp / "train.tsv", make_texts(48, seed=1)),
+             "dev": write_tsv(tmp / "dev.tsv", make_texts(12, seed=2))}
+    return {"data": {**files, "split": [0.8, 0.2, 0.0], "tokenizer": "word", "max_length": 12, "batch_size": 8},
+            "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "init_from": str(lm_dir), **model},
+            "regularizer": {"name": "fgm"}, "train": {"epochs": 1},
+            "eval": {"robustness_after_training": False, "text_attacks": []}}
+
+
+def test_a_classifier_starts_from_the_language_models_vocabulary_embeddings_and_both_directions(lm_setup):
+    from core.loader import load_config
+    from model.lstm_lm import LSTMLanguageModel, read_language_model
+    from trainer.run import build_model, prepare
+
+    tmp, _, reference = lm_setup
+    cfg = config_from_dict(_classifier_config(tmp, reference))
+    prepared = prepare(cfg)
+    model = build_model(cfg, prepared, 2)
+    lm_cfg = load_config(str(reference / "config.yaml"))
+    vocab_lines = [line.rstrip("\n").split("\t") for line in open(reference / "vocab.tsv", encoding="utf-8")]
+    assert prepared.vocab.tokens == [t for t, _ in vocab_lines]
+    assert prepared.vocab.counts == [int(c) for _, c in vocab_lines]  # the normalization's weights: the LM's
+    network = LSTMLanguageModel(lm_cfg.model, len(prepared.vocab), counts=prepared.vocab.counts)
+    network(network.example_inputs())
+    read_language_model(network, str(reference))
+    clf = model.classifier
+    # the embeddings the language model used (normalized) are the classifier's table
+    np.testing.assert_allclose(clf.embedding.table.numpy(), network.embedding.normalized_table().numpy(), atol=1e-6)
+    layer = clf.backbone.layers_[0]
+    for mine, lm in ((layer.forward_layer, network.stacks["forward"][0]), (layer.backward_layer, network.stacks["backward"][0])):
+        for a, b in zip(mine.weights, lm.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(layer.forward_layer.weights[0].numpy(), layer.backward_layer.weights[0].numpy())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": 16}, "model.hidden_size is 16 here but 8 in the language model"),
+    ({"init_from": "nowhere"}, "not a run directory"),
+    ({"vocab_file": "v.tsv"}, "does not combine with model.vocab_file"),
+])
+def test_a_mismatched_language_model_is_one_line(lm_setup, tmp_path, capsys, change, message):
+    _, _, reference = lm_setup
+    cfg = _classifier_config(tmp_path, reference, **change)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and not (tmp_path / "run").exists()

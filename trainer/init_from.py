@@ -1,0 +1,56 @@
+"""model.init_from: a classifier starts from a language-model run (task: lm): its vocabulary (with the counts
+that weight the embedding normalization), its embedding table and its LSTM layers; a Bi-LSTM takes its forward
+direction from the run's forward language model and its backward direction from the backward one (Miyato et al.
+2017). Every mismatch is one line naming the key, before the run directory exists."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import UserError
+from core.loader import load_config
+from core.schema import Config
+from dataset.tokenizer import Vocabulary
+from model.lstm_lm import DIRECTIONS, LSTMLanguageModel, read_language_model
+
+# The settings a classifier must share with the language model it starts from.
+SHARED = {"model": ("embedding_dim", "hidden_size", "num_layers"),
+          "data": ("tokenizer", "lowercase", "split_punctuation", "strip_html")}
+
+
+@dataclass
+class LanguageModelWeights:
+    """What a classifier takes from a language-model run: the vocabulary, the embedding table as the language
+    model used it (normalized where it normalized) and, per direction, each LSTM layer's weights."""
+    vocab: Vocabulary
+    table: np.ndarray
+    lstm: dict[str, list[list[np.ndarray]]]
+
+
+def read_language_model_run(cfg: Config) -> LanguageModelWeights:
+    run_dir = cfg.model.init_from
+    config_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(config_path):
+        raise UserError(f"model.init_from: {run_dir}: not a run directory (no config.yaml)")
+    lm = load_config(config_path)
+    if lm.task != "lm":
+        raise UserError(f"model.init_from: {run_dir}: a classifier run, not a language model (task: lm)")
+    for section, keys in SHARED.items():
+        for key in keys:
+            mine, theirs = getattr(getattr(cfg, section), key), getattr(getattr(lm, section), key)
+            if mine != theirs:
+                raise UserError(f"model.init_from: {section}.{key} is {mine!r} here but {theirs!r} in the language "
+                                f"model {run_dir}; set it to {theirs!r}")
+    missing = [d for d in DIRECTIONS[cfg.model.name] if d not in DIRECTIONS[lm.model.name]]
+    if missing:
+        raise UserError(f"model.init_from: model.name {cfg.model.name} needs a {' and '.join(missing)} language model; "
+                        f"{run_dir} has only {', '.join(DIRECTIONS[lm.model.name])} (train it with model.name bilstm)")
+    vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
+    network = LSTMLanguageModel(lm.model, len(vocab), counts=vocab.counts)
+    network(network.example_inputs())
+    read_language_model(network, run_dir)
+    return LanguageModelWeights(vocab, network.embedding.normalized_table().numpy(),
+                                {d: [[w.numpy() for w in layer.weights] for layer in network.stacks[d]]
+                                 for d in DIRECTIONS[cfg.model.name]})

@@ -1,0 +1,214 @@
+"""A language-model run (task: lm): an LSTM language model (model/lstm_lm.py) trained on data.unlabeled, to start
+classifiers from (model.init_from). It is a run like a classifier's: a run directory with config.yaml and
+vocab.tsv, TensorBoard (loss, held-out perplexity, tokens per second), atomic checkpoints, --resume exact
+(the corpus stream and the sampled classes follow the step), one line for a user's mistake, metrics.json last.
+
+The corpus's first lm.heldout_texts texts are held out: the perplexity on them (exact softmax) picks the best
+epoch, whose weights are checkpoints/best.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from core.errors import UserError
+from core.loader import save_config
+from core.schema import Config
+from dataset.corpus import Corpus
+from dataset.tokenizer import Vocabulary
+from model.lstm_lm import LSTMLanguageModel, draw_log_uniform, read_language_model
+from trainer.checkpointing import finishing_on_signals, remove_unfinished_writes, run_dir_lock
+from trainer.families import family, text_tokenizer
+from trainer.optimizers import make_optimizer
+from trainer.run import fit, mixed_precision
+from trainer.run_dir import check_resumable, make_run_dir
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val_perplexity"
+MAX_TEXT_TOKENS = 100_000  # a text is read whole, up to this many tokens, and cut into data.max_length chunks
+
+
+def token_chunks(encoder, length: int):
+    """texts -> every text's tokens cut into consecutive chunks of `length` (the last one padded with 0), the
+    chunks with fewer than two tokens (nothing to predict) left out: a dataset of (length,) id rows."""
+    def cut(texts):
+        ids = encoder(texts)["token_ids"]
+        width = tf.shape(ids)[1]
+        padded = tf.pad(ids, [[0, 0], [0, (length - width % length) % length]])
+        rows = tf.reshape(padded, [-1, length])
+        return tf.boolean_mask(rows, tf.reduce_sum(tf.cast(rows != 0, tf.int32), axis=1) >= 2)
+
+    return lambda texts: texts.batch(64).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+
+
+class LanguageModelTrainer(tf_keras.Model):
+    """Trains an LSTMLanguageModel with the sampled softmax (`samples` classes a step, drawn from (seed, step));
+    evaluates it with the exact softmax: `perplexity` = exp(mean cross-entropy per real token), over every
+    direction's tokens, and each direction's own."""
+
+    def __init__(self, network: LSTMLanguageModel, samples: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.network, self.seed = network, seed
+        self.samples = min(samples, network.vocab_size)
+        self.loss_tracker = tf_keras.metrics.Mean("loss")
+        self.tokens = tf_keras.metrics.Sum("tokens")
+        self.cross_entropy = {d: tf_keras.metrics.Mean(f"{d}_cross_entropy") for d in network.directions}
+
+    initial_step_in_epoch = 0  # where fit() starts within its first epoch when a run resumes
+
+    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
+        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
+        return epoch, step or self.initial_step_in_epoch
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.tokens, *self.cross_entropy.values()]
+
+    def call(self, ids, training=False):
+        return self.network(ids, training=training)
+
+    def train_step(self, ids):
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        with tf.GradientTape() as tape:
+            sampled = {d: draw_log_uniform(self.network.vocab_size, self.samples,
+                                           tf.stack([tf.constant(self.seed, tf.int64) * 2 + k, step]))
+                       for k, d in enumerate(self.network.directions)}
+            losses = self.network.losses_per_token(ids, training=True, sampled=sampled)
+            loss = tf.add_n([tf.reduce_mean(per_token) for per_token in losses.values()])
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.loss_tracker.update_state(loss)
+        self.tokens.update_state(tf.cast(tf.add_n([tf.size(v) for v in losses.values()]), tf.float32))
+        return {"loss": self.loss_tracker.result(), "tokens": self.tokens.result()}
+
+    def test_step(self, ids):
+        for d, per_token in self.network.losses_per_token(ids, training=False).items():
+            self.cross_entropy[d].update_state(per_token)
+        return self.perplexities()
+
+    def perplexities(self) -> dict:
+        """perplexity over every direction (the mean of their mean cross-entropies, exponentiated) and each
+        direction's."""
+        means = {d: m.result() for d, m in self.cross_entropy.items()}
+        out = {"perplexity": tf.exp(tf.add_n(list(means.values())) / len(means))}
+        if len(means) > 1:
+            out.update({f"{d}_perplexity": tf.exp(v) for d, v in means.items()})
+        return out
+
+
+class TokensPerSecond(tf_keras.callbacks.Callback):
+    """Adds tokens_per_second (real target tokens trained on per second of the epoch) to the epoch's logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "tokens" in logs:
+            logs["tokens_per_second"] = float(logs["tokens"]) / max(1e-9, time.time() - self.start)
+
+
+def prepare_language_model(cfg: Config):
+    """The corpus, its vocabulary (counted in one streaming pass, or model.vocab_file) and the number of texts
+    to train on (after the held-out slice); user mistakes are one line, before the run directory exists."""
+    d = cfg.data
+    corpus = Corpus.load(d.unlabeled, d.text_column)
+    if cfg.model.vocab_file:
+        vocab = Vocabulary.load(cfg.model.vocab_file)
+    else:
+        corpus.check()
+        vocab = Vocabulary.build(corpus.lines(), text_tokenizer(d), min_freq=d.min_freq, max_size=d.max_vocab_size)
+    n = corpus.count()
+    if n <= cfg.lm.heldout_texts:
+        raise UserError(f"data.unlabeled: {n} texts, but lm.heldout_texts holds out {cfg.lm.heldout_texts}; "
+                        "give more text or hold out fewer")
+    log.info("language model: %d texts (%s), %d held out; vocabulary %d tokens", n, corpus.describe(),
+             cfg.lm.heldout_texts, len(vocab))
+    return corpus, vocab, n - cfg.lm.heldout_texts
+
+
+def corpus_fingerprint(corpus: Corpus) -> str:
+    digest = hashlib.sha256()
+    corpus.fingerprint(digest)
+    return digest.hexdigest()
+
+
+def build_language_model(cfg: Config, vocab: Vocabulary, total_steps: int) -> LanguageModelTrainer:
+    with mixed_precision(cfg.train.mixed_precision):
+        network = LSTMLanguageModel(cfg.model, len(vocab), counts=vocab.counts, name="language_model")
+        model = LanguageModelTrainer(network, cfg.lm.softmax_samples, cfg.train.seed)
+    model(network.example_inputs())
+    model.compile(optimizer=make_optimizer(cfg.train, total_steps), steps_per_execution=cfg.train.steps_per_execution)
+    model.optimizer.build(model.trainable_variables)  # slots exist before a checkpoint is restored
+    return model
+
+
+def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dict:
+    """Trains the language model end to end (or continues it, with `resume`); returns the final metrics, also
+    written to metrics.json."""
+    tf_keras.backend.experimental.enable_tf_random_generator()
+    tf_keras.utils.set_random_seed(cfg.train.seed)
+    with contextlib.ExitStack() as held:
+        if resume:
+            held.enter_context(run_dir_lock(run_dir))
+            check_resumable(run_dir)
+            remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
+        corpus, vocab, n = prepare_language_model(cfg)
+        if not resume:
+            make_run_dir(run_dir)
+            held.enter_context(run_dir_lock(run_dir))
+            save_config(cfg, os.path.join(run_dir, "config.yaml"))
+            vocab.save(os.path.join(run_dir, "vocab.tsv"))
+        log.info("run directory: %s", os.path.abspath(run_dir))
+        d, k = cfg.data, cfg.lm.heldout_texts
+        spe = cfg.train.steps_per_epoch or max(1, n // d.batch_size)  # an epoch: a batch of chunks per batch of texts
+        model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
+
+        chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
+                              d.max_length)
+
+        def streams(start_step):
+            train = corpus.stream(d.batch_size, cfg.train.seed, d.shuffle_buffer, start_step, skip=k, items=chunks)
+            heldout = chunks(corpus.lines().take(k)).batch(max(1, d.batch_size // 4))
+            return train.prefetch(tf.data.AUTOTUNE), heldout
+
+        metrics = fit(cfg, model, streams, spe, run_dir, run_dir, resume, MONITOR, "min", corpus_fingerprint(corpus),
+                      best=model.network, callbacks_first=[TokensPerSecond()])
+        with finishing_on_signals(run_dir):
+            return _finish(cfg, model, streams(0)[1], run_dir, metrics)
+
+
+def _finish(cfg: Config, model: LanguageModelTrainer, heldout, run_dir: str, metrics: dict) -> dict:
+    """The best epoch's weights evaluated on the held-out texts; metrics.json, written last."""
+    history = []
+    history_csv = os.path.join(run_dir, "history.csv")
+    if os.path.exists(history_csv):
+        with open(history_csv, encoding="utf-8") as f:
+            keys = f.readline().strip().split(",")
+            history = [dict(zip(keys, line.strip().split(","))) for line in f if line.strip()]
+    read_language_model(model.network, run_dir)
+    for m in model.metrics:
+        m.reset_state()
+    for batch in heldout:
+        model.test_step(batch)
+    perplexities = {k: round(float(v), 3) for k, v in model.perplexities().items()}
+    speeds = [float(h["tokens_per_second"]) for h in history if h.get("tokens_per_second")]
+    metrics = {**metrics, "heldout": {"texts": cfg.lm.heldout_texts, **perplexities},
+               "tokens_per_second": round(float(np.mean(speeds)), 1) if speeds else None,
+               "parameters": int(sum(np.prod(v.shape) for v in model.network.trainable_variables))}
+    print(f"best epoch {metrics['best_epoch']} by held-out perplexity; trained in {metrics['train_seconds']:.0f} s; "
+          f"held-out perplexity {perplexities['perplexity']:.2f}")
+    path = os.path.join(run_dir, "metrics.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    os.replace(path + ".tmp", path)
+    print(f"run finished: {os.path.abspath(run_dir)}")
+    return metrics
