@@ -9,6 +9,7 @@ epoch, whose weights are checkpoints/best.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import logging
@@ -116,13 +117,15 @@ class TokensPerSecond(tf_keras.callbacks.Callback):
             logs["tokens_per_second"] = float(logs["tokens"]) / max(1e-9, time.time() - self.start)
 
 
-def prepare_language_model(cfg: Config):
-    """The corpus, its vocabulary (counted in one streaming pass, or model.vocab_file) and the number of texts
-    to train on (after the held-out slice); user mistakes are one line, before the run directory exists."""
+def prepare_language_model(cfg: Config, vocab_file: str | None = None):
+    """The corpus, its vocabulary (counted in one streaming pass, or read from `vocab_file` or model.vocab_file)
+    and the number of texts to train on (after the held-out slice); user mistakes are one line, before the run
+    directory exists."""
     d = cfg.data
     corpus = Corpus.load(d.unlabeled, d.text_column)
-    if cfg.model.vocab_file:
-        vocab = Vocabulary.load(cfg.model.vocab_file)
+    vocab_file = vocab_file or cfg.model.vocab_file
+    if vocab_file:
+        vocab = Vocabulary.load(vocab_file)
     else:
         corpus.check()
         vocab = Vocabulary.build(corpus.lines(), text_tokenizer(d), min_freq=d.min_freq, max_size=d.max_vocab_size)
@@ -161,7 +164,8 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             held.enter_context(run_dir_lock(run_dir))
             check_resumable(run_dir)
             remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
-        corpus, vocab, n = prepare_language_model(cfg)
+        # a resumed run reads its own vocabulary instead of counting the corpus again
+        corpus, vocab, n = prepare_language_model(cfg, os.path.join(run_dir, "vocab.tsv") if resume else None)
         if not resume:
             make_run_dir(run_dir)
             held.enter_context(run_dir_lock(run_dir))
@@ -191,9 +195,8 @@ def _finish(cfg: Config, model: LanguageModelTrainer, heldout, run_dir: str, met
     history = []
     history_csv = os.path.join(run_dir, "history.csv")
     if os.path.exists(history_csv):
-        with open(history_csv, encoding="utf-8") as f:
-            keys = f.readline().strip().split(",")
-            history = [dict(zip(keys, line.strip().split(","))) for line in f if line.strip()]
+        with open(history_csv, encoding="utf-8", newline="") as f:
+            history = list(csv.DictReader(f))
     read_language_model(model.network, run_dir)
     for m in model.metrics:
         m.reset_state()
