@@ -8,6 +8,7 @@ entry here. Adding a backbone: an entry here, with a family that exists or a new
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from core.settings import (
@@ -54,21 +55,23 @@ ENCODER_RADII = Radii(l2=1.0, linf=0.01)
 class Backbone:
     """A backbone: the family class that prepares its vocabulary and builds it ("module:Class" under trainer/),
     whether it is a Hugging Face encoder (model.pretrained, config_overrides, vocab_file, lower_case; no
-    embedding normalization; XLA), its poolings (the first is the default), the methods' default radii and
-    the robustness curves' default grids (L2, L-inf)."""
+    embedding normalization; XLA), its poolings (the first is the default), the methods' default radii, the
+    robustness curves' default grids (L2, L-inf) and, for an LSTM, whether it reads both ways (a Bi-LSTM; its
+    language model is a forward and a backward one)."""
     family: str
     hugging_face: bool
     poolings: tuple[str, ...]
     radii: Radii
     epsilons: tuple[float, ...]
     fgsm_epsilons: tuple[float, ...]
+    bidirectional: bool = False
 
 
 _LSTM = Backbone("trainer.families:LSTMFamily", False, ("max", "last", "mean"), LSTM_RADII,
                  (0.0, 1.0, 2.0, 5.0, 10.0), (0.0, 0.01, 0.02, 0.05, 0.1))
 BACKBONES = {
     "lstm": _LSTM,
-    "bilstm": _LSTM,
+    "bilstm": dataclasses.replace(_LSTM, bidirectional=True),
     "bert": Backbone("trainer.families:HuggingFaceFamily", True, ("cls", "first_token", "mean"), ENCODER_RADII,
                      (0.0, 0.25, 0.5, 1.0, 2.0), (0.0, 0.0025, 0.005, 0.01, 0.02)),
 }

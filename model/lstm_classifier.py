@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from core.registry import BACKBONES
 from core.schema import ModelConfig
 from model.embedding import TokenEmbedding
 from model.lstm import LSTMBackbone
@@ -30,7 +31,7 @@ class LSTMClassifier(tf_keras.Model):
                                         normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
                                         name="token_embedding", dtype="float32")
         self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout, dtype="float32")  # perturbed: float32
-        self.backbone = LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=cfg.name == "bilstm",
+        self.backbone = LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=BACKBONES[cfg.name].bidirectional,
                                      pooling=cfg.pooling, dropout=cfg.dropout, name=cfg.name)
         self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)
         # float32 at both ends under mixed precision: the perturbed embeddings and the logits

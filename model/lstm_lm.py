@@ -15,11 +15,15 @@ import tensorflow as tf
 import tf_keras
 
 from core.errors import UserError
+from core.registry import BACKBONES
 from core.schema import ModelConfig
 from model.embedding import TokenEmbedding
 from model.lstm import lstm_layer
 
-DIRECTIONS = {"lstm": ("forward",), "bilstm": ("forward", "backward")}
+
+def directions(name: str) -> tuple[str, ...]:
+    """The language models of the backbone `name`: a forward one, and a backward one for a Bi-LSTM."""
+    return ("forward", "backward") if BACKBONES[name].bidirectional else ("forward",)
 
 
 def reverse_real_tokens(ids):
@@ -69,7 +73,7 @@ class LSTMLanguageModel(tf_keras.Model):
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, counts=None, **kwargs):
         super().__init__(**kwargs)
-        self.directions = DIRECTIONS[cfg.name]
+        self.directions = directions(cfg.name)
         self.vocab_size = vocab_size
         self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
                                         normalize=cfg.normalize_embeddings, name="token_embedding")

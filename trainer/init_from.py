@@ -13,7 +13,7 @@ from core.errors import UserError
 from core.loader import load_config
 from core.schema import Config
 from dataset.tokenizer import Vocabulary
-from model.lstm_lm import DIRECTIONS, LSTMLanguageModel, read_language_model
+from model.lstm_lm import LSTMLanguageModel, directions, read_language_model
 
 # The settings a classifier must share with the language model it starts from.
 SHARED = {"model": ("embedding_dim", "hidden_size", "num_layers"),
@@ -43,14 +43,14 @@ def read_language_model_run(cfg: Config) -> LanguageModelWeights:
             if mine != theirs:
                 raise UserError(f"model.init_from: {section}.{key} is {mine!r} here but {theirs!r} in the language "
                                 f"model {run_dir}; set it to {theirs!r}")
-    missing = [d for d in DIRECTIONS[cfg.model.name] if d not in DIRECTIONS[lm.model.name]]
+    missing = [d for d in directions(cfg.model.name) if d not in directions(lm.model.name)]
     if missing:
         raise UserError(f"model.init_from: model.name {cfg.model.name} needs a {' and '.join(missing)} language model; "
-                        f"{run_dir} has only {', '.join(DIRECTIONS[lm.model.name])} (train it with model.name bilstm)")
+                        f"{run_dir} has only {', '.join(directions(lm.model.name))} (train it with model.name bilstm)")
     vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
     network = LSTMLanguageModel(lm.model, len(vocab), counts=vocab.counts)
     network(network.example_inputs())
     read_language_model(network, run_dir)
     return LanguageModelWeights(vocab, network.embedding.normalized_table().numpy(),
                                 {d: [[w.numpy() for w in layer.weights] for layer in network.stacks[d]]
-                                 for d in DIRECTIONS[cfg.model.name]})
+                                 for d in directions(cfg.model.name)})
