@@ -187,3 +187,20 @@ def test_a_mismatched_language_model_is_one_line(lm_setup, tmp_path, capsys, cha
     assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and not (tmp_path / "run").exists()
+
+
+def test_an_epoch_is_one_pass_over_the_training_chunks(lm_setup):
+    from core.loader import load_config
+    from trainer.families import family
+    from trainer.lm_run import count_chunks, prepare_language_model, token_chunks
+
+    _, _, reference = lm_setup
+    cfg = load_config(str(reference / "config.yaml"))
+    corpus, vocab, _ = prepare_language_model(cfg)
+    encoder = TextEncoder(TextTokenizer("word"), vocab.tokens, 10_000)
+    texts = list(corpus.lines().skip(cfg.lm.heldout_texts).as_numpy_iterator())
+    lengths = [int((encoder(tf.constant([t]))["token_ids"].numpy() != 0).sum()) for t in texts]
+    L = cfg.data.max_length  # a text of n tokens: ceil(n / L) chunks, less a last one of a single token
+    want = sum(-(-n // L) - (1 if n % L == 1 else 0) for n in lengths)
+    chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=10_000), L)
+    assert count_chunks(corpus, chunks, cfg.lm.heldout_texts) == want

@@ -117,6 +117,13 @@ class TokensPerSecond(tf_keras.callbacks.Callback):
             logs["tokens_per_second"] = float(logs["tokens"]) / max(1e-9, time.time() - self.start)
 
 
+def count_chunks(corpus: Corpus, chunks, heldout: int) -> int:
+    """The number of training chunks (one pass over the corpus, in the graph): an epoch is one pass over them."""
+    n = int(chunks(corpus.lines().skip(heldout)).reduce(np.int64(0), lambda total, _: total + 1))
+    log.info("language model: %d chunks to train on (an epoch)", n)
+    return n
+
+
 def prepare_language_model(cfg: Config, vocab_file: str | None = None):
     """The corpus, its vocabulary (counted in one streaming pass, or read from `vocab_file` or model.vocab_file)
     and the number of texts to train on (after the held-out slice); user mistakes are one line, before the run
@@ -173,11 +180,10 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             vocab.save(os.path.join(run_dir, "vocab.tsv"))
         log.info("run directory: %s", os.path.abspath(run_dir))
         d, k = cfg.data, cfg.lm.heldout_texts
-        spe = cfg.train.steps_per_epoch or max(1, n // d.batch_size)  # an epoch: a batch of chunks per batch of texts
-        model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
-
         chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
                               d.max_length)
+        spe = cfg.train.steps_per_epoch or max(1, count_chunks(corpus, chunks, k) // d.batch_size)
+        model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
 
         def streams(start_step):
             train = corpus.stream(d.batch_size, cfg.train.seed, d.shuffle_buffer, start_step, skip=k, items=chunks)
