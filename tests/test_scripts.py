@@ -145,7 +145,7 @@ def test_text_attacks_on_a_run_and_on_its_saved_model_agree_with_the_training_re
         attack.main(["--run-dir", lstm_run, "--seed", "-1"])
     assert stopped.value.code == 2
     err = capsys.readouterr().err
-    assert "--seed: must be 0 or more, got -1" in err
+    assert "--seed: must be at least 0, got -1" in err
     assert "--saved-model needs --data" in err and "give one of --run-dir and --saved-model" in err
     assert "run.json: exists" in err
 
