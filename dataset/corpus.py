@@ -13,7 +13,6 @@ run resumed at step s are those an uninterrupted run saw from step s on.
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import os
 import zlib
@@ -23,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.errors import UserError
-from dataset.readers import read_rows
+from dataset.readers import open_binary, read_rows
 
 LINE_FORMATS = {"txt": "lines", "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl"}
 WHOLE_FORMATS = ("tsv", "csv")
@@ -161,7 +160,7 @@ class Corpus:
         for path in self.files:
             is_json = _format(path) == "jsonl"
             try:
-                with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+                with open_binary(path) as f:
                     for n, raw in enumerate(f, start=1):
                         try:
                             line = raw.decode("utf-8")
@@ -176,7 +175,7 @@ class Corpus:
 
 def _check_readable(path: str) -> None:
     try:
-        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        with open_binary(path) as f:
             f.read(1)
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"data.unlabeled: {path}: cannot be read ({e})") from None

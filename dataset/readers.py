@@ -50,10 +50,15 @@ def _check_file(path: str) -> None:
         raise UserError(f"{path}: is a directory, expected a file")
 
 
+def open_binary(path: str):
+    """The file's bytes, decompressed when its name ends in .gz."""
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
 def _read_bytes(path: str) -> bytes:
     _check_file(path)
     try:
-        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as raw:
+        with open_binary(path) as raw:
             return raw.read()
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: cannot read: {e}") from None

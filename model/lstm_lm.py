@@ -14,7 +14,6 @@ import math
 import tensorflow as tf
 import tf_keras
 
-from core.errors import UserError
 from core.registry import BACKBONES
 from core.schema import ModelConfig
 from model.embedding import TokenEmbedding
@@ -122,17 +121,3 @@ class LSTMLanguageModel(tf_keras.Model):
             out[d] = loss
         return out
 
-
-def read_language_model(network: LSTMLanguageModel, run_dir: str) -> str:
-    """The best weights of a language-model run into `network` (built); returns the checkpoint's path."""
-    import os
-
-    path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints", "best"))
-    if path is None:
-        raise UserError(f"{run_dir}: no best checkpoint (the language model has not finished an epoch)")
-    try:
-        tf.train.Checkpoint(classifier=network).read(path).assert_existing_objects_matched().expect_partial()
-    except (ValueError, AssertionError, tf.errors.OpError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"{path}: cannot be read into the language model its config.yaml describes ({first})") from None
-    return path

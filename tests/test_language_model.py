@@ -87,7 +87,8 @@ def test_a_language_model_run_has_what_a_classifier_run_has(lm_setup):
 
 def test_the_held_out_perplexity_is_the_exact_softmax_formula(lm_setup):
     from core.loader import load_config
-    from model.lstm_lm import LSTMLanguageModel, read_language_model
+    from model.lstm_lm import LSTMLanguageModel
+    from trainer.init_from import read_language_model
     from trainer.lm_run import prepare_language_model
 
     _, _, reference = lm_setup
@@ -150,7 +151,8 @@ def _classifier_config(tmp, lm_dir, **model):
 
 def test_a_classifier_starts_from_the_language_models_vocabulary_embeddings_and_both_directions(lm_setup):
     from core.loader import load_config
-    from model.lstm_lm import LSTMLanguageModel, read_language_model
+    from model.lstm_lm import LSTMLanguageModel
+    from trainer.init_from import read_language_model
     from trainer.run import build_model, prepare
 
     tmp, _, reference = lm_setup

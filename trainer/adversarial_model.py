@@ -10,6 +10,7 @@ from methods import method_class, perturbations
 from methods.base import Step, cross_entropy
 from methods.base import add_gradients as _add
 from methods.base import scale_gradient as _scaled
+from trainer.checkpointing import ResumesMidEpoch
 
 
 def metric_names(regs: list[RegularizerConfig]) -> list[str]:
@@ -18,7 +19,7 @@ def metric_names(regs: list[RegularizerConfig]) -> list[str]:
     return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-class AdversarialModel(tf_keras.Model):
+class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
     """Wraps a classifier (embed / logits_from_embeddings) and trains it with
         loss = clean_weight * CE(y, f(e)) + sum_i weight_i * loss_i(f(e + r_i)),
     where r_i are perturbations of the looked-up embeddings e, each term given by a method of core.registry.METHODS
@@ -56,14 +57,6 @@ class AdversarialModel(tf_keras.Model):
         self.trackers["embedding_grad_norm"] = mean("embedding_grad_norm")
         self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy("accuracy")
         self.macro_f1 = tf_keras.metrics.F1Score(average="macro", name="macro_f1")
-
-    # Where fit() starts within its initial_epoch: set when a run resumes in the middle of an epoch.
-    initial_step_in_epoch = 0
-
-    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
-        # tf-keras's hook for the (epoch, step) fit() starts at (BackupAndRestore uses it too).
-        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
-        return epoch, step or self.initial_step_in_epoch
 
     @property
     def metrics(self):

@@ -144,22 +144,36 @@ def latest(checkpoint_dir: str, which: str) -> str | None:
     return tf.train.latest_checkpoint(os.path.join(checkpoint_dir, which))
 
 
-def read_classifier(model, checkpoint_dir: str, which: str = BEST_DIR) -> str:
-    """Loads the classifier's weights from checkpoints/best (or checkpoints/train, the last state)."""
+def read_weights(weights, checkpoint_dir: str, which: str = BEST_DIR,
+                 describes: str = "this run's config.yaml and labels.json describe") -> str:
+    """Loads `weights` from checkpoints/best (what TrainingCheckpoints kept as best: a classifier, or a language
+    model's network) or from a classifier run's checkpoints/train (the last state)."""
     path = latest(checkpoint_dir, which)
     if path is None:
         raise UserError(f"{checkpoint_dir}: no '{which}' checkpoint (training did not finish an epoch?)")
-    root = {BEST_DIR: lambda: tf.train.Checkpoint(classifier=model.classifier),
-            TRAIN_DIR: lambda: tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=model.classifier))}[which]()
+    root = {BEST_DIR: lambda: tf.train.Checkpoint(classifier=weights),
+            TRAIN_DIR: lambda: tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=weights))}[which]()
     try:
         status = root.read(path)
         status.assert_existing_objects_matched()  # every weight of the model comes from the checkpoint
         status.expect_partial()  # the training state's optimizer and counters are not needed here
     except (ValueError, AssertionError, IndexError, tf.errors.OpError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"{path}: cannot be read into the model this run's config.yaml and labels.json describe "
-                        f"({first}); the checkpoint is damaged, or those files changed after training") from None
+        raise UserError(f"{path}: cannot be read into the model {describes} ({first}); the checkpoint is damaged, "
+                        "or those files changed after training") from None
     return path
+
+
+class ResumesMidEpoch:
+    """A Keras model mixin: fit() starts its first epoch at `initial_step_in_epoch`, set when a run resumes in
+    the middle of an epoch (through tf-keras's hook for the counters fit() starts at, which BackupAndRestore
+    uses too)."""
+
+    initial_step_in_epoch = 0
+
+    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
+        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
+        return epoch, step or self.initial_step_in_epoch
 
 
 class TrainingCheckpoints(tf_keras.callbacks.Callback):

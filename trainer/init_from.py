@@ -13,7 +13,8 @@ from core.errors import UserError
 from core.loader import load_config
 from core.schema import Config
 from dataset.tokenizer import Vocabulary
-from model.lstm_lm import LSTMLanguageModel, directions, read_language_model
+from model.lstm_lm import LSTMLanguageModel, directions
+from trainer.checkpointing import read_weights
 
 # The settings a classifier must share with the language model it starts from.
 SHARED = {"model": ("embedding_dim", "hidden_size", "num_layers"),
@@ -27,6 +28,11 @@ class LanguageModelWeights:
     vocab: Vocabulary
     table: np.ndarray
     lstm: dict[str, list[list[np.ndarray]]]
+
+
+def read_language_model(network: LSTMLanguageModel, run_dir: str) -> str:
+    """The best weights of a language-model run into `network` (built); returns the checkpoint's path."""
+    return read_weights(network, os.path.join(run_dir, "checkpoints"), describes="its config.yaml describes")
 
 
 def read_language_model_run(cfg: Config) -> LanguageModelWeights:

@@ -25,9 +25,10 @@ from core.loader import save_config
 from core.schema import Config
 from dataset.corpus import Corpus
 from dataset.tokenizer import Vocabulary
-from model.lstm_lm import LSTMLanguageModel, draw_log_uniform, read_language_model
-from trainer.checkpointing import finishing_on_signals, remove_unfinished_writes, run_dir_lock
+from model.lstm_lm import LSTMLanguageModel, draw_log_uniform
+from trainer.checkpointing import ResumesMidEpoch, finishing_on_signals, remove_unfinished_writes, run_dir_lock
 from trainer.families import family, text_tokenizer
+from trainer.init_from import read_language_model
 from trainer.optimizers import make_optimizer
 from trainer.run import fit, mixed_precision
 from trainer.run_dir import check_resumable, make_run_dir
@@ -51,7 +52,7 @@ def token_chunks(encoder, length: int):
     return lambda texts: texts.batch(64).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
 
 
-class LanguageModelTrainer(tf_keras.Model):
+class LanguageModelTrainer(ResumesMidEpoch, tf_keras.Model):
     """Trains an LSTMLanguageModel with the sampled softmax (`samples` classes a step, drawn from (seed, step));
     evaluates it with the exact softmax: `perplexity` = exp(mean cross-entropy per real token), over every
     direction's tokens, and each direction's own."""
@@ -63,12 +64,6 @@ class LanguageModelTrainer(tf_keras.Model):
         self.loss_tracker = tf_keras.metrics.Mean("loss")
         self.tokens = tf_keras.metrics.Sum("tokens")
         self.cross_entropy = {d: tf_keras.metrics.Mean(f"{d}_cross_entropy") for d in network.directions}
-
-    initial_step_in_epoch = 0  # where fit() starts within its first epoch when a run resumes
-
-    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
-        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
-        return epoch, step or self.initial_step_in_epoch
 
     @property
     def metrics(self):

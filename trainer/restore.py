@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.loader import load_config
 from core.schema import Config
 from trainer.adversarial_model import AdversarialModel
-from trainer.checkpointing import BEST_DIR, read_classifier
+from trainer.checkpointing import BEST_DIR, read_weights
 from trainer.families import family, make_model
 
 
@@ -40,5 +40,5 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
         raise UserError(f"{labels_path}: expected a list of at least two label names")
     prepared = family(cfg.model.name).restore(cfg, run_dir)
     model = make_model(cfg, len(label_names), prepared)
-    read_classifier(model, os.path.join(run_dir, "checkpoints"), checkpoint)
+    read_weights(model.classifier, os.path.join(run_dir, "checkpoints"), checkpoint)
     return Run(cfg, label_names, prepared.text_encoder, model)

@@ -28,7 +28,7 @@ from trainer.checkpointing import (
     TrainingCheckpoints,
     data_fingerprint,
     finishing_on_signals,
-    read_classifier,
+    read_weights,
     remove_unfinished_writes,
     run_dir_lock,
     stop_on_signals,
@@ -185,7 +185,7 @@ def _finish(cfg: Config, prepared: Prepared, model, run_dir: str, metrics: dict)
     """The chief evaluates the best checkpoint on dev and test, on its own (evaluate_split calls the model
     directly, without the strategy's collectives), and writes metrics.json."""
     data = prepared.data
-    read_classifier(model, os.path.join(run_dir, "checkpoints"))
+    read_weights(model.classifier, os.path.join(run_dir, "checkpoints"))
     dev_ds, test_ds = evaluation_streams(cfg, data, prepared.text_encoder)
     best_epoch = metrics["best_epoch"]
     print(f"best epoch {best_epoch} by {cfg.train.monitor}; trained in {metrics['train_seconds']:.0f} s")
