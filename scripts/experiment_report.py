@@ -85,30 +85,33 @@ PAIRED = (("accuracy", "Δ test accuracy (points)", True, 2), ("macro_f1", "Δ m
           ("ece", "Δ ECE", False, 4), ("nll", "Δ NLL", False, 4))  # key, heading, in percent, digits
 
 
-def paired_table(rows: list[dict], baseline: str = "none") -> list[str]:
-    """Each method minus the baseline on the same seed: mean ± sd of the per-seed differences, and on how many
-    seeds the method's test accuracy was higher / lower. Only seeds both have finished are paired."""
-    base = next((r for r in rows if r["variant"] == baseline), None)
-    if base is None or not base["seed_ids"]:
-        return []
-
-    lines = ["", f"Paired differences to {baseline} (method minus {baseline} on the same seed; mean ± sd over the "
-             "seeds both finished). Lower is better for ECE and NLL.", "",
-             "| method | pairs | " + " | ".join(head for _, head, _, _ in PAIRED) + " | accuracy higher / lower |",
-             "|---|---|" + "---|" * len(PAIRED) + "---|"]
-    for r in rows:
-        if r is base:
+def paired_table(rows: list[dict], pairs: list[list[str]] | None = None) -> list[str]:
+    """Each method minus its baseline on the same seed (`pairs`: [method, baseline] each; by default every method
+    minus none): mean ± sd of the per-seed differences, and on how many seeds the method's test accuracy was
+    higher / lower. Only seeds both have finished are paired."""
+    by_name = {r["variant"]: r for r in rows}
+    named = pairs is not None
+    pairs = pairs if named else [[r["variant"], "none"] for r in rows if r["variant"] != "none"]
+    lines = []
+    for method, baseline in pairs:
+        r, base = by_name.get(method), by_name.get(baseline)
+        if r is None or base is None:
             continue
         seeds = [s for s in r["seed_ids"] if s in base["seed_ids"]]
         if not seeds:
             continue
         diffs = {key: [r[key][r["seed_ids"].index(s)] - base[key][base["seed_ids"].index(s)] for s in seeds]
                  for key, _, _, _ in PAIRED}
-        cells = [r["variant"], str(len(seeds))] + [mean_std(diffs[key], percent, digits, signed=True)
-                                                       for key, _, percent, digits in PAIRED]
+        cells = [f"{method} − {baseline}" if named else method, str(len(seeds))]
+        cells += [mean_std(diffs[key], percent, digits, signed=True) for key, _, percent, digits in PAIRED]
         cells.append(f"{sum(d > 0 for d in diffs['accuracy'])} / {sum(d < 0 for d in diffs['accuracy'])}")
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    if not lines:
+        return []
+    what = "Paired differences (first minus second" if named else "Paired differences to none (method minus none"
+    return ["", f"{what} on the same seed; mean ± sd over the seeds both finished). Lower is better for ECE "
+            "and NLL.", "", "| method | pairs | " + " | ".join(head for _, head, _, _ in PAIRED)
+            + " | accuracy higher / lower |", "|---|---|" + "---|" * len(PAIRED) + "---|", *lines]
 
 
 def selection_table(selection: dict) -> list[str]:
@@ -178,9 +181,35 @@ def report_sections(path: str) -> dict[str, str]:
     return {part.splitlines()[0]: part for part in parts if part.startswith("## ")}
 
 
+def language_model_table(runs: list[dict]) -> list[str]:
+    """The language models of a `task: lm` experiment: size, held-out perplexity, speed and time, a row a run."""
+    lines = ["| run | parameters | held-out perplexity | forward / backward | best epoch | tokens per second | "
+             "training time (h) | wall time (h) |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        path = os.path.join(run["run_dir"], "metrics.json")
+        if not os.path.exists(path):
+            continue
+        m = json.load(open(path))
+        heldout, wall = m["heldout"], os.path.join(run["run_dir"], "wall_seconds.json")
+        directions = " / ".join(f"{heldout[k]:.1f}" for k in ("forward_perplexity", "backward_perplexity")
+                                if k in heldout)
+        cells = [f"{run['variant']}-seed{run['seed']}", f"{m['parameters']:,}", f"{heldout['perplexity']:.1f}",
+                 directions or "–", str(m["best_epoch"]), f"{m['tokens_per_second']:,.0f}",
+                 f"{m['train_seconds'] / 3600:.2f}",
+                 f"{json.load(open(wall))['seconds'] / 3600:.2f}" if os.path.exists(wall) else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + ["", "Held-out perplexity: exact softmax over the whole vocabulary, on the held-out texts "
+                    "(lm.heldout_texts); tokens per second count both directions' predicted tokens; wall time "
+                    "includes reading the corpus (vocabulary, counting) and the final evaluation."]
+
+
 def experiment_section(experiment: dict, runs: list[dict], selection: dict, docs: str) -> tuple[list[str], list]:
     """An experiment's section below its heading, and the plots it links to (experiment, rows, path): drawn once
     the report is known to be written."""
+    if experiment["base"].get("task") == "lm":
+        lines = [experiment["description"].strip(), ""] if experiment.get("description") else []
+        lines += language_model_table(runs)
+        return lines + run_list(experiment, runs), []
     rows = summarize(experiment, runs)
     for r in rows:
         if r["variant"] in selection:
@@ -207,22 +236,25 @@ def experiment_section(experiment: dict, runs: list[dict], selection: dict, docs
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
               "evaluation."]
-    lines += paired_table(rows)
+    lines += paired_table(rows, experiment.get("pairs"))
     lines += selection_table(selection)
     lines += text_attack_table(rows)
     if any(r["accuracy"] for r in rows):
         png = f"results_{experiment['name']}.png"
         plots.append((experiment, rows, os.path.join(docs, png)))
         lines += ["", f"![{experiment['name']}]({png})"]
-    if experiment.get("notes"):
-        lines += ["", experiment["notes"].strip()]
+    return lines + run_list(experiment, runs), plots
+
+
+def run_list(experiment: dict, runs: list[dict]) -> list[str]:
+    """An experiment's notes, then the command of each of its runs and whether it finished."""
+    lines = ["", experiment["notes"].strip()] if experiment.get("notes") else []
     lines += ["", "Runs (their configs are written next to them by the command above):", ""]
     for run in runs:
         state = FINISHED_MARK if os.path.exists(os.path.join(run["run_dir"], "metrics.json")) else "` (not run)"
         lines.append(f"- `python train.py --config {os.path.relpath(run['config_path'], ROOT)} "
                      f"--run-dir {os.path.relpath(run['run_dir'], ROOT)}{state}")
-    lines.append("")
-    return lines, plots
+    return lines + [""]
 
 
 def report(experiments: list[dict], all_runs: dict, selections: dict, results_path: str, command: str,

