@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -189,6 +190,17 @@ def test_a_mismatched_language_model_is_one_line(lm_setup, tmp_path, capsys, cha
     assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and not (tmp_path / "run").exists()
+
+
+def test_a_language_model_that_has_not_finished_is_one_line(lm_setup, tmp_path, capsys):
+    _, _, reference = lm_setup
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(reference, unfinished, ignore=shutil.ignore_patterns("metrics.json"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_classifier_config(tmp_path, unfinished)))
+    assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "has not finished (no metrics.json)" in err[-1] and not (tmp_path / "run").exists()
 
 
 def test_an_epoch_is_one_pass_over_the_training_chunks(lm_setup):

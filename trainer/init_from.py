@@ -43,6 +43,9 @@ def read_language_model_run(cfg: Config) -> LanguageModelWeights:
     lm = load_config(config_path)
     if lm.task != "lm":
         raise UserError(f"model.init_from: {run_dir}: a classifier run, not a language model (task: lm)")
+    if not os.path.exists(os.path.join(run_dir, "metrics.json")):
+        raise UserError(f"model.init_from: {run_dir}: the language model has not finished (no metrics.json); "
+                        f"let it finish, or continue it with `python train.py --resume {run_dir}`")
     for section, keys in SHARED.items():
         for key in keys:
             mine, theirs = getattr(getattr(cfg, section), key), getattr(getattr(lm, section), key)
