@@ -54,3 +54,6 @@ def run_cli(main) -> int:
     except Interrupted as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C where no handler of a run's own saved and said how to continue
+        print("interrupted", file=sys.stderr)
+        return 130

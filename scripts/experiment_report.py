@@ -164,6 +164,21 @@ def plot(experiment: dict, rows: list[dict], path: str) -> None:
 FINISHED_MARK = "` (finished)"
 
 
+WRITTEN_BY = "Written by `scripts/run_experiments.py`"
+
+
+def check_results_path(path: str) -> None:
+    """The report may replace only a report this script wrote: never a directory or a file of another kind."""
+    if os.path.isdir(path):
+        raise UserError(f"--results {path}: is a directory; name the report's file, e.g. {path}/RESULTS.md")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(2000)
+        if WRITTEN_BY not in head:
+            raise UserError(f"--results {path}: exists and is not a report scripts/run_experiments.py wrote; not "
+                            "replaced (choose another file, or move that one)")
+
+
 def finished_in_report(path: str) -> int:
     """How many finished runs an existing report was made from (0 if there is none)."""
     if not os.path.exists(path):
@@ -263,13 +278,14 @@ def report(experiments: list[dict], all_runs: dict, selections: dict, results_pa
     selected on dev (`selections`, as run_experiments.select gives them); `command` reproduces it. With `only`,
     the other experiments' sections are kept as the report has them. A report made from more finished runs than
     these is not rewritten unless `allow_fewer_runs`."""
+    check_results_path(results_path)
     before = finished_in_report(results_path)
     kept = report_sections(results_path) if only else {}
     plots = []  # drawn once the report is known to be written
     docs = os.path.dirname(results_path) or "."
     os.makedirs(docs, exist_ok=True)
     lines = ["# Results", "",
-             "Written by `scripts/run_experiments.py`; every number below comes from the runs listed with it.",
+             f"{WRITTEN_BY}; every number below comes from the runs listed with it.",
              "Model selection (best epoch) uses the dev split only; the test split is evaluated once per run. The dev "
              "accuracy column is the selected epoch's.", "",
              "Reproduce:", "", "```bash", command, "```", ""]

@@ -48,7 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core import cli  # noqa: E402
-from core.errors import UserError, run_cli  # noqa: E402
+from core.errors import Interrupted, UserError, run_cli  # noqa: E402
 from core.loader import merge, read_yaml  # noqa: E402
 from scripts.experiment_report import report  # noqa: E402
 
@@ -75,6 +75,9 @@ def substitute(value, data_root: str, runs_dir: str):
     return value
 
 
+SPEC_KEYS = ("name", "title", "description", "base", "variants", "seeds", "attack", "pairs", "notes")
+
+
 def load_spec(path: str) -> list[dict]:
     experiments = read_yaml(path, "spec").get("experiments")
     if not isinstance(experiments, list) or not experiments:
@@ -93,8 +96,19 @@ def load_spec(path: str) -> list[dict]:
         if not isinstance(e["variants"], dict) or not all(isinstance(v, dict) for v in e["variants"].values()):
             raise UserError(f"{path}: experiments[{i}].variants: expected a mapping of method name to config "
                             "overrides, e.g. {none: {regularizer: {name: none}}}")
-        if not isinstance(e["seeds"], list) or not all(isinstance(x, int) for x in e["seeds"]):
-            raise UserError(f"{path}: experiments[{i}].seeds: expected a list of integers")
+        unknown = sorted(set(e) - set(SPEC_KEYS))
+        if unknown:
+            raise UserError(f"{path}: experiments[{i}]: unknown key '{unknown[0]}'; an experiment has "
+                            f"{', '.join(SPEC_KEYS)}")
+        if not isinstance(e["seeds"], list) or not e["seeds"] or not all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in e["seeds"]):
+            raise UserError(f"{path}: experiments[{i}].seeds: expected a list of whole numbers >= 0, got {e['seeds']!r}")
+        attack = e.get("attack")
+        if attack is not None and not (isinstance(attack, dict) and isinstance(attack.get("name"), str)
+                                       and isinstance(attack.get("epsilon"), (int, float))
+                                       and not isinstance(attack.get("epsilon"), bool)):
+            raise UserError(f"{path}: experiments[{i}].attack: expected {{name: <attack>, epsilon: <number>}}, e.g. "
+                            f"{{name: fgm, epsilon: 5.0}}, got {attack!r}")
         for variant, overrides in e["variants"].items():
             if not isinstance(variant, str):
                 raise UserError(f"{path}: experiments[{i}].variants: a variant's name must be text, got {variant!r}")
@@ -202,8 +216,12 @@ def check_run_config(run: dict) -> None:
     the loader could not read it from the checkpoint here (None: not on this machine; the run recorded it)."""
     saved = os.path.join(run["run_dir"], "config.yaml")
     kept = [os.path.join(run["run_dir"], "metrics.json"), os.path.join(run["run_dir"], "checkpoints", "train")]
-    if not os.path.exists(saved) or not any(os.path.exists(path) for path in kept):
+    if not any(os.path.exists(path) for path in kept):
         return  # nothing to resume or report: execute() starts such a run again
+    if not os.path.exists(saved):
+        found = " and ".join(os.path.relpath(p, run["run_dir"]) for p in kept if os.path.exists(p))
+        raise UserError(f"{run['run_dir']}: has {found} but no config.yaml: its settings are unknown (nothing is "
+                        "resumed, skipped or reported from it); move or delete that run directory")
     from core.loader import config_from_dict, config_to_dict, load_config
     from scripts.compare import flatten
 
@@ -220,10 +238,16 @@ def check_run_config(run: dict) -> None:
 
 
 def execute(run: dict) -> float | None:
-    """Trains one run unless it finished; returns the seconds it took now (None if skipped)."""
+    """Trains one run unless it finished; returns the seconds it took now (None if skipped). A run directory
+    another process holds (another grid command, a train.py) is left untouched: one line, nothing run."""
+    from trainer.checkpointing import in_use, lock_owner
+
     check_run_config(run)
     if os.path.exists(os.path.join(run["run_dir"], "metrics.json")):
         return None
+    owner = lock_owner(run["run_dir"])
+    if owner:
+        raise in_use(run["run_dir"], owner)
     os.makedirs(os.path.dirname(run["config_path"]), exist_ok=True)
     with open(run["config_path"], "w", encoding="utf-8") as f:
         yaml.safe_dump(run["config"], f, sort_keys=False, allow_unicode=True)
@@ -237,12 +261,23 @@ def execute(run: dict) -> float | None:
     seconds = time.time() - start
     with open(run["run_dir"] + ".log", "w", encoding="utf-8") as f:
         f.write(done.stdout + done.stderr)
+    if done.returncode in (130, -2):  # Ctrl-C reached the run too: stop the grid as it stopped
+        raise Interrupted(f"{run['run_dir']}: interrupted; the same command continues the grid", 2)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"{run['run_dir']}: training failed (exit {done.returncode}): {tail}; log in {run['run_dir']}.log")
     with open(os.path.join(run["run_dir"], "wall_seconds.json"), "w", encoding="utf-8") as f:
         json.dump({"seconds": round(seconds, 1)}, f)
     return seconds
+
+
+def check_configs(experiments: list[dict], data_root: str, runs_dir: str) -> None:
+    """Every config the grid will train (each sweep value's too) is valid, before the first run starts."""
+    from core.loader import config_from_dict
+
+    for experiment in experiments:
+        for run in plan(experiment, data_root, runs_dir):
+            config_from_dict(run["config"], source=f"{experiment['name']}/{os.path.basename(run['run_dir'])}")
 
 
 def reproduce_command(args) -> str:
@@ -281,9 +316,18 @@ def main(argv=None) -> int:
             tuning = plan(e, data_root, runs_dir)
             return plan(e, data_root, runs_dir, {v: s["selected"] for v, s in select(e, tuning).items()})
 
+        if args.report_only and not os.path.isdir(runs_dir):
+            raise UserError(f"--runs-dir {args.runs_dir}: no such directory: there is nothing to report")
+        chosen = [e for e in experiments if not args.only or e["name"] in args.only]
+        missing = sorted(set(args.seeds or []) - {seed for e in chosen for seed in e["seeds"]})
+        if missing:
+            raise UserError(f"--seeds {missing[0]}: no experiment run here has that seed; their seeds: "
+                            f"{', '.join(map(str, sorted({seed for e in chosen for seed in e['seeds']})))}")
         for experiment in experiments:  # every run directory the report reads, before anything trains
             for run_ in planned(experiment):
                 check_run_config(run_)
+        if not args.report_only:
+            check_configs(chosen, data_root, runs_dir)
         for experiment in experiments:
             if args.report_only or (args.only and experiment["name"] not in args.only):
                 continue

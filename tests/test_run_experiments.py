@@ -48,6 +48,7 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     # A report is never rewritten from fewer runs than it was made from, unless asked.
     before = results
     other = args[:args.index("--runs-dir") + 1] + [str(tmp_path / "elsewhere")] + args[args.index("--runs-dir") + 2:]
+    (tmp_path / "elsewhere").mkdir()
     assert run_experiments.main(other + ["--report-only"]) == 2
     assert "made from 2 finished runs, but only 0" in capsys.readouterr().err
     assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
@@ -106,6 +107,85 @@ def test_a_language_model_pretrained_by_one_experiment_starts_the_next(tmp_path,
     assert results.count("| lm-none | 1 |") == 1 and results.count("` (finished)") == 2
 
 
+def _tiny_spec(tmp_path, tiny_files, variants=None):
+    data_root = os.path.dirname(tiny_files["train"])
+    base = tiny_config_dict({k: "{data_root}/" + os.path.basename(v) for k, v in tiny_files.items()}, "none")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"experiments": [{"name": "tiny", "base": base, "seeds": [1],
+                                                     "variants": variants or {"none": {}}}]}))
+    return [str(spec), "--data-root", data_root, "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "RESULTS.md")]
+
+
+def test_a_run_another_process_holds_is_left_untouched(tmp_path, tiny_files, capsys):
+    """Two grid commands on one --runs-dir: the second finds the first's run started (config.yaml and its lock,
+    no checkpoint yet) and stops with one line, deleting nothing."""
+    import subprocess
+    import sys
+
+    args = _tiny_spec(tmp_path, tiny_files)
+    live = tmp_path / "runs" / "tiny" / "none-seed1"
+    live.mkdir(parents=True)
+    (live / "config.yaml").write_text("written by the first process\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (live / ".lock").write_text(str(holder.pid))
+        assert run_experiments.main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by another process (pid {holder.pid})" in err[0]
+        assert sorted(os.listdir(live)) == [".lock", "config.yaml"]
+        assert (live / "config.yaml").read_text() == "written by the first process\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_grid_mistakes_are_one_line_before_anything_trains(tmp_path, tiny_files, capsys):
+    args = _tiny_spec(tmp_path, tiny_files, {"none": {}, "fgm": {"regularizer": {"name": "fgm", "epsilonn": 1}}})
+    assert run_experiments.main(args) == 2  # the second variant's typo, before the first variant trains
+    assert "epsilonn" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    args = _tiny_spec(tmp_path, tiny_files)
+    assert run_experiments.main(args + ["--seeds", "7", "8"]) == 2
+    assert "--seeds 7: no experiment run here has that seed; their seeds: 1" in capsys.readouterr().err
+    assert run_experiments.main(args + ["--report-only"]) == 2  # no runs folder: nothing to report
+    assert "no such directory" in capsys.readouterr().err and not (tmp_path / "RESULTS.md").exists()
+    notes = tmp_path / "RESULTS.md"
+    notes.write_text("my notes\n")
+    (tmp_path / "runs").mkdir()
+    assert run_experiments.main(args + ["--report-only"]) == 2
+    assert "is not a report" in capsys.readouterr().err and notes.read_text() == "my notes\n"
+    folder = args[:-1] + [str(tmp_path / "runs")]
+    assert run_experiments.main(folder + ["--report-only"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_a_finished_run_without_its_config_is_not_reported(tmp_path, tiny_files, capsys):
+    args = _tiny_spec(tmp_path, tiny_files)
+    assert run_experiments.main(args) == 0
+    capsys.readouterr()
+    run = tmp_path / "runs" / "tiny" / "none-seed1"
+    os.remove(run / "config.yaml")
+    assert run_experiments.main(args + ["--report-only"]) == 2
+    assert f"{run}: has metrics.json and checkpoints/train but no config.yaml" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_grid_with_130(tmp_path, tiny_files, capsys, monkeypatch):
+    import subprocess
+
+    args = _tiny_spec(tmp_path, tiny_files)
+    monkeypatch.setattr(run_experiments.subprocess, "run",
+                        lambda command, **kw: subprocess.CompletedProcess(command, 130, "", "interrupted\n"))
+    assert run_experiments.main(args) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    def pressed(command, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_experiments.subprocess, "run", pressed)
+    assert run_experiments.main(args) == 130
+
+
 def test_a_bad_spec_is_one_line(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("experiments: [{name: x}]\n")
@@ -119,6 +199,9 @@ def test_a_bad_spec_is_one_line(tmp_path, capsys):
     ("{name: x, base: {}, variants: {5: {}}, seeds: [1]}", "a variant's name must be text, got 5"),
     ("{name: x, base: {}, variants: {fgm: {sweep: {epsilon: [1, 2]}}}, seeds: [1]}", "'epsilon' names no section"),
     ("{name: x, base: {}, variants: {fgm: {}}, seeds: [1], pairs: [[fgm, none]]}", "pairs: expected a list of [method"),
+    ("{name: x, base: {}, variants: {fgm: {}}, seedz: [1], seeds: [1]}", "experiments[0]: unknown key 'seedz'"),
+    ("{name: x, base: {}, variants: {fgm: {}}, seeds: [-1]}", "seeds: expected a list of whole numbers >= 0"),
+    ("{name: x, base: {}, variants: {fgm: {}}, seeds: [1], attack: {name: fgm}}", "attack: expected {name: <attack>, "),
 ])
 def test_a_spec_of_the_wrong_shape_is_one_line(tmp_path, capsys, experiment, message):
     spec = tmp_path / "spec.yaml"

@@ -45,6 +45,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_owner(run_dir: str) -> int | None:
+    """The id of another live process that holds run_dir's lock (None: no lock, our own, or a stale one)."""
+    try:
+        with open(os.path.join(run_dir, LOCK_FILE), encoding="utf-8") as f:
+            owner = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return owner if owner and owner != os.getpid() and _pid_alive(owner) else None
+
+
+def in_use(run_dir: str, owner: int) -> UserError:
+    return UserError(f"{run_dir}: in use by another process (pid {owner}); wait for it to end or stop it (a run "
+                     "directory is used by one process at a time)")
+
+
 @contextlib.contextmanager
 def run_dir_lock(run_dir: str):
     """Holds run_dir/.lock (this process's id) while a process trains or finishes the run, so that a second
@@ -56,14 +71,9 @@ def run_dir_lock(run_dir: str):
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    owner = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                owner = 0
-            if owner and owner != os.getpid() and _pid_alive(owner):
-                raise UserError(f"{run_dir}: in use by another process (pid {owner}); wait for it to end or stop "
-                                "it (a run directory is used by one process at a time)") from None
+            owner = lock_owner(run_dir)
+            if owner:
+                raise in_use(run_dir, owner) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)  # stale: its process is gone
         except PermissionError:
