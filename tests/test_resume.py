@@ -9,6 +9,7 @@ Tolerance: 1e-6 on every metric (CPU kernels are deterministic; in practice the 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,3 +244,31 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_line(tmp_path, tiny_files, m
     assert err[-1].startswith(f"error: {run_dir / 'checkpoints' / 'train'}: cannot write a checkpoint (No space left "
                               "on device); free disk space, then start the run again"), err[-1]
     assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(setup, monkeypatch, capsys, caplog):
+    """The latest checkpoint truncated (a disk fault after it was written): --resume names it in a warning,
+    continues from the one before and ends like the uninterrupted run; every checkpoint damaged is one line."""
+    import tensorflow as tf
+
+    tmp, config, reference = setup
+    run_dir = tmp / "damaged"
+    assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=7) == 143
+    state = tf.train.get_checkpoint_state(str(run_dir / "checkpoints" / "train"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-6", "ckpt-7"]
+    data = run_dir / "checkpoints" / "train" / "ckpt-7.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    backup = tmp / "damaged-copy"
+    shutil.copytree(run_dir, backup)
+    caplog.set_level("INFO")
+    capsys.readouterr()
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
+    assert "ckpt-7 is damaged" in caplog.text and "epoch 2, step 6 (2 into the epoch)" in caplog.text
+    assert_same_run(run_dir, reference)
+
+    for path in (backup / "checkpoints" / "train").glob("ckpt-6.index"):
+        path.write_bytes(b"junk")
+    assert in_process(["--resume", str(backup)], monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {backup}: every checkpoint in") and "(ckpt-6, ckpt-7)" in err[-1]
+    assert not (backup / "metrics.json").exists()

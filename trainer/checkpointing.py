@@ -229,15 +229,28 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         return bool(self._stopped.numpy())
 
     def restore(self) -> tuple[int, int]:
-        """Restores the latest training state; returns (epoch, step within that epoch) to start at."""
-        path = latest(self.restore_dir, TRAIN_DIR)
-        if path is None:
+        """Restores the latest intact training state (a damaged latest checkpoint, e.g. a truncated file, is
+        named in a warning and the one before it used); returns (epoch, step within that epoch) to start at."""
+        state = tf.train.get_checkpoint_state(os.path.join(self.restore_dir, TRAIN_DIR))
+        paths = list(state.all_model_checkpoint_paths) if state else []
+        if not paths:
             raise UserError(f"{self.run_dir}: nothing to resume: no checkpoint in {self.restore_dir}/{TRAIN_DIR}")
-        saved = tf.train.load_checkpoint(path).get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE")
-        if saved.decode() != self.fingerprint:
-            raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels differ); "
-                            "resume with the data it was started on, or start a new run")
-        self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+        for path in reversed(paths):
+            try:
+                saved = tf.train.load_checkpoint(path).get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE")
+                if saved.decode() == self.fingerprint:
+                    self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                log.warning("%s is damaged (%s); trying the checkpoint before it", path, first)
+                continue
+            if saved.decode() != self.fingerprint:
+                raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels "
+                                "differ); resume with the data it was started on, or start a new run")
+            break
+        else:
+            raise UserError(f"{self.run_dir}: every checkpoint in {self.restore_dir}/{TRAIN_DIR} is damaged "
+                            f"({', '.join(os.path.basename(p) for p in paths)}); start the run again")
         self.history = json.loads(self._history.numpy().decode())
         step = int(self.model.optimizer.iterations.numpy())
         epoch = int(self._epoch.numpy())
