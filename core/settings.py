@@ -20,6 +20,16 @@ class Radii:
     linf: float
 
 
+# A relative radius left unset (epsilon_scale: relative): 0.02 of each text's own norm, in either ball (an L-inf
+# radius of 0.02 root-mean-square coordinates moves a sign perturbation 0.02 of the norm), on every backbone.
+RELATIVE_RADII = Radii(l2=0.02, linf=0.02)
+
+
+def scaled(radii: Radii | None, epsilon_scale: str) -> Radii | None:
+    """The default radii for a method's epsilon_scale: the backbone's, or RELATIVE_RADII."""
+    return RELATIVE_RADII if epsilon_scale == "relative" else radii
+
+
 @dataclass
 class EpsilonParams:
     """epsilon: the radius (None: the backbone's default, L2 or L-inf as the method's ball). epsilon_scale:
@@ -32,6 +42,7 @@ class EpsilonParams:
 
     def resolve(self, radii: Radii | None) -> None:
         """Fills the settings left to the backbone (None) in place."""
+        radii = scaled(radii, self.epsilon_scale)
         if self.epsilon is None:
             self.epsilon = radii.linf if self.linf else radii.l2
 
@@ -82,6 +93,7 @@ class FreeLBParams:
         return self.norm == "linf"
 
     def resolve(self, radii):
+        radii = scaled(radii, self.epsilon_scale)
         if self.max_norm is None:
             self.max_norm = radii.linf if self.norm == "linf" else radii.l2
         if self.adv_lr is None:
@@ -111,7 +123,7 @@ class SMARTParams:
             raise UserError("regularizer: smart with smoothness false and proximal_weight 0 has no term left; "
                             "switch one of the two parts on")
         if self.epsilon is None:
-            self.epsilon = radii.linf
+            self.epsilon = scaled(radii, self.epsilon_scale).linf
         if self.sigma is None:
             self.sigma = self.epsilon
         if self.step_size is None:

@@ -91,3 +91,21 @@ def test_relative_radii_of_smart_scale_its_noise_step_and_ball_by_the_rms_coordi
                                           "step_size": 0.15 * scale}, IDS, np.concatenate(model.noise.draws))
     assert np.abs(d).max() > 0
     assert_same_gradients(applied, expected_gradients(model, [smoothness_term(0.8, d, IDS)]), model.trainable_variables)
+
+
+@pytest.mark.parametrize("name, key, expected", [
+    ("fgm", "epsilon", 0.02), ("fgsm", "epsilon", 0.02), ("random", "epsilon", 0.02), ("pgd", "epsilon", 0.02),
+    ("vat", "epsilon", 0.02), ("freelb", "max_norm", 0.02), ("freelb", "init_mag", 0.002),
+    ("smart", "epsilon", 0.02), ("fgm+absolute", "epsilon", 5.0),
+])
+def test_a_relative_radius_left_unset_is_0_02_not_the_absolute_default(name, key, expected):
+    """epsilon_scale: relative without a radius: 0.02 of each text's norm (the README's starting point), not the
+    absolute 5.0 of an LSTM, which relative would make five times each text's norm."""
+    from conftest import tiny_config_dict
+
+    from core.loader import config_from_dict
+
+    method, _, scale = name.partition("+")
+    files = {"train": "train.tsv", "dev": "dev.tsv"}
+    cfg = config_from_dict(tiny_config_dict(files, {"name": method, "epsilon_scale": scale or "relative"}))
+    assert getattr(cfg.active_regularizers[0].params, key) == pytest.approx(expected)
