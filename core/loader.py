@@ -492,6 +492,15 @@ def config_to_dict(cfg: Config) -> dict:
     return out
 
 
+def flatten(tree, prefix="") -> dict:
+    """A config's dict (config_to_dict) as {"section.key": value}; a list of regularizers as section.0.key."""
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and tree and isinstance(tree[0], dict):
+        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
 def save_config(cfg: Config, path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False, allow_unicode=True)

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core import cli  # noqa: E402
 from core.errors import UserError  # noqa: E402
+from core.loader import flatten  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
 
 
@@ -33,14 +34,6 @@ def find_runs(paths) -> list[str]:
             raise UserError(f"{path}: no finished run (no metrics.json) in it")
         runs += found
     return runs
-
-
-def flatten(tree, prefix="") -> dict:
-    if isinstance(tree, dict):
-        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    if isinstance(tree, list) and tree and isinstance(tree[0], dict):
-        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix}{i}.").items()}
-    return {prefix.rstrip("."): tree}
 
 
 def _at(result: dict | None, key: str, x: float) -> str:

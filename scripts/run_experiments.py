@@ -222,8 +222,7 @@ def check_run_config(run: dict) -> None:
         found = " and ".join(os.path.relpath(p, run["run_dir"]) for p in kept if os.path.exists(p))
         raise UserError(f"{run['run_dir']}: has {found} but no config.yaml: its settings are unknown (nothing is "
                         "resumed, skipped or reported from it); move or delete that run directory")
-    from core.loader import config_from_dict, config_to_dict, load_config
-    from scripts.compare import flatten
+    from core.loader import config_from_dict, config_to_dict, flatten, load_config
 
     want = flatten(config_to_dict(config_from_dict(run["config"], source=run["config_path"])))
     have = flatten(config_to_dict(load_config(saved)))

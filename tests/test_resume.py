@@ -272,3 +272,34 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(setup, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: {backup}: every checkpoint in") and "(ckpt-6, ckpt-7)" in err[-1]
     assert not (backup / "metrics.json").exists()
+
+
+def test_a_resume_refuses_an_edited_config_and_a_missing_run_file(setup, monkeypatch, capsys):
+    """config.yaml edited after the run started: the key and both values, nothing trained; vocab.tsv or
+    labels.json gone: named before training on (predict.py would need them); put back, the run resumes."""
+    tmp, config, _ = setup
+    run_dir = tmp / "edited"
+    assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=5) == 143
+    saved = run_dir / "config.yaml"
+    original = saved.read_text()
+    saved.write_text(original.replace("learning_rate: 0.01", "learning_rate: 0.02"))
+    capsys.readouterr()
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {run_dir}/config.yaml: train.learning_rate is 0.02, but the run started with 0.01; put it back "
+        "to resume, or start a new run with the new value")
+    saved.write_text(original)
+    for name in ("vocab.tsv", "labels.json"):
+        (run_dir / name).rename(tmp / name)
+        assert in_process(["--resume", str(run_dir)], monkeypatch) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert name in err and ("not found" in err or "missing" in err), err
+        (tmp / name).rename(run_dir / name)
+    assert tf_latest(run_dir).endswith("ckpt-5")  # nothing trained meanwhile
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
+
+
+def tf_latest(run_dir):
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(str(run_dir / "checkpoints" / "train"))

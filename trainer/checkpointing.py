@@ -197,7 +197,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def __init__(self, checkpoint_dir: str, model, steps_per_epoch: int, every: int | None, keep_last: int,
                  monitor: str, mode: str, fingerprint: str, run_dir: str, restore_dir: str | None = None,
-                 best=None):
+                 best=None, settings: dict | None = None):
         super().__init__()
         self.set_model(model)
         self.checkpoint_dir, self.run_dir = checkpoint_dir, run_dir
@@ -209,8 +209,11 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         self._stopped = tf.Variable(False, trainable=False)
         self._history = tf.Variable("[]", trainable=False)
         self._data = tf.Variable(fingerprint, trainable=False)
+        self.settings = settings or {}  # the run's config, flattened: a resume refuses an edited config.yaml
+        self._settings = tf.Variable(json.dumps(self.settings, sort_keys=True, default=str), trainable=False)
         state = tf.train.Checkpoint(model=model, epoch=self._epoch, stopped_early=self._stopped,
-                                    history=self._history, data=self._data, rngs=random_generators(model))
+                                    history=self._history, data=self._data, settings=self._settings,
+                                    rngs=random_generators(model))
         self.manager = tf.train.CheckpointManager(state, os.path.join(checkpoint_dir, TRAIN_DIR), keep_last)
         # checkpoints/best: the weights to keep (the classifier; a language model's network)
         best = model.classifier if best is None else best
@@ -247,6 +250,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
             if saved.decode() != self.fingerprint:
                 raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels "
                                 "differ); resume with the data it was started on, or start a new run")
+            self._check_settings(json.loads(self._settings.numpy().decode()))
             break
         else:
             raise UserError(f"{self.run_dir}: every checkpoint in {self.restore_dir}/{TRAIN_DIR} is damaged "
@@ -261,6 +265,14 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         log.info("resuming %s from %s: epoch %d, step %d (%d into the epoch)", self.run_dir, path, epoch + 1,
                  step, in_epoch)
         return epoch, in_epoch
+
+    def _check_settings(self, started: dict) -> None:
+        """The config the run started with (restored from its checkpoint) against config.yaml's now."""
+        now = json.loads(json.dumps(self.settings, default=str))
+        for key in sorted(set(started) | set(now)):
+            if started.get(key) != now.get(key):
+                raise UserError(f"{self.run_dir}/config.yaml: {key} is {now.get(key)!r}, but the run started with "
+                                f"{started.get(key)!r}; put it back to resume, or start a new run with the new value")
 
     def save(self) -> str:
         self._history.assign(json.dumps(self.history))

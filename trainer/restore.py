@@ -28,6 +28,15 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
     if not os.path.exists(config_path):
         raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = load_config(config_path)
+    label_names, prepared = read_run_files(cfg, run_dir)
+    model = make_model(cfg, len(label_names), prepared)
+    read_weights(model.classifier, os.path.join(run_dir, "checkpoints"), checkpoint)
+    return Run(cfg, label_names, prepared.text_encoder, model)
+
+
+def read_run_files(cfg: Config, run_dir: str):
+    """What a run keeps besides config.yaml and its weights: (label names, the prepared vocabulary and text
+    encoder). A missing or damaged file is one line naming it (a resume checks them before it trains on)."""
     labels_path = os.path.join(run_dir, "labels.json")
     try:
         with open(labels_path, encoding="utf-8") as f:
@@ -38,7 +47,7 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
         raise UserError(f"{labels_path}: not valid JSON") from None
     if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
         raise UserError(f"{labels_path}: expected a list of at least two label names")
-    prepared = family(cfg.model.name).restore(cfg, run_dir)
-    model = make_model(cfg, len(label_names), prepared)
-    read_weights(model.classifier, os.path.join(run_dir, "checkpoints"), checkpoint)
-    return Run(cfg, label_names, prepared.text_encoder, model)
+    try:
+        return label_names, family(cfg.model.name).restore(cfg, run_dir)
+    except OSError as e:  # a Hugging Face encoder's or tokenizer's saved folder
+        raise UserError(f"{run_dir}: the run directory is incomplete ({str(e).splitlines()[0][:200]})") from None

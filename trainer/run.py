@@ -18,7 +18,8 @@ import time
 import tf_keras
 
 from core.errors import Interrupted, TrainingDiverged
-from core.schema import Config
+from core.loader import config_to_dict, flatten
+from core.schema import PATH_KEYS, PATH_OR_NAME_KEYS, Config
 from dataset.corpus import Corpus
 from dataset.data import load_data
 from dataset.streams import evaluation_streams, training_stream
@@ -38,6 +39,7 @@ from trainer.evaluate import evaluate_split
 from trainer.families import Prepared, family, make_model
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer
+from trainer.restore import read_run_files
 from trainer.run_dir import check_resumable, make_run_dir, rewrite_history_csv, write_run_files
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
             held.enter_context(run_dir_lock(run_dir))  # one process at a time on a run
         if resume:
             check_resumable(run_dir)
+            read_run_files(cfg, run_dir)  # what predict.py and export.py will need is there before training on
             remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
         with strategy.scope(), mixed_precision(cfg.train.mixed_precision):  # a pretrained encoder's too
             prepared = prepare(cfg)
@@ -139,6 +142,14 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
     return model, metrics
 
 
+def recorded_settings(cfg: Config) -> dict:
+    """The settings a resume must find unchanged in config.yaml: all but where files are (data moved to another
+    folder keeps its fingerprint, checked apart) and model.lower_case (recorded once a hub download is read)."""
+    places = {f"{section}.{key}" for table in (PATH_KEYS, PATH_OR_NAME_KEYS) for section, keys in table.items()
+              for key in keys} | {"model.lower_case"}
+    return {key: value for key, value in flatten(config_to_dict(cfg)).items() if key not in places}
+
+
 def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resume: bool, monitor: str, mode: str,
         fingerprint: str, best=None, callbacks_first=()) -> dict:
     """fit() with the run's checkpoints (restored first when resuming), TensorBoard, history.csv, early
@@ -147,7 +158,8 @@ def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resum
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     checkpoints = TrainingCheckpoints(ckpt_dir, model, spe, cfg.train.checkpoint_every, cfg.train.keep_last,
                                       monitor, mode, fingerprint, run_dir,
-                                      restore_dir=os.path.join(run_dir, "checkpoints"), best=best)
+                                      restore_dir=os.path.join(run_dir, "checkpoints"), best=best,
+                                      settings=recorded_settings(cfg))
     epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
     model.initial_step_in_epoch = in_epoch
     train_ds, dev_ds = streams(epoch * spe + in_epoch)
