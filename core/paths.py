@@ -2,7 +2,9 @@
 and a folder that is missing or read-only is one line at once, not a traceback after the work is done."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 
 from core.errors import UserError
 
@@ -35,3 +37,29 @@ def check_new_dir(path: str, option: str = "--out", create_parents: bool = False
         return
     if not create_parents:
         _check_parent(path, option)
+
+
+@contextlib.contextmanager
+def written_atomically(path: str, what: str = "--output", faults: tuple = ()):
+    """Yields a temporary name beside `path` (a file or a folder) to write; it becomes `path` only once the block
+    has finished. If writing fails (a full disk: OSError, or one of `faults`), the partial output is removed and
+    the failure is one line: nothing half-written is left to pass for a result or to block the next try."""
+    temporary = f"{path}.partial-{os.getpid()}"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except (OSError, *faults) as e:
+        _remove(temporary)
+        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e).splitlines()[0][:200]
+        raise UserError(f"{what} {path}: could not be written ({reason}); nothing was left behind") from None
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
 from core.errors import UserError, non_negative_int, positive_int  # noqa: E402
-from core.paths import check_new_file  # noqa: E402
+from core.paths import check_new_file, written_atomically  # noqa: E402
 from core.schema import TEXT_ATTACKS  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 
@@ -78,7 +78,7 @@ def attack(args) -> None:
     print("\n".join(text_attack_lines(results)))
     check_new_file(args.output)  # again: it may have appeared meanwhile
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with written_atomically(args.output) as path, open(path, "w", encoding="utf-8") as f:
             json.dump({"source": source, "model": args.run_dir or args.saved_model, **results}, f, indent=2)
 
 

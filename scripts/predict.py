@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
 from core.errors import positive_int  # noqa: E402
-from core.paths import check_new_file  # noqa: E402
+from core.paths import check_new_file, written_atomically  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import iter_rows_tolerant  # noqa: E402
 
@@ -44,16 +44,17 @@ def predict(args) -> None:
             results[line] = {"line": line, "label": run.label_names[int(p.argmax())],
                              "probabilities": {n: round(float(v), 6) for n, v in zip(run.label_names, p)}}
     check_new_file(args.output)  # again: it may have appeared meanwhile
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    errors = 0
     for line, _, _, error in rows:
         if error:
-            errors += 1
             print(f"{args.input}: line {line}: {error}", file=sys.stderr)
-        out.write(json.dumps(results.get(line) or {"line": line, "error": error}, ensure_ascii=False) + "\n")
+    lines = [json.dumps(results.get(line) or {"line": line, "error": error}, ensure_ascii=False) + "\n"
+             for line, _, _, error in rows]
     if args.output:
-        out.close()
-    print(f"predicted {len(good)} rows, {errors} could not be read", file=sys.stderr)
+        with written_atomically(args.output) as path, open(path, "w", encoding="utf-8") as out:
+            out.writelines(lines)
+    else:
+        sys.stdout.writelines(lines)
+    print(f"predicted {len(good)} rows, {len(rows) - len(good)} could not be read", file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -377,3 +377,79 @@ def test_unusable_outputs_are_refused_before_any_work(lstm_run, tmp_path, capsys
     with pytest.raises(SystemExit) as stop:
         benchmark.main(["--data", str(missing)])
     assert stop.value.code == 2 and "no train.jsonl.gz there" in capsys.readouterr().err
+
+
+class _FillsTheDisk:
+    """A file whose write stores a few bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, path, mode="w", **kwargs):
+        import builtins
+
+        self.f = builtins.open(path, mode, **kwargs)
+
+    def write(self, data):
+        import errno
+
+        self.f.write(data[:3])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_a_full_disk_leaves_no_output_behind_and_the_same_command_then_works(lstm_run, tmp_path, monkeypatch,
+                                                                               capsys):
+    """ENOSPC while predict.py, attack.py, evaluate.py or export.py writes: one line, no partial file or folder
+    (nothing for the next try to refuse as existing); with space again, the same command succeeds."""
+    import tensorflow as tf
+
+    from scripts import attack
+    from trainer import evaluate as evaluation
+    from trainer import export as exporting
+
+    import shutil
+
+    lstm_run = str(shutil.copytree(lstm_run, tmp_path / "run"))  # evaluate.py writes into it
+    src = tmp_path / "in.txt"
+    src.write_text("good movie\nbad plot\n")
+
+    def saves_half(module, path, signatures=None):
+        os.makedirs(os.path.join(path, "variables"))
+        open(os.path.join(path, "saved_model.pb"), "wb").write(b"half")
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    commands = [
+        (predict, "open", predict.main, ["--run-dir", lstm_run, "--input", str(src), "--output", str(tmp_path / "p.jsonl")],
+         tmp_path / "p.jsonl"),
+        (attack, "open", attack.main, ["--run-dir", lstm_run, "--examples", "4", "--output", str(tmp_path / "a.json")],
+         tmp_path / "a.json"),
+        (evaluation, "open", evaluate.main, ["--run-dir", lstm_run, "--data", str(src.with_suffix(".tsv")),
+                                             "--no-robustness"], None),
+        (exporting.tf.saved_model, "save", export.main, ["--run-dir", lstm_run, "--out", str(tmp_path / "model")],
+         tmp_path / "model"),
+    ]
+    write_tsv(src.with_suffix(".tsv"), make_texts(8, seed=5))
+    for module, name, main, args, output in commands:
+        before = sorted(os.listdir(lstm_run))
+        fault = saves_half if name == "save" else _FillsTheDisk
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, fault, raising=False)
+            assert main(args) == 2, main
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "No space left on device" in err[-1] and "Traceback" not in "\n".join(err), err
+        assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+        if output is not None:
+            assert not output.exists()
+        assert sorted(os.listdir(lstm_run)) == before  # no empty "recorded evaluation" beside the run's own
+        assert main(args) == 0  # space again: the same command, not refused as existing
+        if output is not None:
+            assert output.exists()
+    assert tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"] is not None

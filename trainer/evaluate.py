@@ -8,6 +8,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from core.paths import written_atomically
 from core.schema import Config
 from trainer import plots
 from trainer.metrics import evaluation_metrics, format_report
@@ -46,17 +47,20 @@ def evaluate_split(model, dataset, labels, label_names, cfg: Config, run_dir: st
         e = cfg.eval
         report["text_attacks"] = run_text_attacks(model_predictor(model, encoder), texts, labels, e.text_attacks,
                                                   e.text_noise_rates, e.text_attack_budgets, e.text_attack_examples)
-    with open(os.path.join(run_dir, f"eval_{split}.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, ensure_ascii=False)
-    text = format_report(report, split)
-    with open(os.path.join(run_dir, f"eval_{split}.txt"), "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    # Each file whole or not at all (a full disk leaves none half-written); eval_<split>.json, the record, last.
+    with written_atomically(os.path.join(run_dir, f"eval_{split}.txt"), "evaluation") as path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(format_report(report, split) + "\n")
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "eval"))
     with writer.as_default():
         for name, fig in plots.figures(report, split).items():
             png = plots.png_bytes(fig)
-            with open(os.path.join(run_dir, f"{split}_{name}.png"), "wb") as f:
-                f.write(png)
+            with written_atomically(os.path.join(run_dir, f"{split}_{name}.png"), "plot") as path:
+                with open(path, "wb") as f:
+                    f.write(png)
             tf.summary.image(f"{split}/{name}", tf.image.decode_png(png)[None], step=0)
     writer.close()
+    with written_atomically(os.path.join(run_dir, f"eval_{split}.json"), "evaluation") as path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from core.errors import UserError
-from core.paths import check_new_dir
+from core.paths import check_new_dir, written_atomically
 from dataset.wordpiece import HFTokenizerEncoder
 from trainer.restore import Run
 
@@ -38,4 +38,5 @@ def export_run(run: Run, out_dir: str) -> None:
                         "checkpoint has no WordPiece vocab.txt), so it cannot be exported as a SavedModel that "
                         "takes raw strings; use scripts/predict.py")
     module = ServingModule(run)
-    tf.saved_model.save(module, out_dir, signatures={"serving_default": module.serve})
+    with written_atomically(out_dir, "--out", faults=(tf.errors.OpError,)) as path:
+        tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
