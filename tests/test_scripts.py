@@ -409,13 +409,13 @@ def test_a_full_disk_leaves_no_output_behind_and_the_same_command_then_works(lst
                                                                                capsys):
     """ENOSPC while predict.py, attack.py, evaluate.py or export.py writes: one line, no partial file or folder
     (nothing for the next try to refuse as existing); with space again, the same command succeeds."""
+    import shutil
+
     import tensorflow as tf
 
     from scripts import attack
     from trainer import evaluate as evaluation
     from trainer import export as exporting
-
-    import shutil
 
     lstm_run = str(shutil.copytree(lstm_run, tmp_path / "run"))  # evaluate.py writes into it
     src = tmp_path / "in.txt"
