@@ -303,3 +303,14 @@ def tf_latest(run_dir):
     import tensorflow as tf
 
     return tf.train.latest_checkpoint(str(run_dir / "checkpoints" / "train"))
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_again(tmp_path, tiny_files, capsys):
+    run_dir = tmp_path / "early"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config_dict(tiny_files, "none")))
+    assert train.main(["--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"error: {run_dir}: nothing to resume: it stopped before its first checkpoint; start it again "
+                   f"with --config {run_dir / 'config.yaml'} and another --run-dir, or remove {run_dir} first")
+    assert train.main(["--config", str(run_dir / "config.yaml"), "--run-dir", str(tmp_path / "again")]) == 0

@@ -59,7 +59,9 @@ def check_resumable(run_dir: str) -> None:
     if is_finished(run_dir):
         raise UserError(f"{run_dir}: this run has finished (metrics.json exists); nothing to resume")
     if not resumable(run_dir):
-        raise UserError(f"{run_dir}: nothing to resume: it stopped before its first checkpoint; start it again")
+        raise UserError(f"{run_dir}: nothing to resume: it stopped before its first checkpoint; start it again "
+                        f"with --config {os.path.join(run_dir, 'config.yaml')} and another --run-dir, or remove "
+                        f"{run_dir} first")
 
 
 def find_resumable(cfg: Config, candidates: list[str]) -> str | None:
