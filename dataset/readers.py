@@ -206,16 +206,16 @@ def read_rows(path: str, fmt: str | None, text_column: str, label_column: str | 
 
 
 def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_column: str | None = None):
-    """For prediction: yields (line, text, text_b, error) for every non-blank row, where a row that
-    cannot be read (bad UTF-8, bad JSON, wrong field count, missing column) has text None and an error
-    message, and the rows after it are still read. The formats are parsed as read_rows parses them (a
-    quoted CSV field may span lines). fmt 'lines' (or a .txt file): one text per line."""
+    """For prediction: yields (line, text, text_b, error) for every row, where a row that cannot be read
+    (bad UTF-8, bad JSON, wrong field count, missing column) or whose text is empty or only whitespace has
+    text None and an error message, and the rows after it are still read. The formats are parsed as read_rows
+    parses them (a quoted CSV field may span lines; a blank line between JSON records or CSV rows is no
+    row). fmt 'lines' (or a .txt file): one text per line, a blank line an empty text."""
     name = path[:-3] if path.endswith(".gz") else path
     fmt = fmt or ("lines" if name.endswith(".txt") else detect_format(path))
     stream = _open_text(path, tolerant=True)
     if fmt == "lines":
-        records = ((n, {text_column: line.rstrip("\r\n")}, None) for n, line in enumerate(stream, start=1)
-                   if line.strip())
+        records = ((n, {text_column: line.rstrip("\r\n")}, None) for n, line in enumerate(stream, start=1))
     else:
         _, records = _records(path, fmt, stream, (text_column, text_b_column))
     try:
@@ -227,6 +227,8 @@ def iter_rows_tolerant(path: str, fmt: str | None, text_column: str, text_b_colu
                     error = f"no text in column '{missing[0]}'"
                 elif any(_has_bad_bytes(t) for t in texts):
                     error = "not valid UTF-8"
+                elif not all(t.strip() for t in texts):
+                    error = "empty text"
             if error:
                 yield line, None, None, error
             else:

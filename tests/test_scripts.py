@@ -165,9 +165,12 @@ def test_predict_reports_bad_rows_and_predicts_the_rest(lstm_run, tmp_path, caps
     err = capsys.readouterr().err
     assert "line 2: not valid JSON" in err and "line 6: not valid UTF-8" in err and "line 5: no text" in err
     txt = tmp_path / "plain.txt"
-    txt.write_text("good\nbad movie\n")
+    txt.write_text("good\n\n   \nbad movie\n")
     assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "o2.jsonl")]) == 0
-    assert len((tmp_path / "o2.jsonl").read_text().splitlines()) == 2
+    rows = [json.loads(line) for line in (tmp_path / "o2.jsonl").read_text().splitlines()]
+    assert [(r["line"], r.get("error")) for r in rows] == [(1, None), (2, "empty text"), (3, "empty text"), (4, None)]
+    err = capsys.readouterr().err
+    assert "line 2: empty text" in err and "predicted 2 rows, 2 could not be read" in err
     # a quoted CSV text over two lines is one text, read as training reads it
     multi = tmp_path / "multi.csv"
     multi.write_text('text\n"good movie,\nreally good"\nbad plot\n')
