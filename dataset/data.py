@@ -179,7 +179,10 @@ def load_data(cfg: DataConfig) -> DataBundle:
     unlabeled = Corpus.load(cfg.unlabeled, cfg.text_column, moved)
 
     test = bundle_splits.get("test")
-    if cfg.test_examples is not None and test is not None and cfg.test_examples < len(test.texts):
+    if cfg.test_examples is not None and test is not None and cfg.test_examples > len(test.texts):
+        log.warning("data.test_examples is %d, but the test split has %d examples: all of them are evaluated",
+                    cfg.test_examples, len(test.texts))
+    elif cfg.test_examples is not None and test is not None and cfg.test_examples < len(test.texts):
         pick = stratified_sample(test.labels, cfg.test_examples, cfg.seed)
         log.info("test: a fixed stratified sample of %d of its %d examples (data.test_examples, data.seed %d)",
                  len(pick), len(test.texts), cfg.seed)

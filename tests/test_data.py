@@ -128,7 +128,7 @@ def test_num_labeled_moves_the_rest_to_the_unlabeled_stream(tmp_path):
     assert not set(bundle.train.texts) & set(streamed)
 
 
-def test_test_examples_is_a_fixed_stratified_sample_of_the_test_split(tmp_path):
+def test_test_examples_is_a_fixed_stratified_sample_of_the_test_split(tmp_path, caplog):
     train = write(tmp_path / "train.tsv", "tsv", [(f"train {i}", "pos" if i % 2 else "neg") for i in range(20)])
     test_rows = [(f"test {i}", "pos" if i % 3 else "neg") for i in range(30)]  # 10 neg, 20 pos
     test = write(tmp_path / "test.tsv", "tsv", test_rows)
@@ -143,6 +143,9 @@ def test_test_examples_is_a_fixed_stratified_sample_of_the_test_split(tmp_path):
     other = load_data(DataConfig(train=train, dev=train, test=test, test_examples=9, seed=7))
     assert other.test.texts != first.test.texts  # drawn with data.seed
     assert load_data(DataConfig(train=train, dev=train, test=test, test_examples=30)).test.texts == whole.test.texts
+    assert "test_examples" not in caplog.text
+    assert load_data(DataConfig(train=train, dev=train, test=test, test_examples=31)).test.texts == whole.test.texts
+    assert "data.test_examples is 31, but the test split has 30 examples: all of them are evaluated" in caplog.text
 
 
 def test_dedup_drops_repeats_and_texts_with_both_labels():
