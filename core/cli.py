@@ -7,8 +7,15 @@ import argparse
 from core.errors import run_cli
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A command-line mistake is one line, as every other user mistake (argparse prints its usage block too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    return _OneLineParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
 
 
 def add_run_dir(p: argparse.ArgumentParser, required: bool = True, checkpoint: bool = True,

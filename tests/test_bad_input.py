@@ -205,3 +205,16 @@ def test_read_only_places_are_one_line(tmp_path, tiny_files, monkeypatch, capsys
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(UserError, match="--out .*: cannot write into .* \\(permission denied\\)"):
         check_new_dir(str(tmp_path / "exported"))
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train", ["--confg", "x.yaml"]), ("train", []), ("scripts.predict", ["--run-dir", "r", "--batch-size", "0"]),
+    ("scripts.run_experiments", ["spec.yaml", "--seeds", "x"]), ("scripts.attack", ["--seed", "-1"]),
+])
+def test_a_command_line_mistake_is_one_line(script, args, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and "--help" in err[0], err
