@@ -63,3 +63,33 @@ def _remove(path: str) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+
+
+# A run directory is used by one process at a time: trainer.checkpointing.run_dir_lock holds this file (its
+# process id); scripts/run_experiments.py reads it without loading TensorFlow.
+LOCK_FILE = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def lock_owner(run_dir: str) -> int | None:
+    """The id of another live process that holds run_dir's lock (None: no lock, our own, or a stale one)."""
+    try:
+        with open(os.path.join(run_dir, LOCK_FILE), encoding="utf-8") as f:
+            owner = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return owner if owner and owner != os.getpid() and _pid_alive(owner) else None
+
+
+def in_use(run_dir: str, owner: int) -> UserError:
+    return UserError(f"{run_dir}: in use by another process (pid {owner}); wait for it to end or stop it (a run "
+                     "directory is used by one process at a time)")

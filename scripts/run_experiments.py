@@ -50,6 +50,7 @@ sys.path.insert(0, ROOT)
 from core import cli  # noqa: E402
 from core.errors import Interrupted, UserError, run_cli  # noqa: E402
 from core.loader import merge, read_yaml  # noqa: E402
+from core.paths import in_use, lock_owner  # noqa: E402
 from scripts.experiment_report import report  # noqa: E402
 
 
@@ -239,8 +240,6 @@ def check_run_config(run: dict) -> None:
 def execute(run: dict) -> float | None:
     """Trains one run unless it finished; returns the seconds it took now (None if skipped). A run directory
     another process holds (another grid command, a train.py) is left untouched: one line, nothing run."""
-    from trainer.checkpointing import in_use, lock_owner
-
     check_run_config(run)
     if os.path.exists(os.path.join(run["run_dir"], "metrics.json")):
         return None
