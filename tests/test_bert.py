@@ -217,3 +217,20 @@ def test_checkpoint_without_wordpiece_falls_back_to_the_hf_tokenizer(tmp_path, t
     assert predict.main(["--run-dir", run_dir, "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 0
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2
     assert export.main(["--run-dir", run_dir, "--out", str(tmp_path / "exported")]) == 2
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+def test_transformers_tensorflow_deprecation_notice_stays_off_the_terminal(filtered):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import logging, core\n"
+            + ("" if filtered else "logging.getLogger('transformers.modeling_tf_utils').filters.clear()\n")
+            + "from transformers import BertConfig, TFBertModel\n"
+              "TFBertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, "
+              "intermediate_size=8, vocab_size=16))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("TensorFlow and JAX classes are deprecated" in done.stderr) is not filtered
