@@ -298,6 +298,17 @@ def _build_regularizer(values, where: str, radii: Radii | None = None) -> Regula
 
 # ----------------------------------------------------------------------------- public API
 def config_from_dict(raw: dict, source: str = "config") -> Config:
+    """The checked, resolved config of `raw` (read from `source`): a mistake is one UserError naming the file and
+    the key."""
+    try:
+        return _config_from_dict(raw, source)
+    except UserError as e:
+        if source == "config" or str(e).startswith(source):
+            raise
+        raise UserError(f"{source}: {e}") from None
+
+
+def _config_from_dict(raw: dict, source: str) -> Config:
     for section in raw:
         if section not in SECTIONS and section not in SCALARS:
             raise _unknown_key(section, [*SCALARS, *SECTIONS], source)

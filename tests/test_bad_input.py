@@ -218,3 +218,16 @@ def test_a_command_line_mistake_is_one_line(script, args, capsys):
         importlib.import_module(script).main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and "--help" in err[0], err
+
+
+def test_a_bad_value_in_a_runs_config_yaml_names_the_file(tmp_path, tiny_files, capsys):
+    from scripts import predict
+
+    cfg = tiny_config_dict(tiny_files, "fgm")
+    cfg["regularizer"]["epsilon"] = "abc"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for main, args in ((train.main, ["--resume", str(tmp_path)]),
+                       (predict.main, ["--run-dir", str(tmp_path), "--input", tiny_files["dev"]])):
+        assert main(args) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: {tmp_path / 'config.yaml'}: regularizer.epsilon: expected float, got 'abc'")
