@@ -22,6 +22,7 @@ from core import cli  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.loader import flatten  # noqa: E402
 from core.paths import check_new_file  # noqa: E402
+from scripts.experiment_report import read_json  # noqa: E402
 
 
 def find_runs(paths) -> list[str]:
@@ -50,8 +51,7 @@ def table(runs: list[str], attack: str, epsilon: float, noise_rate: float = 0.1,
         if isinstance(cfg.get("regularizer"), dict):
             cfg["regularizer"] = [cfg["regularizer"]]
         configs.append(flatten(cfg))
-        with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
-            metrics.append(json.load(f))
+        metrics.append(read_json(os.path.join(run, "metrics.json"), ("train_seconds",)))
     keys = sorted({k for c in configs for k in c})
     differing = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     header = ["run", *differing, "test acc", "macro-F1", "ECE", "NLL", f"acc {attack}@{epsilon:g}",

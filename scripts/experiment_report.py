@@ -14,6 +14,29 @@ from core.errors import UserError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+CLASSIFIER_RESULTS = ("dev.accuracy", "test.accuracy", "test.macro_f1", "test.ece", "test.nll")
+LANGUAGE_MODEL_RESULTS = ("best_epoch", "train_seconds", "tokens_per_second", "parameters", "heldout.perplexity")
+
+
+def read_json(path: str, required: tuple[str, ...] = ()) -> dict:
+    """A run's metrics.json (or wall_seconds.json), with the keys the report reads (dotted: test.ece): a damaged
+    or incomplete file is one line naming it and the key, not a traceback."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path}: not valid JSON: the run's record is damaged; train the run again or move it "
+                        "away") from None
+    for key in required:
+        node = data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise UserError(f"{path}: has no {key}: the run's record is damaged or from another kind of run; "
+                                "train the run again or move it away")
+            node = node[part]
+    return data
+
+
 def attack_accuracy(test: dict, attack: dict) -> float | None:
     curve = test.get("robustness", {}).get(attack["name"])
     if not curve:
@@ -29,12 +52,12 @@ def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
     for variant in experiment["variants"]:
         finished = [r for r in runs if r["variant"] == variant and not r.get("tuning")
                     and os.path.exists(os.path.join(r["run_dir"], "metrics.json"))]
-        metrics = [json.load(open(os.path.join(r["run_dir"], "metrics.json"))) for r in finished]
+        metrics = [read_json(os.path.join(r["run_dir"], "metrics.json"), CLASSIFIER_RESULTS) for r in finished]
         walls = []
         for r in finished:
             path = os.path.join(r["run_dir"], "wall_seconds.json")
             if os.path.exists(path):
-                walls.append(json.load(open(path))["seconds"])
+                walls.append(read_json(path, ("seconds",))["seconds"])
         row = {"variant": variant, "seed_ids": [r["seed"] for r in finished], "wall_s": walls}
         for key in ("accuracy", "macro_f1", "ece", "nll"):
             row[key] = [m["test"][key] for m in metrics]
@@ -204,14 +227,14 @@ def language_model_table(runs: list[dict]) -> list[str]:
         path = os.path.join(run["run_dir"], "metrics.json")
         if not os.path.exists(path):
             continue
-        m = json.load(open(path))
+        m = read_json(path, LANGUAGE_MODEL_RESULTS)
         heldout, wall = m["heldout"], os.path.join(run["run_dir"], "wall_seconds.json")
         directions = " / ".join(f"{heldout[k]:.1f}" for k in ("forward_perplexity", "backward_perplexity")
                                 if k in heldout)
         cells = [f"{run['variant']}-seed{run['seed']}", f"{m['parameters']:,}", f"{heldout['perplexity']:.1f}",
                  directions or "–", str(m["best_epoch"]), f"{m['tokens_per_second']:,.0f}",
                  f"{m['train_seconds'] / 3600:.2f}",
-                 f"{json.load(open(wall))['seconds'] / 3600:.2f}" if os.path.exists(wall) else "–"]
+                 f"{read_json(wall, ('seconds',))['seconds'] / 3600:.2f}" if os.path.exists(wall) else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + ["", "Held-out perplexity: exact softmax over the whole vocabulary, on the held-out texts "
                     "(lm.heldout_texts); tokens per second count both directions' predicted tokens; wall time "

@@ -51,7 +51,7 @@ from core import cli  # noqa: E402
 from core.errors import Interrupted, UserError, run_cli  # noqa: E402
 from core.loader import merge, read_yaml  # noqa: E402
 from core.paths import in_use, lock_owner  # noqa: E402
-from scripts.experiment_report import report  # noqa: E402
+from scripts.experiment_report import read_json, report  # noqa: E402
 
 
 def minilm_dir() -> str:
@@ -172,7 +172,8 @@ def select(experiment: dict, runs: list[dict]) -> dict[str, dict]:
         tuning = [r for r in runs if r["variant"] == variant and r.get("tuning")]
         monitor = (tuning[0]["config"].get("train") or {}).get("monitor", "val_accuracy") if tuning else "val_accuracy"
         metric, best = SCORES[monitor]
-        scores = {v: [json.load(open(os.path.join(r["run_dir"], "metrics.json")))["dev"][metric] for r in tuning
+        scores = {v: [read_json(os.path.join(r["run_dir"], "metrics.json"), (f"dev.{metric}",))["dev"][metric]
+                      for r in tuning
                       if r["value"] == v and os.path.exists(os.path.join(r["run_dir"], "metrics.json"))]
                   for v in values}
         complete = all(len(scores[v]) == len(experiment["seeds"]) for v in values)

@@ -165,6 +165,23 @@ def test_a_finished_run_without_its_config_is_not_reported(tmp_path, tiny_files,
     assert run_experiments.main(args) == 0
     capsys.readouterr()
     run = tmp_path / "runs" / "tiny" / "none-seed1"
+    from scripts import compare
+
+    metrics = (run / "metrics.json").read_text()
+    damaged = json.loads(metrics)
+    del damaged["test"]["ece"]
+    for content, message in (("{not json", "metrics.json: not valid JSON"),
+                             (json.dumps(damaged), "metrics.json: has no test.ece")):
+        (run / "metrics.json").write_text(content)
+        assert run_experiments.main(args + ["--report-only"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and str(run) in err[0]
+    assert compare.main([str(run)]) == 0  # compare shows what there is: a cell it lacks is a dash
+    assert "| – |" in capsys.readouterr().out
+    (run / "metrics.json").write_text("{not json")
+    assert compare.main([str(run)]) == 2
+    assert "metrics.json: not valid JSON" in capsys.readouterr().err
+    (run / "metrics.json").write_text(metrics)
     os.remove(run / "config.yaml")
     assert run_experiments.main(args + ["--report-only"]) == 2
     assert f"{run}: has metrics.json and checkpoints/train but no config.yaml" in capsys.readouterr().err
