@@ -54,7 +54,12 @@ def attack(args) -> None:
     else:
         if not os.path.exists(os.path.join(args.saved_model, "saved_model.pb")):
             raise UserError(f"--saved-model {args.saved_model}: no saved_model.pb there")
-        loaded = tf.saved_model.load(args.saved_model)
+        try:
+            loaded = tf.saved_model.load(args.saved_model)
+        except Exception as e:  # protobuf's DecodeError, TensorFlow's errors, OSError: all of them damage
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"--saved-model {args.saved_model}: cannot be loaded ({first}); is it a folder "
+                            "scripts/export.py wrote, whole?") from None
         if not hasattr(loaded, "label_names"):
             raise UserError(f"--saved-model {args.saved_model}: exported without its label names (before they "
                             "were saved); export the run again with scripts/export.py")

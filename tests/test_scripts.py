@@ -456,3 +456,14 @@ def test_a_full_disk_leaves_no_output_behind_and_the_same_command_then_works(lst
         if output is not None:
             assert output.exists()
     assert tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"] is not None
+
+
+def test_a_junk_saved_model_is_one_line(tmp_path, capsys):
+    from scripts import attack
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"junk")
+    data = write_tsv(tmp_path / "d.tsv", make_texts(4, seed=1))
+    assert attack.main(["--saved-model", str(tmp_path / "model"), "--data", data]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --saved-model {tmp_path / 'model'}: cannot be loaded")
