@@ -98,6 +98,8 @@ def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
     code = ("import json, sys, tensorflow as tf, tensorflow_text\n"
             f"m = tf.saved_model.load({out!r})\n"
             f"out = m.signatures['serving_default'](texts=tf.constant({texts!r}))\n"
+            "none = m.signatures['serving_default'](texts=tf.constant([], tf.string))\n"
+            "assert none['probabilities'].shape == (0, 2) and none['labels'].shape == (0,), none\n"
             "print(json.dumps({'p': out['probabilities'].numpy().tolist(), "
             "'labels': [l.decode() for l in out['labels'].numpy()]}))\n"
             "assert not [k for k in sys.modules if k.split('.')[0] in ('trainer', 'model', 'dataset')]\n")

@@ -19,11 +19,19 @@ class ServingModule(tf.Module):
         # a variable, so that a loaded SavedModel still names its classes (scripts/attack.py reads them)
         self.label_names = tf.Variable(run.label_names, trainable=False, name="label_names")
         text = tf.TensorSpec([None], tf.string, name="texts")
+        self.num_classes = len(run.label_names)
         if run.cfg.data.text_b_column:  # only the signature the run needs gets traced and saved
-            self.serve = tf.function(lambda texts, texts_b: self._outputs(self.encoder(texts, texts_b)),
+            self.serve = tf.function(lambda texts, texts_b: self._answer(texts, texts_b),
                                      input_signature=[text, tf.TensorSpec([None], tf.string, name="texts_b")])
         else:
-            self.serve = tf.function(lambda texts: self._outputs(self.encoder(texts)), input_signature=[text])
+            self.serve = tf.function(lambda texts: self._answer(texts), input_signature=[text])
+
+    def _answer(self, *texts):
+        """An empty batch gets empty outputs ((0, C) probabilities) without running the encoder, whose
+        WordPiece graph cannot pad an empty batch."""
+        empty = {"probabilities": tf.zeros([0, self.num_classes]), "labels": tf.zeros([0], tf.string),
+                 "label_ids": tf.zeros([0], tf.int32)}
+        return tf.cond(tf.size(texts[0]) > 0, lambda: self._outputs(self.encoder(*texts)), lambda: empty)
 
     def _outputs(self, inputs):
         probs = tf.nn.softmax(self.classifier(inputs, training=False))
