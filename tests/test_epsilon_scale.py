@@ -12,6 +12,7 @@ from test_train_step_gradients import (
     build,
     expected_gradients,
     freelb_perturbations,
+    freelb_start,
     freelb_term,
     smart_perturbation,
     smoothness_term,
@@ -80,6 +81,17 @@ def test_relative_radii_of_freelb_scale_its_step_and_ball_per_text(norm):
     assert_same_gradients(applied, expected_gradients(model, [freelb_term(0.9, ds)]), model.trainable_variables)
     if norm == "l2":  # on the ball: max_norm times each text's own norm
         np.testing.assert_allclose(np.sqrt((ds[-1] ** 2).sum(axis=(1, 2))), 0.08 * scale.ravel(), rtol=1e-5)
+
+
+def test_a_relative_random_start_of_freelb_is_init_mag_times_each_texts_norm():
+    reg = {"name": "freelb", "adv_steps": 2, "init_mag": 0.03, "adv_lr": 0.05, "max_norm": 0.08}
+    model = build([{**reg, "weight": 0.9, "epsilon_scale": "relative"}])
+    applied, _ = applied_gradients(model)
+    scale = embedding_scale(model, IDS)
+    start = freelb_start(model, 0.03, scale)
+    ds = [start] + freelb_perturbations(Plain(model), {**reg, "adv_steps": 1, "adv_lr": 0.05 * scale,
+                                                       "max_norm": 0.08 * scale}, start)
+    assert_same_gradients(applied, expected_gradients(model, [freelb_term(0.9, ds)]), model.trainable_variables)
 
 
 def test_relative_radii_of_smart_scale_its_noise_step_and_ball_by_the_rms_coordinate():

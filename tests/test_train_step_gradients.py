@@ -445,21 +445,30 @@ def test_freelb_averages_the_loss_over_its_ascent_steps(norm):
     assert logs[key] == pytest.approx(float(np.mean(final_norm)), rel=1e-5)
 
 
-def test_freelb_random_start_by_formula():
-    """d_0 = U(-1, 1) * init_mag / sqrt(real tokens * dim) at real tokens (the recorded uniform draw)."""
-    reg = {"name": "freelb", "adv_steps": 2, "init_mag": 0.6, "adv_lr": 0.5, "max_norm": 1.0}
-    model = build([{**reg, "weight": 1.0}])
-    applied, _ = applied_gradients(model)
+def freelb_start(model, init_mag, scale=1.0):
+    """d_0 = U(-1, 1) * init_mag / sqrt(real tokens * dim) at real tokens, from the recorded uniform draw."""
     (u,) = model.noise.others
     real = (IDS != 0)[:, :, None]
     dims = real.sum(axis=(1, 2), keepdims=True) * u.shape[-1]
-    start = (2 * u.astype(np.float64) - 1) * real * 0.6 / np.sqrt(dims)
+    return (2 * u.astype(np.float64) - 1) * real * init_mag * scale / np.sqrt(dims)
+
+
+def test_freelb_random_start_trains_on_d0_to_dk_minus_1_as_the_papers_algorithm():
+    """From a random start (Zhu et al. 2020, Algorithm 1): the parameter gradients at d_0..d_{K-1} averaged,
+    each d_k from the gradient at d_{k-1}; d_K is never computed."""
+    reg = {"name": "freelb", "adv_steps": 3, "init_mag": 0.6, "adv_lr": 0.5, "max_norm": 1.0}
+    model = build([{**reg, "weight": 1.0}], clean_weight=0.3)
+    applied, logs = applied_gradients(model)
+    start = freelb_start(model, 0.6)
     plain = Plain(model)
-    ds = freelb_perturbations(plain, reg, start)
-    assert_same_gradients(applied, expected_gradients(model, [freelb_term(1.0, ds)]), model.trainable_variables)
-    no_start = freelb_perturbations(plain, reg)
-    assert largest_difference(expected_gradients(model, [freelb_term(1.0, no_start)]),
-                              expected_gradients(model, [freelb_term(1.0, ds)])) > 1e-5
+    ds = [start] + freelb_perturbations(plain, {**reg, "adv_steps": 2}, start)
+    expected = expected_gradients(model, [freelb_term(1.0, ds)], 0.3)
+    assert_same_gradients(applied, expected, model.trainable_variables)
+    e = plain.embed(IDS)
+    mean_loss = np.mean([float(ce(LABELS, plain.logits(e + d.astype(np.float32), IDS))) for d in ds])
+    assert logs["freelb_loss"] == pytest.approx(mean_loss, rel=1e-5)
+    shifted = freelb_perturbations(plain, reg, start)  # d_1..d_K: the old, shifted reading
+    assert largest_difference(expected_gradients(model, [freelb_term(1.0, shifted)], 0.3), expected) > 1e-5
 
 
 # ---------------------------------------------------------------------------------------- SMART
@@ -468,15 +477,17 @@ def sym_kl(p_logits, q_logits):
 
 
 def smart_perturbation(plain, reg, ids, noise):
-    """One projected L-inf ascent step from d_0 = sigma * noise: d = clip(d_0 + step_size * g / max|g|, +-eps),
+    """`steps` projected L-inf ascent steps from d_0 = sigma * noise: d = clip(d + step_size * g / max|g|, +-eps),
     g = grad_d symKL(p, f(e + d)) with p = f(e) constant; 0 at padding."""
     real = (ids != 0)[:, :, None]
     e0 = plain.embed(ids).numpy()
     p = tf.constant(plain.logits(tf.constant(e0), ids).numpy())
     d = reg["sigma"] * np.asarray(noise, np.float64) * real
-    g = plain.input_gradient(lambda x: sym_kl(p, plain.logits(x, ids)), e0 + d) * real
-    d = np.clip(d + reg["step_size"] * g / np.abs(g).max(axis=(1, 2), keepdims=True), -reg["epsilon"], reg["epsilon"])
-    return d * real
+    for _ in range(reg["steps"]):
+        g = plain.input_gradient(lambda x: sym_kl(p, plain.logits(x, ids)), e0 + d) * real
+        d = np.clip(d + reg["step_size"] * g / np.abs(g).max(axis=(1, 2), keepdims=True), -reg["epsilon"],
+                    reg["epsilon"]) * real
+    return d
 
 
 def smoothness_term(weight, d, ids, hold_p=False):
@@ -513,6 +524,19 @@ def test_smart_smoothness_applies_the_plain_gradient(unlabeled):
     want = float(sym_kl(plain.logits(e, ids), plain.logits(e + d.astype(np.float32), ids)))
     assert logs["smart_smoothness"] == pytest.approx(want, rel=1e-5) and logs["smart_loss"] == pytest.approx(want, rel=1e-5)
     assert logs["smart_perturbation_linf"] == pytest.approx(float(np.mean(np.abs(d).max((1, 2)))), rel=1e-5)
+
+
+def test_smart_takes_as_many_ascent_steps_as_steps_says():
+    reg = {**SMOOTH, "steps": 3, "step_size": 0.05}
+    model = build([{**reg, "weight": 0.8}])
+    applied, _ = applied_gradients(model)
+    plain = Plain(model)
+    noise = np.concatenate(model.noise.draws)
+    d = smart_perturbation(plain, reg, IDS, noise)
+    one = smart_perturbation(plain, {**reg, "steps": 1}, IDS, noise)
+    expected = expected_gradients(model, [smoothness_term(0.8, d, IDS)])
+    assert largest_difference(expected, expected_gradients(model, [smoothness_term(0.8, one, IDS)])) > 1e-5
+    assert_same_gradients(applied, expected, model.trainable_variables)
 
 
 def test_smart_proximal_term_is_zero_when_the_ema_copy_equals_the_model():
