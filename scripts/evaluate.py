@@ -32,6 +32,9 @@ def evaluate(args) -> None:
     from trainer.restore import load_run
 
     run = load_run(args.run_dir, args.checkpoint)
+    if not os.access(args.run_dir, os.W_OK):  # its reports are written into the run directory: say so first
+        raise UserError(f"{args.run_dir}: cannot write into the run directory (read-only); evaluate.py writes its "
+                        "report there: copy the run somewhere writable first")
     d = run.cfg.data
     if args.data:
         rows = read_rows(args.data, None, d.text_column, d.label_column, d.text_b_column)

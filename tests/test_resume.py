@@ -314,3 +314,41 @@ def test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_again(tm
     assert err == (f"error: {run_dir}: nothing to resume: it stopped before its first checkpoint; start it again "
                    f"with --config {run_dir / 'config.yaml'} and another --run-dir, or remove {run_dir} first")
     assert train.main(["--config", str(run_dir / "config.yaml"), "--run-dir", str(tmp_path / "again")]) == 0
+
+
+def test_a_read_only_run_directory_is_one_line(setup, monkeypatch, capsys):
+    """A run directory on a read-only file system (simulated: EROFS where the lock is made; os.access says
+    read-only): --resume of an unfinished run and evaluate.py say so in one line; a finished run says it
+    finished."""
+    import errno
+
+    from scripts import evaluate
+    from trainer import checkpointing
+
+    tmp, config, reference = setup
+    run_dir = tmp / "read-only"
+    assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=5) == 143
+    capsys.readouterr()
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(str(tmp)) and len(args) and args[0] & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpointing.os, "open", read_only)
+        assert train.main(["--resume", str(run_dir)]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: {run_dir}: cannot write into the run directory (Read-only file system); a run continues only "
+            "where it can save")
+        assert train.main(["--resume", str(reference)]) == 2
+        assert "has finished" in capsys.readouterr().err.strip().splitlines()[-1]
+    real_access = os.access
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "access", lambda path, mode: False if mode == os.W_OK else real_access(path, mode))
+        before = sorted(os.listdir(reference))
+        assert evaluate.main(["--run-dir", str(reference), "--no-robustness"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot write into the run directory (read-only)" in err[0]
+        assert sorted(os.listdir(reference)) == before

@@ -49,8 +49,9 @@ def run_dir_lock(run_dir: str):
                 raise in_use(run_dir, owner) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)  # stale: its process is gone
-        except PermissionError:
-            raise UserError(f"{run_dir}: cannot write into the run directory (permission denied)") from None
+        except OSError as e:  # permission denied, a read-only file system, a lost mount
+            raise UserError(f"{run_dir}: cannot write into the run directory ({e.strerror or e}); a run "
+                            "continues only where it can save") from None
     else:
         raise UserError(f"{run_dir}: could not lock the run directory ({path})")
     with os.fdopen(fd, "w", encoding="utf-8") as f:

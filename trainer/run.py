@@ -99,6 +99,8 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     tf_keras.backend.experimental.enable_tf_random_generator()  # dropout streams that checkpoints can hold
     tf_keras.utils.set_random_seed(cfg.train.seed)
     with contextlib.ExitStack() as held:
+        if resume:
+            check_resumable(run_dir)  # a finished run says so even where it could not be locked
         if resume and chief:
             held.enter_context(run_dir_lock(run_dir))  # one process at a time on a run
         if resume:
