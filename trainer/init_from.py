@@ -35,7 +35,9 @@ def read_language_model(network: LSTMLanguageModel, run_dir: str) -> str:
     return read_weights(network, os.path.join(run_dir, "checkpoints"), describes="its config.yaml describes")
 
 
-def read_language_model_run(cfg: Config) -> LanguageModelWeights:
+def check_language_model_run(cfg: Config) -> Config:
+    """model.init_from names a finished language-model run that fits this config: its config, checked before the
+    data are read (one line naming the mismatch)."""
     run_dir = cfg.model.init_from
     config_path = os.path.join(run_dir, "config.yaml")
     if not os.path.exists(config_path):
@@ -56,6 +58,11 @@ def read_language_model_run(cfg: Config) -> LanguageModelWeights:
     if missing:
         raise UserError(f"model.init_from: model.name {cfg.model.name} needs a {' and '.join(missing)} language model; "
                         f"{run_dir} has only {', '.join(directions(lm.model.name))} (train it with model.name bilstm)")
+    return lm
+
+
+def read_language_model_run(cfg: Config) -> LanguageModelWeights:
+    lm, run_dir = check_language_model_run(cfg), cfg.model.init_from
     vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
     network = LSTMLanguageModel(lm.model, len(vocab), counts=vocab.counts)
     network(network.example_inputs())

@@ -37,6 +37,7 @@ from trainer.checkpointing import (
 from trainer.distribute import is_chief, make_strategy
 from trainer.evaluate import evaluate_split
 from trainer.families import Prepared, family, make_model
+from trainer.init_from import check_language_model_run
 from trainer.metrics import format_report
 from trainer.optimizers import layerwise_multipliers, make_optimizer
 from trainer.restore import read_run_files
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 def prepare(cfg: Config) -> Prepared:
     """Loads and checks the data, the vocabulary and any pretrained weights (through the backbone family);
     raises UserError on bad input. Runs before the run directory exists."""
+    if cfg.model.init_from:
+        check_language_model_run(cfg)  # before the data are read
     data = load_data(cfg.data)
     return family(cfg.model.name).prepare(cfg, data, data.unlabeled if cfg.reads_unlabeled else Corpus())
 
