@@ -29,7 +29,9 @@ def check_new_file(path: str | None, option: str = "--output") -> None:
 def check_new_dir(path: str, option: str = "--out", create_parents: bool = False) -> None:
     """A folder to fill: new or empty, and writable (or creatable: its parent folder exists and is writable,
     or, with create_parents, will be created too)."""
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{path}: is a file, not a folder; choose another {option} (nothing is overwritten)")
+    if os.path.exists(path) and os.listdir(path):
         raise UserError(f"{path}: exists and is not empty; choose another {option} (nothing is overwritten)")
     if os.path.isdir(path):
         if not os.access(path, os.W_OK):

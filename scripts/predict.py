@@ -16,13 +16,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 from core import cli  # noqa: E402
-from core.errors import positive_int  # noqa: E402
+from core.errors import UserError, positive_int  # noqa: E402
 from core.paths import check_new_file, written_atomically  # noqa: E402
 from core.startup import load_tensorflow  # noqa: E402
 from dataset.readers import iter_rows_tolerant  # noqa: E402
 
 
 def predict(args) -> None:
+    if os.path.isdir(args.input):
+        raise UserError(f"--input {args.input}: is a folder; give a file (a text per line, or TSV/CSV/JSON lines)")
     check_new_file(args.output)
     load_tensorflow()
     import tensorflow as tf

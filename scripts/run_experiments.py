@@ -83,6 +83,7 @@ def load_spec(path: str) -> list[dict]:
     experiments = read_yaml(path, "spec").get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise UserError(f"{path}: expected a non-empty list under 'experiments'")
+    names = [e.get("name") for e in experiments if isinstance(e, dict)]
     for i, e in enumerate(experiments):
         if not isinstance(e, dict):
             raise UserError(f"{path}: experiments[{i}]: expected a mapping with name, base, variants, seeds")
@@ -91,6 +92,9 @@ def load_spec(path: str) -> list[dict]:
             raise UserError(f"{path}: experiments[{i}]: missing {', '.join(missing)}")
         if not isinstance(e["name"], str) or not e["name"]:
             raise UserError(f"{path}: experiments[{i}].name: expected a name (text), got {e['name']!r}")
+        if names.count(e["name"]) > 1:
+            raise UserError(f"{path}: experiments[{i}].name: '{e['name']}' names two experiments (their runs would "
+                            "share a folder); give each its own name")
         if not isinstance(e["base"], dict):
             raise UserError(f"{path}: experiments[{i}].base: expected a mapping of config sections (data, model, "
                             f"train, ...), got {e['base']!r}")

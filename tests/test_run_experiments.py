@@ -219,6 +219,8 @@ def test_a_bad_spec_is_one_line(tmp_path, capsys):
     ("{name: x, base: {}, variants: {fgm: {}}, seedz: [1], seeds: [1]}", "experiments[0]: unknown key 'seedz'"),
     ("{name: x, base: {}, variants: {fgm: {}}, seeds: [-1]}", "seeds: expected a list of whole numbers >= 0"),
     ("{name: x, base: {}, variants: {fgm: {}}, seeds: [1], attack: {name: fgm}}", "attack: expected {name: <attack>, "),
+    ("{name: x, base: {}, variants: {a: {}}, seeds: [1]}, {name: x, base: {}, variants: {b: {}}, seeds: [1]}",
+     "experiments[0].name: 'x' names two experiments"),
 ])
 def test_a_spec_of_the_wrong_shape_is_one_line(tmp_path, capsys, experiment, message):
     spec = tmp_path / "spec.yaml"

@@ -181,6 +181,10 @@ def test_predict_reports_bad_rows_and_predicts_the_rest(lstm_run, tmp_path, caps
     assert [r["line"] for r in rows] == [3, 4] and all("error" not in r for r in rows)
     from dataset.readers import read_rows
     assert read_rows(str(multi), None, "text", None).texts == ["good movie,\nreally good", "bad plot"]
+    capsys.readouterr()
+    assert predict.main(["--run-dir", lstm_run, "--input", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --input {tmp_path}: is a folder; give a file (a text per "
+                                               "line, or TSV/CSV/JSON lines)")
     # an unusable --output or --batch-size is refused before any work, in one line
     assert predict.main(["--run-dir", lstm_run, "--input", str(txt), "--output", str(tmp_path / "no" / "o.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -73,8 +73,12 @@ def test_existing_run_directory_is_never_overwritten(tmp_path, tiny_files, capsy
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text("{}")
     assert train.main(["--config", cfg_path, "--run-dir", str(run_dir)]) == 2
-    assert "run: exists and is not empty; choose another --run-dir (nothing is overwritten)" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()  # before the data are read: the only line
+    assert err == [f"error: {run_dir}: exists and is not empty; choose another --run-dir (nothing is overwritten)"]
     assert (run_dir / "metrics.json").read_text() == "{}"
+    assert train.main(["--config", cfg_path, "--run-dir", cfg_path]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {cfg_path}: is a file, not a folder; choose another "
+                                               "--run-dir (nothing is overwritten)")
 
 
 # The command itself, in a fresh interpreter: a mistake in the config file and one in the data, found after

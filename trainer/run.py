@@ -19,6 +19,7 @@ import tf_keras
 
 from core.errors import Interrupted, TrainingDiverged
 from core.loader import config_to_dict, flatten
+from core.paths import check_new_dir
 from core.schema import PATH_KEYS, PATH_OR_NAME_KEYS, Config
 from dataset.corpus import Corpus
 from dataset.data import load_data
@@ -104,6 +105,8 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     with contextlib.ExitStack() as held:
         if resume:
             check_resumable(run_dir)  # a finished run says so even where it could not be locked
+        elif chief:
+            check_new_dir(run_dir, "--run-dir", create_parents=True)  # before the data are read; again when made
         if resume and chief:
             held.enter_context(run_dir_lock(run_dir))  # one process at a time on a run
         if resume:
