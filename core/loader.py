@@ -344,6 +344,21 @@ def _resolve_defaults(cfg: Config, source: str) -> None:
     _resolve_eval(cfg.eval, backbone)
     for reg in cfg.active_regularizers:
         reg.params.resolve(backbone.radii)
+    _check_replays(cfg, source)
+
+
+def _check_replays(cfg: Config, source: str) -> None:
+    """A method that replays each batch (free) trains on its own perturbation as the step's loss: alone, unweighted."""
+    replaying = [r for r in cfg.active_regularizers if METHODS[r.name].replays_batches]
+    if not replaying:
+        return
+    name = replaying[0].name
+    if len(cfg.active_regularizers) > 1:
+        raise UserError(f"{source}: regularizer: {name} replays each batch and trains on its perturbation alone; "
+                        "it does not combine with other regularizers")
+    if replaying[0].weight != 1.0 or cfg.train.clean_weight != 1.0:
+        raise UserError(f"{source}: regularizer: {name} trains on the loss at its perturbation in place of the clean "
+                        "loss; its weight and train.clean_weight do not apply (leave them out)")
 
 
 def _check_language_model(cfg: Config, source: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core.settings import (
     EpsilonParams,
     FreeLBParams,
+    FreeParams,
     LinfEpsilonParams,
     PGDParams,
     Radii,
@@ -26,10 +27,11 @@ from core.settings import (
 class MethodEntry:
     """A regularization method: its settings class (core/settings.py), the class that implements it under
     methods/ ("module:Class"), and whether the train step hands it the unlabeled batch (methods that need no
-    labels)."""
+    labels), and whether it replays each batch, updating the weights every time (its settings' `replays`)."""
     params: type
     implementation: str
     reads_unlabeled: bool = False
+    replays_batches: bool = False
 
     def has_setting(self, name: str) -> bool:
         """Whether `name` is one of the method's settings (a field of its Params)."""
@@ -44,6 +46,7 @@ METHODS = {
     "vat": MethodEntry(VATParams, "methods.vat:VAT", reads_unlabeled=True),
     "freelb": MethodEntry(FreeLBParams, "methods.freelb:FreeLB"),
     "smart": MethodEntry(SMARTParams, "methods.smart:SMART", reads_unlabeled=True),
+    "free": MethodEntry(FreeParams, "methods.free:Free", replays_batches=True),
 }
 
 # Default radii of the methods: on frequency-normalized LSTM embeddings, on a pretrained encoder's.

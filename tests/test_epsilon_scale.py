@@ -2,8 +2,10 @@
 each example's radii scaled by its own embedding norm, computed here."""
 import numpy as np
 import pytest
+import tensorflow as tf
 from test_train_step_gradients import (
     IDS,
+    LABELS,
     VAT_IDS,
     Plain,
     adversarial_term,
@@ -11,6 +13,7 @@ from test_train_step_gradients import (
     assert_same_gradients,
     build,
     expected_gradients,
+    free_replays,
     freelb_perturbations,
     freelb_start,
     freelb_term,
@@ -92,6 +95,17 @@ def test_a_relative_random_start_of_freelb_is_init_mag_times_each_texts_norm():
     ds = [start] + freelb_perturbations(Plain(model), {**reg, "adv_steps": 1, "adv_lr": 0.05 * scale,
                                                        "max_norm": 0.08 * scale}, start)
     assert_same_gradients(applied, expected_gradients(model, [freelb_term(0.9, ds)]), model.trainable_variables)
+
+
+def test_relative_radii_of_free_scale_its_step_and_ball_per_text_at_each_replay():
+    reg = {"name": "free", "replays": 3, "epsilon": 0.05, "step_size": 0.04}
+    model = build([{**reg, "epsilon_scale": "relative"}])
+    expected, rs, _ = free_replays(model, reg, relative=True)
+    absolute, _, _ = free_replays(model, reg)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(expected, absolute)) > 1e-5  # they can be told apart
+    model.train_step(({"token_ids": tf.constant(IDS)}, tf.constant(LABELS)))
+    for v, want in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(v.numpy(), want, rtol=2e-4, atol=2e-6, err_msg=v.name)
 
 
 def test_relative_radii_of_smart_scale_its_noise_step_and_ball_by_the_rms_coordinate():

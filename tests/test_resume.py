@@ -352,3 +352,29 @@ def test_a_read_only_run_directory_is_one_line(setup, monkeypatch, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "cannot write into the run directory (read-only)" in err[0]
         assert sorted(os.listdir(reference)) == before
+
+
+def test_a_free_run_counts_epochs_in_updates_and_resumes_exactly(tmp_path, tiny_files, monkeypatch, capsys):
+    """free with 2 replays: 6 batches a data pass, so an epoch is 3 batches (6 updates, a clean epoch's); stopped
+    after step 2 (4 updates) and resumed, it ends as the run never stopped."""
+    import tensorflow as tf
+
+    cfg = tiny_config_dict(tiny_files, {"name": "free", "replays": 2, "epsilon": 0.5},
+                           model={"dropout": 0.3}, train={"epochs": 2})
+    config = tmp_path / "free.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference, run_dir = tmp_path / "reference", tmp_path / "stopped"
+    assert train.main(["--config", str(config), "--run-dir", str(reference)]) == 0
+    ckpt = tf.train.latest_checkpoint(str(reference / "checkpoints" / "train"))
+    assert ckpt.endswith("ckpt-6")  # 2 epochs of 3 steps
+    assert int(tf.train.load_checkpoint(ckpt).get_tensor("model/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == 12
+    assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=2) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("stopped by SIGTERM at step 2 (epoch 1)")
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
+    a, b = metrics(run_dir), metrics(reference)
+    for split in ("dev", "test"):
+        for key in ("accuracy", "nll", "ece"):
+            assert a[split][key] == pytest.approx(b[split][key], abs=1e-6), (split, key)
+    for row, want in zip(history(run_dir), history(reference), strict=True):
+        for key in ("loss", "clean_loss", "free_loss", "free_perturbation_l2", "val_loss"):
+            assert float(row[key]) == pytest.approx(float(want[key]), abs=1e-6), (row["epoch"], key)

@@ -471,6 +471,60 @@ def test_freelb_random_start_trains_on_d0_to_dk_minus_1_as_the_papers_algorithm(
     assert largest_difference(expected_gradients(model, [freelb_term(1.0, shifted)], 0.3), expected) > 1e-5
 
 
+# ---------------------------------------------------------------------------------------- free
+def free_replays(model, reg, relative=False):
+    """Free adversarial training written out: `replays` SGD(1) updates on one batch, each at e + r_k with e looked
+    up by the current weights, r_0 = 0 and r_{k+1} = project(r_k + step_size * unit(g_k), epsilon), g_k the
+    gradient of the same loss w.r.t. e + r_k (relative: both radii times each text's norm of that e). Runs on the
+    model's own variables and puts them back; returns (the weights after the last update, the perturbations
+    r_1..r_{m-1}, the losses at r_0..r_{m-1})."""
+    plain, variables = Plain(model), model.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+    r, rs, losses = np.zeros((*IDS.shape, 6)), [], []
+    for k in range(reg["replays"]):
+        with tf.GradientTape() as tape:
+            e = plain.embed(IDS)
+            base = e + tf.constant(r.astype(np.float32))
+            tape.watch(base)
+            loss = ce(LABELS, plain.logits(base, IDS))
+        *grads, g_e = tape.gradient(loss, variables + [base])
+        losses.append(float(loss))
+        scale = 1.0
+        if relative:
+            scale = np.sqrt((e.numpy().astype(np.float64) ** 2 * (IDS != 0)[:, :, None]).sum(axis=(1, 2), keepdims=True))
+        for v, g in zip(variables, grads):
+            v.assign_sub(tf.convert_to_tensor(g))
+        if k + 1 < reg["replays"]:
+            r = r + reg["step_size"] * scale * unit(g_e.numpy(), IDS)
+            norm = np.sqrt((r ** 2).sum(axis=(1, 2), keepdims=True))
+            r = r * np.minimum(1.0, reg["epsilon"] * scale / norm)
+            rs.append(r)
+    after = [v.numpy().copy() for v in variables]
+    for v, b in zip(variables, before):
+        v.assign(b)
+    return after, rs, losses
+
+
+def test_free_replays_the_batch_updating_the_weights_and_carrying_the_perturbation():
+    reg = {"name": "free", "replays": 3, "epsilon": 1.0, "step_size": 0.8}
+    model = build([reg])
+    expected, rs, losses = free_replays(model, reg)
+    norms = [np.sqrt((r ** 2).sum(axis=(1, 2))) for r in rs]
+    np.testing.assert_allclose(norms[0], 0.8, rtol=1e-6)  # r_1: one step of 0.8, inside the ball
+    np.testing.assert_allclose(norms[1], 1.0, rtol=1e-6)  # r_2: two steps, projected back onto the ball
+    assert all(np.abs(r[IDS == 0]).max() == 0 for r in rs)  # padding untouched
+    logs = model.train_step(({"token_ids": tf.constant(IDS)}, tf.constant(LABELS)))
+    logs = {k: float(v) for k, v in logs.items()}
+    assert int(model.optimizer.iterations) == 3  # one update per replay
+    assert len(expected) == len(model.trainable_variables) >= 5
+    for v, want in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(v.numpy(), want, rtol=2e-4, atol=2e-6, err_msg=v.name)
+    assert logs["clean_loss"] == pytest.approx(losses[0], rel=1e-5)  # replay 0 is the clean step
+    assert logs["free_loss"] == pytest.approx(np.mean(losses[1:]), rel=1e-5)  # the replays at r_1, r_2
+    assert logs["loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    assert logs["free_perturbation_l2"] == pytest.approx(float(np.mean(np.concatenate(norms))), rel=1e-5)
+
+
 # ---------------------------------------------------------------------------------------- SMART
 def sym_kl(p_logits, q_logits):
     return kl(p_logits, q_logits) + kl(q_logits, p_logits)

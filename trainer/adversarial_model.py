@@ -1,6 +1,8 @@
 """The Keras model whose train_step composes the clean loss with the configured regularizers."""
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 import tf_keras
 
@@ -44,6 +46,9 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         self.reads_unlabeled = [METHODS[r.name].reads_unlabeled for r in regs]
         self.reg_names = metric_names(regs)
         self.clean_weight = clean_weight
+        # A method that replays each batch (free): every train step is `updates_per_step` weight updates.
+        self.replayer = next((m for r, m in zip(regs, self.methods) if METHODS[r.name].replays_batches), None)
+        self.updates_per_step = self.replayer.replays if self.replayer is not None else 1
         self.seed = seed
         # Under a distribution strategy fit() sums the replicas' step logs by default; every value this
         # model logs is already global (metrics aggregate across replicas) or equal on all (learning rate).
@@ -137,32 +142,47 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         inputs, labels = data
         inputs = dict(inputs)
         unlabeled = inputs.pop("unlabeled", None)
-        clf = self.classifier
-        mask = clf.padding_mask(inputs)
+        mask = self.classifier.padding_mask(inputs)
+        r = None  # a replaying method's perturbation (free): the loss is taken at e + r
+        for replay in range(self.updates_per_step):
+            step = self._update(inputs, labels, unlabeled, mask, r, first=replay == 0)
+            if replay + 1 < self.updates_per_step:
+                r = self.replayer.advance(step, r)
+                l2, linf = perturbations.per_example_norms(r)
+                self.trackers[f"{self.replayer.name}_perturbation_l2"].update_state(l2)
+                self.trackers[f"{self.replayer.name}_perturbation_linf"].update_state(linf)
+        return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}
 
+    def _update(self, inputs, labels, unlabeled, mask, r=None, first=True) -> Step:
+        """One forward and backward pass at e (or e + r, a replaying method's perturbation) with every method's
+        term, and one weight update; returns the Step the methods were handed (its emb_grad the gradient at
+        e + r). `first`: the batch's first update, whose clean predictions the accuracy metrics count."""
+        clf = self.classifier
         # The embedding lookup (for the LSTMs with the frequency normalization of the table) is taped on its
         # own and run backward once, for the clean loss and every loss on e + r together.
         with tf.GradientTape() as lookup_tape:
             embeddings = clf.embed(inputs, training=True)
+        base = embeddings if r is None else embeddings + tf.cast(r, embeddings.dtype)
         with tf.GradientTape(persistent=self._through_clean_pass) as tape:
-            tape.watch(embeddings)
-            logits = clf.logits_from_embeddings(embeddings, inputs, training=True)
+            tape.watch(base)
+            logits = clf.logits_from_embeddings(base, inputs, training=True)
             clean_loss = cross_entropy(labels, logits)
         variables = self.trainable_variables  # read after the first call has built every layer
         # One backward pass gives the weight gradients and the gradient w.r.t. the embeddings.
-        *clean_grads, emb_grad = self._gradients(tape, clean_loss, variables + [embeddings])
+        *clean_grads, emb_grad = self._gradients(tape, clean_loss, variables + [base])
         grads = [_scaled(g, self.clean_weight) for g in clean_grads]
         lookup_grad = self.clean_weight * emb_grad  # what flows back into the lookup
         total = self.clean_weight * clean_loss
         logits_grad = None  # what the methods send back through the clean pass
         looked_up, embeddings = embeddings, tf.stop_gradient(embeddings)
+        step = Step(clf, inputs, labels, mask, embeddings, emb_grad, clean_logits=logits, variables=variables,
+                    loss_scale=self._loss_scale(), normal=self._normal, uniform=self._uniform,
+                    gradients=self._gradients)
 
         for i, (method, name, reads) in enumerate(zip(self.methods, self.reg_names, self.reads_unlabeled)):
-            step = Step(clf, inputs, labels, mask, embeddings, emb_grad, clean_logits=logits,
-                        unlabeled=unlabeled if reads else None, variables=variables,
-                        draw=2 * i, loss_scale=self._loss_scale(), normal=self._normal, uniform=self._uniform,
-                        gradients=self._gradients)
-            term = method.term(step)
+            if method is self.replayer:
+                continue
+            term = method.term(dataclasses.replace(step, unlabeled=unlabeled if reads else None, draw=2 * i))
             w = method.weight
             grads = [_add(a, _scaled(g, w)) for a, g in zip(grads, term.grads)]
             total += w * term.loss
@@ -177,7 +197,7 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
             self.trackers[f"{name}_perturbation_l2"].update_state(l2)
             self.trackers[f"{name}_perturbation_linf"].update_state(linf)
         if logits_grad is not None:
-            *clean_grads, back = self._gradients(tape, logits, variables + [looked_up], output_gradients=logits_grad)
+            *clean_grads, back = self._gradients(tape, logits, variables + [base], output_gradients=logits_grad)
             grads = [_add(a, g) for a, g in zip(grads, clean_grads)]
             lookup_grad += back
         del tape
@@ -192,12 +212,15 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         for method in self.methods:
             method.after_update(clf)
         self.trackers["loss"].update_state(total, sample_weight=examples)
-        self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
-        real = tf.cast(mask, embeddings.dtype)[:, :, None]
-        self.trackers["embedding_norm"].update_state(perturbations.per_example_norms(embeddings * real)[0])
-        self.trackers["embedding_grad_norm"].update_state(perturbations.per_example_norms(emb_grad)[0])
-        self._update_classification(labels, logits)
-        return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}
+        if r is not None:  # a replay at e + r: the replaying method's loss
+            self.trackers[f"{self.replayer.name}_loss"].update_state(clean_loss, sample_weight=examples)
+        if first:
+            self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
+            real = tf.cast(mask, embeddings.dtype)[:, :, None]
+            self.trackers["embedding_norm"].update_state(perturbations.per_example_norms(embeddings * real)[0])
+            self.trackers["embedding_grad_norm"].update_state(perturbations.per_example_norms(emb_grad)[0])
+            self._update_classification(labels, logits)
+        return step
 
     @staticmethod
     def _batch_share(labels):

@@ -10,7 +10,7 @@ import tf_keras
 
 from core.errors import TrainingDiverged
 from core.schema import Config
-from trainer.checkpointing import TRAIN_DIR, latest
+from trainer.checkpointing import TRAIN_DIR, latest, steps_taken
 from trainer.families import family
 
 
@@ -27,7 +27,7 @@ class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
         if loss is not None and not np.isfinite(loss):
             last = latest(self.checkpoint_dir, TRAIN_DIR)
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-            raise TrainingDiverged(f"the loss became {float(loss)} at step {int(self.model.optimizer.iterations)} "
+            raise TrainingDiverged(f"the loss became {float(loss)} at step {steps_taken(self.model)} "
                                    f"(epoch {self.epoch + 1}, batch {batch + 1}); training stopped and {kept}; "
                                    "try a lower train.learning_rate or regularizer.epsilon")
 

@@ -148,6 +148,12 @@ def read_weights(weights, checkpoint_dir: str, which: str = BEST_DIR,
     return path
 
 
+def steps_taken(model) -> int:
+    """Train steps (batches) done: the optimizer's updates, over the updates each step makes (a method that
+    replays each batch makes several)."""
+    return int(model.optimizer.iterations.numpy()) // getattr(model, "updates_per_step", 1)
+
+
 class ResumesMidEpoch:
     """A Keras model mixin: fit() starts its first epoch at `initial_step_in_epoch`, set when a run resumes in
     the middle of an epoch (through tf-keras's hook for the counters fit() starts at, which BackupAndRestore
@@ -230,7 +236,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
             raise UserError(f"{self.run_dir}: every checkpoint in {self.restore_dir}/{TRAIN_DIR} is damaged "
                             f"({', '.join(os.path.basename(p) for p in paths)}); start the run again")
         self.history = json.loads(self._history.numpy().decode())
-        step = int(self.model.optimizer.iterations.numpy())
+        step = steps_taken(self.model)
         epoch = int(self._epoch.numpy())
         in_epoch = step - epoch * self.steps_per_epoch
         if in_epoch:
@@ -250,7 +256,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def save(self) -> str:
         self._history.assign(json.dumps(self.history))
-        step = int(self.model.optimizer.iterations.numpy())
+        step = steps_taken(self.model)
         with self.writing(self.manager):
             path = self.manager.save(checkpoint_number=step)  # checkpoints/train/ckpt-<step>
         self._saved_step = step
@@ -274,7 +280,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
     # ------------------------------------------------------------------------------ callback
     def on_train_begin(self, logs=None):
         # TensorBoard writes batch summaries at model._train_counter, which fit() resets to 0.
-        self.model._train_counter.assign(self.model.optimizer.iterations)
+        self.model._train_counter.assign(steps_taken(self.model))
         for callback in self.replay:
             for epoch, epoch_logs in enumerate(self.history):
                 callback.on_epoch_end(epoch, dict(epoch_logs))

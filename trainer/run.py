@@ -33,6 +33,7 @@ from trainer.checkpointing import (
     read_weights,
     remove_unfinished_writes,
     run_dir_lock,
+    steps_taken,
     stop_on_signals,
 )
 from trainer.distribute import is_chief, make_strategy
@@ -57,7 +58,9 @@ def prepare(cfg: Config) -> Prepared:
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
-    return cfg.train.steps_per_epoch or -(-n_train // cfg.data.batch_size)
+    """Train steps (batches) per epoch. A method that replays each batch (free, cfg.replays updates a batch) takes
+    1/replays of them: an epoch is as many weight updates as a clean run's, whatever the method."""
+    return -(-(cfg.train.steps_per_epoch or -(-n_train // cfg.data.batch_size)) // cfg.replays)
 
 
 @contextlib.contextmanager
@@ -77,7 +80,7 @@ def mixed_precision(precision: str):
 def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> AdversarialModel:
     with mixed_precision(cfg.train.mixed_precision):
         model = make_model(cfg, num_classes, prepared)
-    total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts))
+    total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts)) * cfg.replays  # updates
     multipliers = None
     if cfg.train.layerwise_lr_decay is not None:
         multipliers = layerwise_multipliers(model.trainable_variables, model.classifier.num_layers,
@@ -196,7 +199,7 @@ def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resum
                 close_tensorboard(callbacks)
                 raise
         if checkpoints.stop_signal is not None:  # the signal came during the last validation
-            raise checkpoints.interrupted(int(model.optimizer.iterations.numpy()), checkpoints.manager.latest_checkpoint)
+            raise checkpoints.interrupted(steps_taken(model), checkpoints.manager.latest_checkpoint)
     return {"best_epoch": checkpoints.best_epoch(), "epochs_run": len(checkpoints.history),
             "train_seconds": round(time.time() - start, 1)}
 
