@@ -62,6 +62,7 @@ def summarize(experiment: dict, runs: list[dict]) -> list[dict]:
         for key in ("accuracy", "macro_f1", "ece", "nll"):
             row[key] = [m["test"][key] for m in metrics]
         row["dev_accuracy"] = [m["dev"]["accuracy"] for m in metrics]
+        row["epochs"] = [f"{m['best_epoch']}/{m['epochs_run']}" for m in metrics if "epochs_run" in m]
         if experiment.get("attack"):
             row["attack"] = [a for a in (attack_accuracy(m["test"], experiment["attack"]) for m in metrics)
                              if a is not None]
@@ -262,7 +263,7 @@ def experiment_section(experiment: dict, runs: list[dict], selection: dict, docs
     if attack:
         head += f" accuracy under {attack['name']} ε={attack['epsilon']} (%) |"
         rule += "---|"
-    lines += [head + " wall time per run (s) |", rule + "---|"]
+    lines += [head + " best / epochs run | wall time per run (s) |", rule + "---|---|"]
     for r in rows:
         error = [1 - a for a in r["accuracy"]]
         cells = [r["variant"], str(len(r["seed_ids"])), mean_std(r["dev_accuracy"], True), mean_std(r["accuracy"], True),
@@ -270,7 +271,7 @@ def experiment_section(experiment: dict, runs: list[dict], selection: dict, docs
                  mean_std(r["macro_f1"], digits=4), mean_std(r["ece"], digits=4), mean_std(r["nll"], digits=4)]
         if attack:
             cells.append(mean_std(r.get("attack", []), True))
-        cells.append(mean_std(r["wall_s"], digits=0))
+        cells += [", ".join(r["epochs"]) or "–", mean_std(r["wall_s"], digits=0)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± sample standard deviation over seeds; wall time includes start-up and the final "
               "evaluation."]

@@ -41,6 +41,7 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
                          (cells[3], [m["test"]["accuracy"] for m in metrics]),
                          (cells[4], [1 - m["test"]["accuracy"] for m in metrics])):
         assert cell == f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+    assert cells[-2] == ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in metrics)  # best / epochs run
     assert (tmp_path / "docs" / "results_tiny.png").exists()
     assert "python train.py --config" in results and "--data-root" in results
     saved = yaml.safe_load((tmp_path / "runs" / "tiny" / "fgm-seed2.yaml").read_text())
