@@ -25,9 +25,9 @@ def cross_entropy(labels, logits):
 
 
 def scale_gradient(grad, weight):
-    """grad * weight, keeping IndexedSlices sparse; None stays None."""
-    if grad is None:
-        return None
+    """grad * weight, keeping IndexedSlices sparse; None stays None; a weight of 1 (a number) costs nothing."""
+    if grad is None or (isinstance(weight, (int, float)) and weight == 1):
+        return grad
     if isinstance(grad, tf.IndexedSlices):
         return tf.IndexedSlices(grad.values * weight, grad.indices, grad.dense_shape)
     return grad * weight
