@@ -145,18 +145,15 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         mask = self.classifier.padding_mask(inputs)
         r = None  # a replaying method's perturbation (free): the loss is taken at e + r
         for replay in range(self.updates_per_step):
-            step = self._update(inputs, labels, unlabeled, mask, r, first=replay == 0)
+            step = self._update(inputs, labels, unlabeled, mask, r)
             if replay + 1 < self.updates_per_step:
                 r = self.replayer.advance(step, r)
-                l2, linf = perturbations.per_example_norms(r)
-                self.trackers[f"{self.replayer.name}_perturbation_l2"].update_state(l2)
-                self.trackers[f"{self.replayer.name}_perturbation_linf"].update_state(linf)
         return {**{m.name: m.result() for m in self.metrics}, "learning_rate": self._learning_rate()}
 
-    def _update(self, inputs, labels, unlabeled, mask, r=None, first=True) -> Step:
+    def _update(self, inputs, labels, unlabeled, mask, r=None) -> Step:
         """One forward and backward pass at e (or e + r, a replaying method's perturbation) with every method's
         term, and one weight update; returns the Step the methods were handed (its emb_grad the gradient at
-        e + r). `first`: the batch's first update, whose clean predictions the accuracy metrics count."""
+        e + r). The clean update (r None, a batch's first) is the one the clean loss and accuracy count."""
         clf = self.classifier
         # The embedding lookup (for the LSTMs with the frequency normalization of the table) is taped on its
         # own and run backward once, for the clean loss and every loss on e + r together.
@@ -212,9 +209,13 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         for method in self.methods:
             method.after_update(clf)
         self.trackers["loss"].update_state(total, sample_weight=examples)
-        if r is not None:  # a replay at e + r: the replaying method's loss
-            self.trackers[f"{self.replayer.name}_loss"].update_state(clean_loss, sample_weight=examples)
-        if first:
+        if r is not None:  # a replay at e + r: the replaying method's loss and perturbation
+            name = self.replayer.name
+            self.trackers[f"{name}_loss"].update_state(clean_loss, sample_weight=examples)
+            l2, linf = perturbations.per_example_norms(r)
+            self.trackers[f"{name}_perturbation_l2"].update_state(l2)
+            self.trackers[f"{name}_perturbation_linf"].update_state(linf)
+        else:
             self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
             real = tf.cast(mask, embeddings.dtype)[:, :, None]
             self.trackers["embedding_norm"].update_state(perturbations.per_example_norms(embeddings * real)[0])
