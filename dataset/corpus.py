@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from core.errors import UserError
+from dataset.pipeline import Shard
 from dataset.readers import open_binary, read_rows
 
 LINE_FORMATS = {"txt": "lines", "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl"}
 WHOLE_FORMATS = ("tsv", "csv")
 AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger(__name__)
 
 
 def _format(path: str) -> str:
@@ -115,15 +118,31 @@ class Corpus:
         stripped = from_files.filter(lambda t: tf.strings.length(tf.strings.strip(t)) > 0)
         return texts.concatenate(stripped)
 
+    def shard_lines(self, shard: Shard | None, skip: int = 0) -> tf.data.Dataset:
+        """The texts one worker reads, after the first `skip`: with at least as many files as workers (and no
+        skip), worker i reads only files i, i + count, ... (and the same share of the in-memory texts); else
+        every worker reads the files and keeps every count-th text."""
+        if shard is None or shard.count == 1:
+            return self.lines().skip(skip)
+        if skip == 0 and len(self.files) >= shard.count:
+            own = Corpus(self.files[shard.index::shard.count], self.texts[shard.index::shard.count], self.text_column)
+            log.info("data.unlabeled: worker %d of %d reads %s", shard.index, shard.count, own.describe())
+            return own.lines()
+        log.info("data.unlabeled: %d file(s) for %d workers: every worker reads all of them and keeps every "
+                 "%d-th text (give at least as many files as workers for each to read only its own)",
+                 len(self.files), shard.count, shard.count)
+        return self.lines().skip(skip).shard(shard.count, shard.index)
+
     def stream(self, batch_size: int, seed: int, buffer: int, start_step: int = 0, skip: int = 0,
-               items=None) -> tf.data.Dataset:
+               items=None, shard: Shard | None = None) -> tf.data.Dataset:
         """Endless full batches (B,) of texts from batch `start_step` on: pass after pass over the corpus, each
         cut into windows of `buffer` consecutive texts, every window in an order drawn by a stateless permutation
         seeded by (seed, pass, window), so that the stream depends on nothing else (a resumed run in a new
         process, whatever TensorFlow's global seed, sees the same batches). The first `skip` texts are left out
         (a held-out slice); `items`, if given, maps the stream of texts to the stream of what is batched (a
-        language model's token chunks), before the windows are shuffled."""
-        lines = self.lines().skip(skip)
+        language model's token chunks), before the windows are shuffled. With `shard`, batches of the worker's
+        share of B from its own texts (`shard_lines`), for its replicas to split (`shard.local()`)."""
+        lines = self.shard_lines(shard, skip)
         if items is not None:
             lines = items(lines)
 
@@ -135,7 +154,9 @@ class Corpus:
             return lines.batch(buffer).enumerate().map(shuffle).unbatch()
 
         passes = tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(one_pass)
-        return passes.batch(batch_size, drop_remainder=True).skip(start_step)
+        if shard is None:
+            return passes.batch(batch_size, drop_remainder=True).skip(start_step)
+        return passes.batch(shard.rows(batch_size), drop_remainder=True).skip(start_step)
 
     def count(self) -> int:
         """The number of texts (one pass, in the graph)."""

@@ -7,11 +7,54 @@ run would have seen from step s on.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
 LABELLED, UNLABELED, BATCH_ORDER = 0, 1, 2  # stream ids: each has its own permutations
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One worker's part of the streams when every worker builds its own (multi-worker training): input pipeline
+    `index` of `count`, feeding `replicas` replicas on its machine. A global batch of b rows is cut into
+    count * replicas consecutive pieces in the order of the replicas' global ids, the first b % (count *
+    replicas) one row longer (7 rows on two replicas: 4 and 3); this worker yields its `replicas` pieces, one
+    element each, which tf.distribute hands to its replicas in turn."""
+    index: int = 0
+    count: int = 1
+    replicas: int = 1
+
+    @property
+    def global_replicas(self) -> int:
+        return self.count * self.replicas
+
+    def _start(self, b, piece):
+        n = self.global_replicas
+        return piece * (b // n) + (min(piece, b % n) if isinstance(b, int) else tf.minimum(piece, b % n))
+
+    def rows(self, b: int) -> int:
+        """How many rows of a global batch of b this worker takes."""
+        return self._start(b, (self.index + 1) * self.replicas) - self._start(b, self.index * self.replicas)
+
+    def pieces(self, *batch) -> tf.data.Dataset:
+        """This worker's pieces of one global batch (a structure of tensors with the rows on axis 0), in its
+        replicas' order; a batch padded to its longest text stays so (the same shapes as on one device)."""
+        batch = tf.nest.map_structure(tf.convert_to_tensor, batch)
+        b = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
+        first = self.index * self.replicas
+
+        def piece(k):
+            rows = tf.nest.map_structure(lambda t: t[self._start(b, k):self._start(b, k + 1)], batch)
+            return rows if len(rows) > 1 else rows[0]
+
+        return tf.data.Dataset.range(first, first + self.replicas).map(piece)
+
+    def local(self) -> Shard:
+        """The split of this worker's own rows among its replicas."""
+        return Shard(0, 1, self.replicas)
 
 
 def _index_shuffle(positions, n, seed: int, epochs, stream: int) -> tf.Tensor:
@@ -141,10 +184,14 @@ def unlabeled_batches(texts, batch_size: int, seed: int, start_step: int = 0) ->
     return order.map(lambda idx: tf.gather(table, idx), num_parallel_calls=AUTOTUNE)
 
 
-def with_unlabeled(labelled: tf.data.Dataset, text_batches: tf.data.Dataset, encoder) -> tf.data.Dataset:
+def with_unlabeled(labelled: tf.data.Dataset, text_batches: tf.data.Dataset, encoder,
+                   split: Shard | None = None) -> tf.data.Dataset:
     """Attach an unlabeled batch to every labelled one, under features['unlabeled']: step s gets batch s of
     `text_batches` (raw strings (B,): unlabeled_batches, or a corpus streamed from disk, dataset/corpus.py),
-    encoded. The labelled stream alone decides where an epoch ends."""
+    encoded (and, with `split`, cut into the pieces of the replicas, as the labelled stream already is). The
+    labelled stream alone decides where an epoch ends."""
     unlabeled = text_batches.map(encoder, num_parallel_calls=AUTOTUNE)
+    if split is not None:
+        unlabeled = unlabeled.flat_map(split.pieces)
     zipped = tf.data.Dataset.zip((labelled, unlabeled))
     return zipped.map(lambda xy, u: ({**xy[0], "unlabeled": u}, xy[1])).prefetch(AUTOTUNE)

@@ -10,6 +10,7 @@ from core.schema import Config
 from dataset.corpus import Corpus
 from dataset.data import DataBundle
 from dataset.pipeline import (
+    Shard,
     fixed_length,
     labelled_dataset,
     padding_share,
@@ -46,28 +47,36 @@ def bucketing_lengths(cfg: Config, data: DataBundle, encoder):
     return lengths
 
 
-def training_stream(cfg: Config, data: DataBundle, encoder, start_step: int = 0):
+def training_stream(cfg: Config, data: DataBundle, encoder, start_step: int = 0, shard: Shard | None = None):
     """The training batches from step `start_step` on (endless: fit counts the steps); `encoder` maps raw
-    strings to model inputs."""
+    strings to model inputs. With `shard` (multi-worker training), one worker's pieces of them: of every global
+    batch of labelled (and in-memory unlabeled) texts, encoded whole, so that each piece has the shape and rows
+    it has on one device; of a corpus streamed from disk, this worker's own files."""
     d, enc = cfg.data, batch_encoder(cfg, encoder)
     train = training_dataset(data.train.texts, data.train.labels, enc, d.batch_size, cfg.train.seed, start_step,
                              full_batches=cfg.train.steps_per_epoch is not None, texts_b=data.train.texts_b,
                              lengths=bucketing_lengths(cfg, data, encoder), bucket_window=d.bucket_window)
+    if shard is not None:
+        train = train.flat_map(shard.pieces)
     if data.unlabeled and cfg.reads_unlabeled:
-        train = with_unlabeled(train, unlabeled_stream(cfg, data.unlabeled, start_step), enc)
+        texts, split = unlabeled_stream(cfg, data.unlabeled, start_step, shard)
+        train = with_unlabeled(train, texts, enc, split)
     elif data.unlabeled:
         log.info("the unlabeled texts (%s) are not used: only these methods learn from them: %s",
                  data.unlabeled.describe(), ", ".join(name for name, m in METHODS.items() if m.reads_unlabeled))
     return train
 
 
-def unlabeled_stream(cfg: Config, corpus: Corpus, start_step: int = 0):
-    """Batches of unlabeled raw strings from step `start_step` on: a corpus with files streamed from disk through
-    a shuffle buffer, texts held in memory (data.num_labeled's) through exact permutations."""
+def unlabeled_stream(cfg: Config, corpus: Corpus, start_step: int = 0, shard: Shard | None = None):
+    """Batches of unlabeled raw strings from step `start_step` on, and the Shard that cuts them into the
+    replicas' pieces (None on one machine): a corpus with files streamed from disk through a shuffle buffer
+    (with `shard`, the worker's own files, in its share of each batch), texts held in memory (data.num_labeled's)
+    through exact permutations (global batches)."""
     d = cfg.data
     if corpus.files:
-        return corpus.stream(d.unlabeled_batch_size, cfg.train.seed, d.shuffle_buffer, start_step)
-    return unlabeled_batches(corpus.texts, d.unlabeled_batch_size, cfg.train.seed, start_step)
+        return (corpus.stream(d.unlabeled_batch_size, cfg.train.seed, d.shuffle_buffer, start_step, shard=shard),
+                shard.local() if shard else None)
+    return unlabeled_batches(corpus.texts, d.unlabeled_batch_size, cfg.train.seed, start_step), shard
 
 
 def evaluation_streams(cfg: Config, data: DataBundle, encoder):

@@ -13,6 +13,7 @@ from conftest import ROOT
 
 from core.errors import UserError
 from dataset.corpus import Corpus
+from dataset.pipeline import Shard
 from dataset.tokenizer import TextTokenizer, Vocabulary
 
 
@@ -109,3 +110,36 @@ def test_a_vocabulary_counted_from_a_stream_equals_one_counted_from_a_list(tmp_p
     streamed, listed = Vocabulary.build(corpus.lines(), tok, batch_size=7), Vocabulary.build(texts, tok)
     assert streamed == listed
     assert dict(zip(listed.tokens, listed.counts))["plain"] == 10 and listed.counts[1] == 0
+
+
+def test_each_worker_reads_only_its_own_files_and_together_they_read_each_text_once_per_pass(tmp_path):
+    """Four files, two workers of two replicas each: worker 0 reads files 0 and 2, worker 1 files 1 and 3; a
+    global batch of 7 is cut into pieces of 2, 2, 2 and 1 (the first 7 % 4 replicas one row longer), so worker 0
+    batches 4 of its texts at a time, worker 1 3."""
+    names = []
+    for f in range(4):
+        (tmp_path / f"part{f}.txt").write_text("".join(f"file{f} text{i}\n" for i in range(6)))
+        names.append(str(tmp_path / f"part{f}.txt"))
+    corpus = Corpus.load(names, "text")
+    seen = []
+    for index in range(2):
+        shard = Shard(index, 2, replicas=2)
+        steps = 3 if index == 0 else 4  # one pass over this worker's 12 texts
+        pieces = batches(corpus.stream(7, seed=3, buffer=5, shard=shard), steps)
+        assert [len(p) for p in pieces] == [4 - index] * steps
+        texts = [t for p in pieces for t in p]
+        assert {t.split()[0] for t in texts} == {f"file{index}", f"file{index + 2}"}
+        assert sorted(texts) == sorted(texts_of(corpus.shard_lines(shard)))
+        seen += texts
+    assert sorted(seen) == sorted(texts_of(corpus.lines()))
+
+
+def test_with_fewer_files_than_workers_each_keeps_every_other_text_after_the_held_out_slice(tmp_path):
+    (tmp_path / "one.txt").write_text("".join(f"text{i}\n" for i in range(10)))
+    corpus = Corpus.load(str(tmp_path / "one.txt"), "text")
+    assert texts_of(corpus.shard_lines(Shard(0, 2), skip=3)) == ["text3", "text5", "text7", "text9"]
+    assert texts_of(corpus.shard_lines(Shard(1, 2), skip=3)) == ["text4", "text6", "text8"]
+    assert texts_of(corpus.shard_lines(None, skip=8)) == ["text8", "text9"]
+    # a worker's stream resumed at step s is the tail of its own stream
+    whole = batches(corpus.stream(2, seed=1, buffer=4, shard=Shard(1, 2)), 6)
+    assert batches(corpus.stream(2, seed=1, buffer=4, start_step=2, shard=Shard(1, 2)), 4) == whole[2:]

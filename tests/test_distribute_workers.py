@@ -39,6 +39,31 @@ def free_ports(n):
     return ports
 
 
+def start_workers(tmp_path, config, run_dir, n=2):
+    """n local worker processes running train.py on `config`; each leaves its final weights in weights-<i>.npz."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(n)]
+    procs = []
+    for index in range(n):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                      "task": {"type": "worker", "index": index}})}
+        code = WORKER.format(root=ROOT, out=str(tmp_path / f"weights-{index}.npz"))
+        procs.append(subprocess.Popen([sys.executable, "-c", code, "--config", str(config), "--run-dir",
+                                       str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def finish(procs, timeout=300):
+    """The workers' outputs; any still running after `timeout` is killed."""
+    try:
+        return [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 @pytest.mark.slow  # two worker processes that each start TensorFlow, and a one-device run; test_distribute
 # checks the mirrored step in process
 def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
@@ -54,16 +79,8 @@ def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
     config = tmp_path / "mw.yaml"
     config.write_text(yaml.safe_dump({**cfg, "distribute": {"strategy": "multi_worker"}}))
     run_dir = tmp_path / "run"
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    procs = []
+    procs = start_workers(tmp_path, config, run_dir)
     try:
-        for index in range(2):
-            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                                          "task": {"type": "worker", "index": index}})}
-            code = WORKER.format(root=ROOT, out=str(tmp_path / f"weights-{index}.npz"))
-            procs.append(subprocess.Popen([sys.executable, "-c", code, "--config", str(config), "--run-dir",
-                                           str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
         # meanwhile, the same run on one device, in this process
         import train
         from trainer import checkpointing
@@ -71,12 +88,8 @@ def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
         monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_end", lambda self, logs=None: np.savez(
             tmp_path / "weights-one.npz", *[v.numpy() for v in self.model.trainable_variables]))
         assert train.main(["--config", str(one_device), "--run-dir", str(tmp_path / "one")]) == 0
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        outputs = finish(procs)
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
     assert "distribute: multi_worker, 2 replicas" in outputs[0]
@@ -88,3 +101,27 @@ def test_two_local_workers_train_like_one_device(tmp_path, monkeypatch):
     # The chief (worker 0) wrote the run; the other worker's files went to a temporary directory, now gone.
     assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "best").is_dir()
     assert json.load(open(run_dir / "metrics.json"))["epochs_run"] == 2
+
+
+@pytest.mark.slow  # two worker processes that each start TensorFlow
+def test_each_worker_streams_its_own_files_of_the_unlabeled_corpus(tmp_path):
+    """VAT with an unlabeled corpus of two files on disk: worker i reads file i only (its log says so), each
+    takes its share of every unlabeled batch, and the two stay in step (identical weights at the end)."""
+    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(40, seed=1)),
+             "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
+             "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
+    for i in range(2):
+        (tmp_path / f"u{i}.txt").write_text("".join(text + "\n" for text, _ in make_texts(30, seed=10 + i)))
+    cfg = tiny_config_dict({**files, "unlabeled": [str(tmp_path / "u0.txt"), str(tmp_path / "u1.txt")],
+                            "unlabeled_batch_size": 6}, "vat", distribute={"strategy": "multi_worker"})
+    config = tmp_path / "mw.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    procs = start_workers(tmp_path, config, tmp_path / "run")
+    outputs = finish(procs)
+    for index, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, out[-3000:]
+        assert f"data.unlabeled: worker {index} of 2 reads 1 file(s) streamed from disk (u{index}.txt)" in out
+    a, b = (np.load(tmp_path / f"weights-{i}.npz") for i in range(2))
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["epochs_run"] == 1

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dataset.pipeline import (
+    Shard,
     bucketed_epoch_batches,
     continuous_batches,
     epoch_batches,
@@ -110,3 +111,25 @@ def test_fixed_length_pads_every_batch_to_max_length_and_token_lengths_count_rea
     ids = fixed(tf.constant(texts))["token_ids"]
     assert ids.shape == (3, 6) and np.count_nonzero(ids.numpy()[:, 3:]) == 0
     np.testing.assert_array_equal(token_lengths(texts, enc, batch_size=2), [3, 1, 2])
+
+
+@pytest.mark.parametrize("workers,replicas", [(2, 1), (2, 2), (3, 1)])
+def test_the_workers_pieces_put_together_are_the_global_batches(workers, replicas):
+    """11 texts in batches of 4 (the epoch's last batch 3): worker by worker, replica by replica, the pieces are
+    the global batch's consecutive rows, padded as the global batch is, sizes differing by at most one, longer
+    first."""
+    texts = [" ".join(["w"] * (1 + i % 5)) for i in range(11)]
+    encoder = TextEncoder(TextTokenizer("word"), Vocabulary.build(texts, TextTokenizer("word")).tokens, 8)
+    whole = list(itertools.islice(training_dataset(texts, np.arange(11), encoder, 4, seed=2), 6))
+    assert [len(y) for _, y in whole] == [4, 4, 3, 4, 4, 3]
+    for features, labels in whole:
+        pieces = [piece for w in range(workers)
+                  for piece in Shard(w, workers, replicas).pieces(features, labels).as_numpy_iterator()]
+        assert len(pieces) == workers * replicas
+        assert np.concatenate([y for _, y in pieces]).tolist() == labels.numpy().tolist()
+        ids = np.concatenate([x["token_ids"] for x, _ in pieces])
+        np.testing.assert_array_equal(ids, features["token_ids"].numpy())
+        sizes = [len(y) for _, y in pieces]
+        assert sizes == sorted(sizes, reverse=True) and sizes[0] - sizes[-1] <= 1
+        assert sum(Shard(w, workers, replicas).rows(len(labels)) for w in range(workers)) == len(labels)
+    assert [len(p) for p in Shard(1, 2, 2).pieces(np.arange(7)).as_numpy_iterator()] == [2, 1]

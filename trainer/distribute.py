@@ -4,7 +4,8 @@ none: the default strategy (one device). mirrored: synchronous data parallelism 
 machine. multi_worker: the same over several machines, which TF_CONFIG describes. tpu: a TPU. The global
 batch is `data.batch_size`, split across replicas; AdversarialModel.train_step weights each replica's
 gradients by its share of the global batch, and perturbations are normalized per example, so the split
-changes nothing but speed.
+changes nothing but speed. Under multi_worker each worker builds its own part of the training stream
+(`per_worker`).
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import logging
 import os
 
 import tensorflow as tf
+import tf_keras
 
 from core.errors import UserError
 from core.schema import DistributeConfig
+from dataset.pipeline import Shard
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,21 @@ def _tpu(cfg: DistributeConfig) -> tf.distribute.Strategy:
         where = f"'{cfg.tpu}'" if cfg.tpu else "on this machine"
         raise UserError(f"distribute.tpu: no TPU found {where}: {str(e).splitlines()[0]}") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+def per_worker(strategy: tf.distribute.Strategy, make):
+    """The training stream for fit(): `make(shard)` builds one worker's part of it. Under multi_worker every worker
+    builds its own (tf.distribute's distribute_datasets_from_function, through Keras' DatasetCreator): only its
+    pieces of each global batch, and only its own files of a streamed corpus; else the global stream, make(None),
+    which the strategy splits across the machine's replicas."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return make(None)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        return make(Shard(context.input_pipeline_id, context.num_input_pipelines, replicas))
+
+    return tf_keras.utils.experimental.DatasetCreator(dataset_fn)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -36,7 +36,7 @@ from trainer.checkpointing import (
     steps_taken,
     stop_on_signals,
 )
-from trainer.distribute import is_chief, make_strategy
+from trainer.distribute import is_chief, make_strategy, per_worker
 from trainer.evaluate import evaluate_split
 from trainer.families import Prepared, family, make_model
 from trainer.init_from import check_language_model_run
@@ -145,7 +145,8 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
 
     def streams(start_step):
-        return (training_stream(cfg, data, prepared.text_encoder, start_step=start_step),
+        return (per_worker(strategy, lambda shard: training_stream(cfg, data, prepared.text_encoder, start_step,
+                                                                   shard)),
                 evaluation_streams(cfg, data, prepared.text_encoder)[0])
 
     metrics = fit(cfg, model, streams, steps_per_epoch(cfg, len(data.train.texts)), run_dir, out_dir, resume,
