@@ -11,7 +11,7 @@ from core.errors import UserError
 from core.loader import load_config
 from core.schema import TrainConfig
 from dataset.streams import training_stream
-from trainer.optimizers import WarmupLinearDecay, layerwise_multipliers, make_optimizer
+from trainer.optimizers import ExactClipping, WarmupLinearDecay, layerwise_multipliers, make_optimizer
 from trainer.run import build_model, prepare
 
 
@@ -75,3 +75,28 @@ def test_adamw_skips_weight_decay_on_biases_and_layer_norms():
     bias, kernel = tf.Variable([1.0], name="dense/bias"), tf.Variable([1.0], name="dense/kernel")
     optimizer.apply_gradients([(tf.zeros([1]), bias), (tf.zeros([1]), kernel)])
     assert bias.numpy()[0] == 1.0 and kernel.numpy()[0] == pytest.approx(1.0 - 0.1 * 0.1)
+
+
+def test_clip_norm_is_the_norm_of_the_summed_gradient_of_a_table_whose_rows_repeat():
+    """A lookup of rows 1, 1, 1 and 3 of a table and a dense weight: the table's gradient comes as four slices.
+    Clipped to 1, the update is the one of the dense gradient scaled by 1 / its global norm (row 1's gradient is
+    three times a single lookup's: the slices' norm would be sqrt(3) times it)."""
+    table = tf.Variable(np.arange(10, dtype=np.float32).reshape(5, 2) / 10)
+    w = tf.Variable([0.5, -1.0])
+    assert all(isinstance(make_optimizer(TrainConfig(optimizer=name)), ExactClipping) for name in ("sgd", "adam", "adamw"))
+    optimizer = make_optimizer(TrainConfig(optimizer="sgd", learning_rate=0.1, clip_norm=1.0))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(table, [1, 1, 1, 3]) * w) + tf.reduce_sum(w ** 2)
+    grads = tape.gradient(loss, [table, w])
+    assert isinstance(grads[0], tf.IndexedSlices)
+    before = [table.numpy(), w.numpy()]
+    optimizer.apply_gradients(zip(grads, [table, w]))
+    # the plain formula, dense: g_table rows 1 and 3 = 3w and w; g_w = sum of the looked-up rows + 2w
+    g_table = np.zeros((5, 2), np.float32)
+    g_table[1], g_table[3] = 3 * before[1], before[1]
+    g_w = 3 * before[0][1] + before[0][3] + 2 * before[1]
+    scale = 1.0 / np.sqrt((g_table ** 2).sum() + (g_w ** 2).sum())
+    assert scale < 1  # the clip is active
+    # SGD's first step with momentum: -lr * g
+    np.testing.assert_allclose(table.numpy(), before[0] - 0.1 * scale * g_table, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(w.numpy(), before[1] - 0.1 * scale * g_w, rtol=1e-5)

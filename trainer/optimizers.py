@@ -27,7 +27,36 @@ class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
-class LayerwiseAdamW(tf_keras.optimizers.AdamW):
+def summed_rows(gradient: tf.IndexedSlices) -> tf.IndexedSlices:
+    """A sparse gradient with each row once: the slices of a row seen several times (a token repeated in the
+    batch, or sent by several replicas) summed."""
+    rows, position = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, gradient.dense_shape)
+
+
+class ExactClipping:
+    """train.clip_norm on the norm of the true gradient. tf.clip_by_global_norm takes a sparse gradient's norm
+    over its slices, and an embedding table's gradient holds one slice per token of the batch (and, under a
+    strategy, per replica): a row split in slices a and b counts sqrt(|a|^2 + |b|^2), not |a + b|, so the clip
+    would depend on the batch's repetitions and on the number of replicas. Rows are summed first (after the
+    replicas' gradients are, which tf_keras does before clipping)."""
+
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm:
+            grads = [summed_rows(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        return super()._clip_gradients(grads)
+
+
+class Adam(ExactClipping, tf_keras.optimizers.Adam):
+    pass
+
+
+class SGD(ExactClipping, tf_keras.optimizers.SGD):
+    pass
+
+
+class LayerwiseAdamW(ExactClipping, tf_keras.optimizers.AdamW):
     """AdamW whose update of each variable is scaled by a multiplier (layer-wise learning-rate decay).
 
     Adam's step does not change when a gradient is scaled, so the multiplier scales the step itself:
@@ -75,5 +104,5 @@ def make_optimizer(cfg: TrainConfig, total_steps: int | None = None, multipliers
         optimizer.exclude_from_weight_decay(var_names=["bias", "LayerNorm", "layer_norm"])
         return optimizer
     if cfg.optimizer == "sgd":
-        return tf_keras.optimizers.SGD(lr, momentum=0.9, **clip)
-    return tf_keras.optimizers.Adam(lr, **clip)
+        return SGD(lr, momentum=0.9, **clip)
+    return Adam(lr, **clip)
