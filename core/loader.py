@@ -379,8 +379,6 @@ def _check_language_model(cfg: Config, source: str) -> None:
     if cfg.train.monitor != "val_accuracy":
         raise UserError(f"{source}: train.monitor: a language model is chosen by its held-out perplexity; "
                         "leave train.monitor out")
-    if cfg.distribute.strategy != "none":
-        raise UserError(f"{source}: task: lm trains on one device for now; leave distribute.strategy out")
     if d.unlabeled_batch_size is None:
         d.unlabeled_batch_size = d.batch_size
 

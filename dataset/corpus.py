@@ -128,8 +128,8 @@ class Corpus:
             own = Corpus(self.files[shard.index::shard.count], self.texts[shard.index::shard.count], self.text_column)
             log.info("data.unlabeled: worker %d of %d reads %s", shard.index, shard.count, own.describe())
             return own.lines()
-        log.info("data.unlabeled: %d file(s) for %d workers: every worker reads all of them and keeps every "
-                 "%d-th text (give at least as many files as workers for each to read only its own)",
+        log.info("data.unlabeled: %d file(s) for %d workers: every worker reads all of them and keeps 1 text in "
+                 "%d (give at least as many files as workers for each to read only its own)",
                  len(self.files), shard.count, shard.count)
         return self.lines().skip(skip).shard(shard.count, shard.index)
 

@@ -83,3 +83,67 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
             # (xi 0.1) in float32: its fourth digit follows the reduction order (seen: 1.0e-4 relative)
             rel = 1e-3 if key == "vat_perturbation_linf" else 1e-4
             assert one[key] == pytest.approx(two[key], rel=rel, abs=1e-5), (name, key, r)
+
+
+LM_MIRRORED = """
+import json, sys
+sys.path.insert(0, {root!r})
+import trainer
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from core.loader import config_from_dict
+from trainer.families import family
+from trainer.lm_run import MAX_TEXT_TOKENS, build_language_model, prepare_language_model, token_chunks
+
+cfg = config_from_dict(json.loads(sys.argv[1]))
+corpus, vocab, _ = prepare_language_model(cfg)
+chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS), cfg.data.max_length)
+batch = next(iter(chunks(corpus.lines()).batch(7)))
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+one = build_language_model(cfg, vocab, 10)
+with strategy.scope():
+    two = build_language_model(cfg, vocab, 10)
+for a, b in zip(one.trainable_variables, two.trainable_variables):
+    b.assign(a)
+before = [v.numpy() for v in one.trainable_variables]
+for model in (one, two):
+    model.run_eagerly = True
+    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
+after_one, after_two = ([v.numpy() for v in m.trainable_variables] for m in (one, two))
+print("RESULTS " + json.dumps({{
+    "replicas": strategy.num_replicas_in_sync,
+    "tokens": [int(np.count_nonzero(batch.numpy()[:4])), int(np.count_nonzero(batch.numpy()[4:]))],
+    "max_diff": max(float(np.abs(a - b).max()) for a, b in zip(after_one, after_two)),
+    "smallest_change": min(float(np.abs(a - b).max()) for a, b in zip(after_one, before)),
+    "logs": [{{k: float(v[0]) for k, v in m.history.history.items()}} for m in (one, two)],
+}}))
+"""
+
+
+def test_a_language_model_step_on_two_devices_equals_one_device(tmp_path):
+    """7 chunks with different numbers of real tokens split 4 and 3: each replica's loss is its share of the mean
+    over the global batch's tokens, so the summed gradients are one device's; the logged loss and token count
+    are the global ones."""
+    texts = [" ".join(t.split()[:2 + i % 6]) for i, (t, _) in enumerate(make_texts(40, seed=5))]
+    (tmp_path / "corpus.txt").write_text("\n".join(texts) + "\n")
+    cfg = {"task": "lm",
+           "data": {"unlabeled": str(tmp_path / "corpus.txt"), "tokenizer": "word", "max_length": 6, "batch_size": 7},
+           "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.0},
+           "lm": {"softmax_samples": 8, "heldout_texts": 4},
+           "train": {"optimizer": "sgd", "learning_rate": 0.5}}
+    done = subprocess.run([sys.executable, "-c", LM_MIRRORED.format(root=ROOT), json.dumps(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    r = json.loads(lines[0][len("RESULTS "):])
+    # the replicas' shares of the tokens (4 rows, 3 rows) are not their shares of the rows; clipping (train.clip_norm
+    # 1) is active on the sparse table gradient, whose slices come from both replicas
+    assert r["replicas"] == 2 and r["tokens"][0] * 3 != r["tokens"][1] * 4
+    assert r["smallest_change"] > 1e-4, r
+    assert r["max_diff"] < 1e-5, r
+    one, two = r["logs"]
+    assert one.keys() == two.keys() and {"loss", "tokens"} <= one.keys()
+    for key in one:
+        assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-6), (key, r)

@@ -125,3 +125,29 @@ def test_each_worker_streams_its_own_files_of_the_unlabeled_corpus(tmp_path):
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
     assert json.load(open(tmp_path / "run" / "metrics.json"))["epochs_run"] == 1
+
+
+@pytest.mark.slow  # two worker processes that each start TensorFlow
+def test_two_workers_pretrain_a_language_model_each_on_its_share_of_the_corpus(tmp_path):
+    """task: lm under multi_worker on one corpus file with a held-out slice: each worker keeps every other
+    training text (its log says so), the two stay in step, and the chief writes the run with its perplexity."""
+    (tmp_path / "corpus.txt").write_text("".join(text + "\n" for text, _ in make_texts(120, seed=4)))
+    cfg = {"task": "lm",
+           "data": {"unlabeled": str(tmp_path / "corpus.txt"), "tokenizer": "word", "max_length": 12, "batch_size": 8},
+           "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.0},
+           "lm": {"softmax_samples": 16, "heldout_texts": 16},
+           "train": {"epochs": 2, "steps_per_epoch": 3},
+           "distribute": {"strategy": "multi_worker"}}
+    config = tmp_path / "lm.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    procs = start_workers(tmp_path, config, tmp_path / "run")
+    outputs = finish(procs)
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+        assert "every worker reads all of them and keeps 1 text in 2" in out
+    a, b = (np.load(tmp_path / f"weights-{i}.npz") for i in range(2))
+    assert len(a.files) > 0
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    metrics = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert metrics["epochs_run"] == 2 and metrics["heldout"]["perplexity"] > 1

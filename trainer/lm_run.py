@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -27,6 +29,7 @@ from dataset.corpus import Corpus
 from dataset.tokenizer import Vocabulary
 from model.lstm_lm import LSTMLanguageModel, draw_log_uniform
 from trainer.checkpointing import ResumesMidEpoch, finishing_on_signals, remove_unfinished_writes, run_dir_lock
+from trainer.distribute import is_chief, make_strategy, per_worker
 from trainer.families import family, text_tokenizer
 from trainer.init_from import read_language_model
 from trainer.optimizers import make_optimizer
@@ -50,6 +53,21 @@ def token_chunks(encoder, length: int):
         return tf.boolean_mask(rows, tf.reduce_sum(tf.cast(rows != 0, tf.int32), axis=1) >= 2)
 
     return lambda texts: texts.batch(64).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+
+
+def replica_sum(value):
+    """`value` summed over the replicas (itself on one device)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def global_mean(per_token):
+    """This replica's part of the mean over the global batch's tokens: its sum over the global count, so that the
+    replicas' gradients, summed, are the one-device gradient of the mean (replicas hold different token counts)."""
+    count = replica_sum(tf.cast(tf.size(per_token), tf.float32))
+    return tf.reduce_sum(per_token) / tf.maximum(count, 1.0)
 
 
 class LanguageModelTrainer(ResumesMidEpoch, tf_keras.Model):
@@ -79,10 +97,10 @@ class LanguageModelTrainer(ResumesMidEpoch, tf_keras.Model):
                                            tf.stack([tf.constant(self.seed, tf.int64) * 2 + k, step]))
                        for k, d in enumerate(self.network.directions)}
             losses = self.network.losses_per_token(ids, training=True, sampled=sampled)
-            loss = tf.add_n([tf.reduce_mean(per_token) for per_token in losses.values()])
+            loss = tf.add_n([global_mean(per_token) for per_token in losses.values()])
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.loss_tracker.update_state(loss)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))  # summed over replicas
+        self.loss_tracker.update_state(replica_sum(loss))
         self.tokens.update_state(tf.cast(tf.add_n([tf.size(v) for v in losses.values()]), tf.float32))
         return {"loss": self.loss_tracker.result(), "tokens": self.tokens.result()}
 
@@ -92,13 +110,16 @@ class LanguageModelTrainer(ResumesMidEpoch, tf_keras.Model):
         return self.perplexities()
 
     def perplexities(self) -> dict:
-        """perplexity over every direction (the mean of their mean cross-entropies, exponentiated) and each
-        direction's."""
-        means = {d: m.result() for d, m in self.cross_entropy.items()}
-        out = {"perplexity": tf.exp(tf.add_n(list(means.values())) / len(means))}
-        if len(means) > 1:
-            out.update({f"{d}_perplexity": tf.exp(v) for d, v in means.items()})
-        return out
+        return perplexities_of({d: m.result() for d, m in self.cross_entropy.items()})
+
+
+def perplexities_of(means: dict) -> dict:
+    """{direction: mean cross-entropy} -> perplexity over every direction (the mean of their mean cross-entropies,
+    exponentiated) and each direction's."""
+    out = {"perplexity": tf.exp(tf.add_n(list(means.values())) / len(means))}
+    if len(means) > 1:
+        out.update({f"{d}_perplexity": tf.exp(v) for d, v in means.items()})
+    return out
 
 
 class TokensPerSecond(tf_keras.callbacks.Callback):
@@ -158,52 +179,82 @@ def build_language_model(cfg: Config, vocab: Vocabulary, total_steps: int) -> La
 
 def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dict:
     """Trains the language model end to end (or continues it, with `resume`); returns the final metrics, also
-    written to metrics.json."""
+    written to metrics.json. Under a distribution strategy as a classifier run does (trainer/run.py): the chief
+    writes the run directory; under multi_worker each worker reads its own share of the corpus."""
+    strategy = make_strategy(cfg.distribute)  # before any other TensorFlow work
+    chief = is_chief(strategy)
     tf_keras.backend.experimental.enable_tf_random_generator()
     tf_keras.utils.set_random_seed(cfg.train.seed)
     with contextlib.ExitStack() as held:
-        if resume:
+        if resume and chief:
             held.enter_context(run_dir_lock(run_dir))
+        if resume:
             check_resumable(run_dir)
             remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
         # a resumed run reads its own vocabulary instead of counting the corpus again
         corpus, vocab, n = prepare_language_model(cfg, os.path.join(run_dir, "vocab.tsv") if resume else None)
-        if not resume:
+        if chief and not resume:
             make_run_dir(run_dir)
             held.enter_context(run_dir_lock(run_dir))
             save_config(cfg, os.path.join(run_dir, "config.yaml"))
             vocab.save(os.path.join(run_dir, "vocab.tsv"))
-        log.info("run directory: %s", os.path.abspath(run_dir))
+        out_dir = run_dir if chief else tempfile.mkdtemp(prefix="worker-")  # every worker saves; the chief here
+        if chief:
+            log.info("run directory: %s", os.path.abspath(run_dir))
         d, k = cfg.data, cfg.lm.heldout_texts
         chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
                               d.max_length)
         spe = cfg.train.steps_per_epoch or max(1, count_chunks(corpus, chunks, k) // d.batch_size)
-        model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
+        with strategy.scope():
+            model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
+
+        def worker_stream(start_step, shard):
+            train = corpus.stream(d.batch_size, cfg.train.seed, d.shuffle_buffer, start_step, skip=k, items=chunks,
+                                  shard=shard)
+            if shard is not None and shard.replicas > 1:
+                train = train.flat_map(shard.local().pieces)
+            return train.prefetch(tf.data.AUTOTUNE)
 
         def streams(start_step):
-            train = corpus.stream(d.batch_size, cfg.train.seed, d.shuffle_buffer, start_step, skip=k, items=chunks)
-            heldout = chunks(corpus.lines().take(k)).batch(max(1, d.batch_size // 4))
-            return train.prefetch(tf.data.AUTOTUNE), heldout
+            return per_worker(strategy, lambda shard: worker_stream(start_step, shard)), heldout_stream(cfg, corpus,
+                                                                                                        chunks)
 
-        metrics = fit(cfg, model, streams, spe, run_dir, run_dir, resume, MONITOR, "min", corpus_fingerprint(corpus),
-                      best=model.network, callbacks_first=[TokensPerSecond()])
+        try:
+            metrics = fit(cfg, model, streams, spe, run_dir, out_dir, resume, MONITOR, "min",
+                          corpus_fingerprint(corpus), best=model.network, callbacks_first=[TokensPerSecond()])
+        finally:
+            if not chief:
+                shutil.rmtree(out_dir, ignore_errors=True)
+        if not chief:
+            return {}
         with finishing_on_signals(run_dir):
-            return _finish(cfg, model, streams(0)[1], run_dir, metrics)
+            return _finish(cfg, model, heldout_stream(cfg, corpus, chunks), run_dir, metrics)
+
+
+def heldout_stream(cfg: Config, corpus: Corpus, chunks) -> tf.data.Dataset:
+    """The held-out texts' chunks (the corpus's first lm.heldout_texts texts), in batches of a quarter of the
+    training batch; under multi_worker the workers split each batch (never the files: the texts are the first
+    ones of the whole corpus)."""
+    heldout = chunks(corpus.lines().take(cfg.lm.heldout_texts)).batch(max(1, cfg.data.batch_size // 4))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return heldout.with_options(options)
 
 
 def _finish(cfg: Config, model: LanguageModelTrainer, heldout, run_dir: str, metrics: dict) -> dict:
-    """The best epoch's weights evaluated on the held-out texts; metrics.json, written last."""
+    """The best epoch's weights evaluated on the held-out texts (on this process alone, with metrics of its own);
+    metrics.json, written last."""
     history = []
     history_csv = os.path.join(run_dir, "history.csv")
     if os.path.exists(history_csv):
         with open(history_csv, encoding="utf-8", newline="") as f:
             history = list(csv.DictReader(f))
     read_language_model(model.network, run_dir)
-    for m in model.metrics:
-        m.reset_state()
+    means = {d: tf_keras.metrics.Mean() for d in model.network.directions}
     for batch in heldout:
-        model.test_step(batch)
-    perplexities = {k: round(float(v), 3) for k, v in model.perplexities().items()}
+        for d, per_token in model.network.losses_per_token(batch, training=False).items():
+            means[d].update_state(per_token)
+    perplexities = {k: round(float(v), 3) for k, v in perplexities_of({d: m.result() for d, m in means.items()}).items()}
     speeds = [float(h["tokens_per_second"]) for h in history if h.get("tokens_per_second")]
     metrics = {**metrics, "heldout": {"texts": cfg.lm.heldout_texts, **perplexities},
                "tokens_per_second": round(float(np.mean(speeds)), 1) if speeds else None,
