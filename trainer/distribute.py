@@ -9,9 +9,12 @@ changes nothing but speed. Under multi_worker each worker builds its own part of
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 
 import tensorflow as tf
 import tf_keras
@@ -89,6 +92,20 @@ def per_worker(strategy: tf.distribute.Strategy, make):
         return make(Shard(context.input_pipeline_id, context.num_input_pipelines, replicas))
 
     return tf_keras.utils.experimental.DatasetCreator(dataset_fn)
+
+
+@contextlib.contextmanager
+def output_dir(run_dir: str, chief: bool):
+    """Where this process saves checkpoints and logs: run_dir on the chief; on another worker a temporary
+    directory, removed at the end (under multi_worker every worker saves: saving takes part in collectives)."""
+    if chief:
+        yield run_dir
+        return
+    out = tempfile.mkdtemp(prefix="worker-")
+    try:
+        yield out
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -14,8 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -29,7 +27,7 @@ from dataset.corpus import Corpus
 from dataset.tokenizer import Vocabulary
 from model.lstm_lm import LSTMLanguageModel, draw_log_uniform
 from trainer.checkpointing import ResumesMidEpoch, finishing_on_signals, remove_unfinished_writes, run_dir_lock
-from trainer.distribute import is_chief, make_strategy, per_worker
+from trainer.distribute import is_chief, make_strategy, output_dir, per_worker
 from trainer.families import family, text_tokenizer
 from trainer.init_from import read_language_model
 from trainer.optimizers import make_optimizer
@@ -198,7 +196,6 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             held.enter_context(run_dir_lock(run_dir))
             save_config(cfg, os.path.join(run_dir, "config.yaml"))
             vocab.save(os.path.join(run_dir, "vocab.tsv"))
-        out_dir = run_dir if chief else tempfile.mkdtemp(prefix="worker-")  # every worker saves; the chief here
         if chief:
             log.info("run directory: %s", os.path.abspath(run_dir))
         d, k = cfg.data, cfg.lm.heldout_texts
@@ -219,12 +216,9 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             return per_worker(strategy, lambda shard: worker_stream(start_step, shard)), heldout_stream(cfg, corpus,
                                                                                                         chunks)
 
-        try:
+        with output_dir(run_dir, chief) as out_dir:
             metrics = fit(cfg, model, streams, spe, run_dir, out_dir, resume, MONITOR, "min",
                           corpus_fingerprint(corpus), best=model.network, callbacks_first=[TokensPerSecond()])
-        finally:
-            if not chief:
-                shutil.rmtree(out_dir, ignore_errors=True)
         if not chief:
             return {}
         with finishing_on_signals(run_dir):

@@ -11,8 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 import tf_keras
@@ -36,7 +34,7 @@ from trainer.checkpointing import (
     steps_taken,
     stop_on_signals,
 )
-from trainer.distribute import is_chief, make_strategy, per_worker
+from trainer.distribute import is_chief, make_strategy, output_dir, per_worker
 from trainer.evaluate import evaluate_split
 from trainer.families import Prepared, family, make_model
 from trainer.init_from import check_language_model_run
@@ -122,15 +120,10 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
             make_run_dir(run_dir)
             held.enter_context(run_dir_lock(run_dir))
             write_run_files(cfg, prepared, run_dir)
-        # Multi-worker: every worker saves (saving takes part in collectives), only the chief into run_dir.
-        out_dir = run_dir if chief else tempfile.mkdtemp(prefix="worker-")
         if chief:
             log.info("run directory: %s", os.path.abspath(run_dir))
-        try:
+        with output_dir(run_dir, chief) as out_dir:
             model, metrics = _train(cfg, prepared, strategy, run_dir, out_dir, resume)
-        finally:
-            if not chief:
-                shutil.rmtree(out_dir, ignore_errors=True)
         if not chief:
             return {}
         with finishing_on_signals(run_dir):
