@@ -14,7 +14,7 @@ import sys
 import pytest
 from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
 
-MIRRORED = """
+TWO_DEVICES = """
 import json, sys
 sys.path.insert(0, {root!r})
 import trainer
@@ -22,19 +22,16 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
-from core.loader import config_from_dict
-from dataset.streams import training_stream
-from trainer.run import build_model, prepare
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collectives share keys
-results = {{}}
-for name, raw in json.loads(sys.argv[1]).items():
-    cfg = config_from_dict(raw)
-    prepared = prepare(cfg)
-    batch = next(iter(training_stream(cfg, prepared.data, prepared.text_encoder)))
-    one = build_model(cfg, prepared, 2)
+
+
+# One training step on `batch` of a model `build()` makes, on one device and under the strategy, from the same
+# weights: how far the two ended apart, how far each variable moved, and both steps' logs.
+def step_on_one_and_two_devices(build, batch):
+    one = build()
     with strategy.scope():
-        two = build_model(cfg, prepared, 2)
+        two = build()
     for a, b in zip(one.trainable_variables, two.trainable_variables):
         b.assign(a)
     before = [v.numpy() for v in one.trainable_variables]
@@ -42,13 +39,37 @@ for name, raw in json.loads(sys.argv[1]).items():
         model.run_eagerly = True  # tracing a mirrored step costs ~50 s; the traced path: test_distribute_workers.py
         model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
     after_one, after_two = ([v.numpy() for v in m.trainable_variables] for m in (one, two))
-    results[name] = {{
+    return {{
         "replicas": strategy.num_replicas_in_sync,
-        "rows": int(batch[1].shape[0]),
         "max_diff": max(float(np.abs(a - b).max()) for a, b in zip(after_one, after_two)),
         "smallest_change": min(float(np.abs(a - b).max()) for a, b in zip(after_one, before)),
         "logs": [{{k: float(v[0]) for k, v in m.history.history.items()}} for m in (one, two)],
     }}
+"""
+
+
+def on_two_devices(script: str, payload) -> dict:
+    """Runs TWO_DEVICES + `script` in a subprocess with `payload` (JSON) as its argument; returns what it printed
+    after "RESULTS "."""
+    done = subprocess.run([sys.executable, "-c", (TWO_DEVICES + script).format(root=ROOT), json.dumps(payload)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return json.loads(lines[0][len("RESULTS "):])
+
+
+MIRRORED = """
+from core.loader import config_from_dict
+from dataset.streams import training_stream
+from trainer.run import build_model, prepare
+
+results = {{}}
+for name, raw in json.loads(sys.argv[1]).items():
+    cfg = config_from_dict(raw)
+    prepared = prepare(cfg)
+    batch = next(iter(training_stream(cfg, prepared.data, prepared.text_encoder)))
+    results[name] = {{"rows": int(batch[1].shape[0]),
+                     **step_on_one_and_two_devices(lambda: build_model(cfg, prepared, 2), batch)}}
 print("RESULTS " + json.dumps(results))
 """
 
@@ -65,11 +86,7 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
     configs = {"random+vat": tiny_config_dict(files, regs, data={"num_labeled": 32, "batch_size": 7},
                                                   model={"name": "lstm", "normalize_embeddings": False},
                                                   train={"optimizer": "sgd", "learning_rate": 0.5})}
-    done = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT), json.dumps(configs)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    results = json.loads(lines[0][len("RESULTS "):])
+    results = on_two_devices(MIRRORED, configs)
     for name, r in results.items():
         assert r["replicas"] == 2 and r["rows"] == 7
         assert r["smallest_change"] > 1e-4, (name, r)  # every variable moved ...
@@ -86,13 +103,6 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
 
 
 LM_MIRRORED = """
-import json, sys
-sys.path.insert(0, {root!r})
-import trainer
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import numpy as np
 from core.loader import config_from_dict
 from trainer.families import family
 from trainer.lm_run import MAX_TEXT_TOKENS, build_language_model, prepare_language_model, token_chunks
@@ -101,23 +111,9 @@ cfg = config_from_dict(json.loads(sys.argv[1]))
 corpus, vocab, _ = prepare_language_model(cfg)
 chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS), cfg.data.max_length)
 batch = next(iter(chunks(corpus.lines()).batch(7)))
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-one = build_language_model(cfg, vocab, 10)
-with strategy.scope():
-    two = build_language_model(cfg, vocab, 10)
-for a, b in zip(one.trainable_variables, two.trainable_variables):
-    b.assign(a)
-before = [v.numpy() for v in one.trainable_variables]
-for model in (one, two):
-    model.run_eagerly = True
-    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
-after_one, after_two = ([v.numpy() for v in m.trainable_variables] for m in (one, two))
 print("RESULTS " + json.dumps({{
-    "replicas": strategy.num_replicas_in_sync,
     "tokens": [int(np.count_nonzero(batch.numpy()[:4])), int(np.count_nonzero(batch.numpy()[4:]))],
-    "max_diff": max(float(np.abs(a - b).max()) for a, b in zip(after_one, after_two)),
-    "smallest_change": min(float(np.abs(a - b).max()) for a, b in zip(after_one, before)),
-    "logs": [{{k: float(v[0]) for k, v in m.history.history.items()}} for m in (one, two)],
+    **step_on_one_and_two_devices(lambda: build_language_model(cfg, vocab, 10), batch),
 }}))
 """
 
@@ -133,11 +129,7 @@ def test_a_language_model_step_on_two_devices_equals_one_device(tmp_path):
            "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.0},
            "lm": {"softmax_samples": 8, "heldout_texts": 4},
            "train": {"optimizer": "sgd", "learning_rate": 0.5}}
-    done = subprocess.run([sys.executable, "-c", LM_MIRRORED.format(root=ROOT), json.dumps(cfg)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    r = json.loads(lines[0][len("RESULTS "):])
+    r = on_two_devices(LM_MIRRORED, cfg)
     # the replicas' shares of the tokens (4 rows, 3 rows) are not their shares of the rows; clipping (train.clip_norm
     # 1) is active on the sparse table gradient, whose slices come from both replicas
     assert r["replicas"] == 2 and r["tokens"][0] * 3 != r["tokens"][1] * 4
