@@ -103,12 +103,17 @@ class LanguageModelTrainer(ResumesMidEpoch, tf_keras.Model):
         return {"loss": self.loss_tracker.result(), "tokens": self.tokens.result()}
 
     def test_step(self, ids):
-        for d, per_token in self.network.losses_per_token(ids, training=False).items():
-            self.cross_entropy[d].update_state(per_token)
+        add_cross_entropies(self.network, ids, self.cross_entropy)
         return self.perplexities()
 
     def perplexities(self) -> dict:
         return perplexities_of({d: m.result() for d, m in self.cross_entropy.items()})
+
+
+def add_cross_entropies(network: LSTMLanguageModel, ids, means: dict) -> None:
+    """Adds a batch's exact per-token cross-entropies to each direction's Mean in `means`."""
+    for d, per_token in network.losses_per_token(ids, training=False).items():
+        means[d].update_state(per_token)
 
 
 def perplexities_of(means: dict) -> dict:
@@ -246,8 +251,7 @@ def _finish(cfg: Config, model: LanguageModelTrainer, heldout, run_dir: str, met
     read_language_model(model.network, run_dir)
     means = {d: tf_keras.metrics.Mean() for d in model.network.directions}
     for batch in heldout:
-        for d, per_token in model.network.losses_per_token(batch, training=False).items():
-            means[d].update_state(per_token)
+        add_cross_entropies(model.network, batch, means)
     perplexities = {k: round(float(v), 3) for k, v in perplexities_of({d: m.result() for d, m in means.items()}).items()}
     speeds = [float(h["tokens_per_second"]) for h in history if h.get("tokens_per_second")]
     metrics = {**metrics, "heldout": {"texts": cfg.lm.heldout_texts, **perplexities},
