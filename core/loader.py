@@ -428,8 +428,10 @@ def _resolve_model(cfg: Config, source: str) -> None:
         m.pooling = backbone.poolings[0]
     if m.pooling not in backbone.poolings:
         raise UserError(f"model.pooling: '{m.pooling}' is not one of {', '.join(backbone.poolings)} for {m.name}")
-    if m.normalize_embeddings is None:  # a language model normalizes like the classifiers it starts
-        m.normalize_embeddings = (bool(cfg.active_regularizers) or cfg.task == "lm") and not backbone.hugging_face
+    if m.normalize_embeddings is None:  # a language model normalizes like the classifiers it starts, and they
+        # follow it (model.init_from checks the two agree)
+        m.normalize_embeddings = ((bool(cfg.active_regularizers) or cfg.task == "lm" or bool(m.init_from))
+                                  and not backbone.hugging_face)
     if m.init_from and (backbone.hugging_face or m.vocab_file or m.pretrained_embeddings):
         raise UserError(f"{source}: model.init_from starts an LSTM from a language-model run's vocabulary and "
                         "weights; it does not combine with model.vocab_file, pretrained_embeddings or "

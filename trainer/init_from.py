@@ -16,15 +16,20 @@ from dataset.tokenizer import Vocabulary
 from model.lstm_lm import LSTMLanguageModel, directions
 from trainer.checkpointing import read_weights
 
-# The settings a classifier must share with the language model it starts from.
-SHARED = {"model": ("embedding_dim", "hidden_size", "num_layers"),
+# The settings a classifier must share with the language model it starts from. normalize_embeddings too: the table
+# is handed over raw, at the scale the language model trained it (its normalized lookup is the same function only
+# under the same normalization with the same counts).
+SHARED = {"model": ("embedding_dim", "hidden_size", "num_layers", "normalize_embeddings"),
           "data": ("tokenizer", "lowercase", "split_punctuation", "strip_html")}
 
 
 @dataclass
 class LanguageModelWeights:
-    """What a classifier takes from a language-model run: the vocabulary, the embedding table as the language
-    model used it (normalized where it normalized) and, per direction, each LSTM layer's weights."""
+    """What a classifier takes from a language-model run: the vocabulary (with the counts that weight the
+    normalization), the raw embedding table (the parameter, at the scale the language model trained it: a
+    normalized table handed over as the raw one would be normalized again, and Adam, which moves a weight by about
+    the learning rate, would move embeddings of spread 1 many times slower than the language model's) and, per
+    direction, each LSTM layer's weights."""
     vocab: Vocabulary
     table: np.ndarray
     lstm: dict[str, list[list[np.ndarray]]]
@@ -67,6 +72,6 @@ def read_language_model_run(cfg: Config) -> LanguageModelWeights:
     network = LSTMLanguageModel(lm.model, len(vocab), counts=vocab.counts)
     network(network.example_inputs())
     read_language_model(network, run_dir)
-    return LanguageModelWeights(vocab, network.embedding.normalized_table().numpy(),
+    return LanguageModelWeights(vocab, network.embedding.table.numpy(),
                                 {d: [[w.numpy() for w in layer.weights] for layer in network.stacks[d]]
                                  for d in directions(cfg.model.name)})
