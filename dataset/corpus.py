@@ -118,31 +118,43 @@ class Corpus:
         stripped = from_files.filter(lambda t: tf.strings.length(tf.strings.strip(t)) > 0)
         return texts.concatenate(stripped)
 
-    def shard_lines(self, shard: Shard | None, skip: int = 0) -> tf.data.Dataset:
-        """The texts one worker reads, after the first `skip`: with at least as many files as workers (and no
-        skip), worker i reads only files i, i + count, ... (and the same share of the in-memory texts); else
-        every worker reads the files and keeps every count-th text."""
+    def heldout(self, count: int, seed: int, total: int | None = None) -> np.ndarray:
+        """A fixed random sample of `count` of the corpus's texts (a language model's held-out texts): a mask, one
+        bool per text in `lines()` order, drawn with `seed` (the same for every run of the same corpus and
+        seed). Not the first texts: a corpus sorted by anything (IMDB's training file is sorted by label) would
+        hold out a biased slice. `total`: the corpus's count() where it is known."""
+        total = self.count() if total is None else total
+        mask = np.zeros(total, bool)
+        mask[np.random.default_rng(seed).choice(total, size=min(count, total), replace=False)] = True
+        return mask
+
+    def shard_lines(self, shard: Shard | None, exclude: np.ndarray | None = None) -> tf.data.Dataset:
+        """The texts one worker reads, less those where `exclude` (a mask over `lines()`, e.g. `heldout`) is
+        true: with at least as many files as workers (and nothing excluded), worker i reads only files i,
+        i + count, ... (and the same share of the in-memory texts); else every worker reads the files and keeps
+        every count-th text."""
+        lines = self.lines() if exclude is None else where(self.lines(), exclude, False)
         if shard is None or shard.count == 1:
-            return self.lines().skip(skip)
-        if skip == 0 and len(self.files) >= shard.count:
+            return lines
+        if exclude is None and len(self.files) >= shard.count:
             own = Corpus(self.files[shard.index::shard.count], self.texts[shard.index::shard.count], self.text_column)
             log.info("data.unlabeled: worker %d of %d reads %s", shard.index, shard.count, own.describe())
             return own.lines()
         log.info("data.unlabeled: %d file(s) for %d workers: every worker reads all of them and keeps 1 text in "
                  "%d (give at least as many files as workers for each to read only its own)",
                  len(self.files), shard.count, shard.count)
-        return self.lines().skip(skip).shard(shard.count, shard.index)
+        return lines.shard(shard.count, shard.index)
 
-    def stream(self, batch_size: int, seed: int, buffer: int, start_step: int = 0, skip: int = 0,
+    def stream(self, batch_size: int, seed: int, buffer: int, start_step: int = 0, exclude: np.ndarray | None = None,
                items=None, shard: Shard | None = None) -> tf.data.Dataset:
         """Endless full batches (B,) of texts from batch `start_step` on: pass after pass over the corpus, each
         cut into windows of `buffer` consecutive texts, every window in an order drawn by a stateless permutation
         seeded by (seed, pass, window), so that the stream depends on nothing else (a resumed run in a new
-        process, whatever TensorFlow's global seed, sees the same batches). The first `skip` texts are left out
-        (a held-out slice); `items`, if given, maps the stream of texts to the stream of what is batched (a
+        process, whatever TensorFlow's global seed, sees the same batches). The texts where `exclude` is true are left out
+        (a held-out sample); `items`, if given, maps the stream of texts to the stream of what is batched (a
         language model's token chunks), before the windows are shuffled. With `shard`, batches of the worker's
         share of B from its own texts (`shard_lines`), for its replicas to split (`shard.local()`)."""
-        lines = self.shard_lines(shard, skip)
+        lines = self.shard_lines(shard, exclude)
         if items is not None:
             lines = items(lines)
 
@@ -192,6 +204,18 @@ class Corpus:
                                             f"'{self.text_column}'")
             except (OSError, EOFError, zlib.error) as e:
                 raise UserError(f"{path}: cannot be read ({e})") from None
+
+
+def where(lines: tf.data.Dataset, mask: np.ndarray, value: bool) -> tf.data.Dataset:
+    """The texts of `lines` at the positions i where mask[i] is `value` (positions past the mask: not `value`)."""
+    table = tf.constant(mask, tf.bool)
+
+    def keep(i, _):
+        inside = i < tf.size(table, out_type=tf.int64)
+        return tf.equal(tf.logical_and(inside, tf.gather(table, tf.minimum(i, tf.size(table, out_type=tf.int64) - 1))),
+                        value)
+
+    return lines.enumerate().filter(keep).map(lambda _, text: text)
 
 
 def _check_readable(path: str) -> None:

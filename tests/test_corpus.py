@@ -7,12 +7,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT
 
 from core.errors import UserError
-from dataset.corpus import Corpus
+from dataset.corpus import Corpus, where
 from dataset.pipeline import Shard
 from dataset.tokenizer import TextTokenizer, Vocabulary
 
@@ -137,9 +138,24 @@ def test_each_worker_reads_only_its_own_files_and_together_they_read_each_text_o
 def test_with_fewer_files_than_workers_each_keeps_every_other_text_after_the_held_out_slice(tmp_path):
     (tmp_path / "one.txt").write_text("".join(f"text{i}\n" for i in range(10)))
     corpus = Corpus.load(str(tmp_path / "one.txt"), "text")
-    assert texts_of(corpus.shard_lines(Shard(0, 2), skip=3)) == ["text3", "text5", "text7", "text9"]
-    assert texts_of(corpus.shard_lines(Shard(1, 2), skip=3)) == ["text4", "text6", "text8"]
-    assert texts_of(corpus.shard_lines(None, skip=8)) == ["text8", "text9"]
+    first3 = np.arange(10) < 3
+    assert texts_of(corpus.shard_lines(Shard(0, 2), first3)) == ["text3", "text5", "text7", "text9"]
+    assert texts_of(corpus.shard_lines(Shard(1, 2), first3)) == ["text4", "text6", "text8"]
+    assert texts_of(corpus.shard_lines(None, np.arange(10) < 8)) == ["text8", "text9"]
     # a worker's stream resumed at step s is the tail of its own stream
     whole = batches(corpus.stream(2, seed=1, buffer=4, shard=Shard(1, 2)), 6)
     assert batches(corpus.stream(2, seed=1, buffer=4, start_step=2, shard=Shard(1, 2)), 4) == whole[2:]
+
+
+def test_the_held_out_texts_are_a_fixed_random_sample_not_the_first_ones(tmp_path):
+    """A corpus sorted by label (as IMDB's training file is) must not hold out one label's texts."""
+    (tmp_path / "sorted.txt").write_text("".join(f"good {i}\n" for i in range(500)) + "".join(f"bad {i}\n" for i in range(500)))
+    corpus = Corpus.load(str(tmp_path / "sorted.txt"), "text")
+    mask = corpus.heldout(100, seed=7)
+    assert mask.shape == (1000,) and mask.sum() == 100
+    np.testing.assert_array_equal(mask, corpus.heldout(100, seed=7))  # the same for every run
+    assert not np.array_equal(mask, corpus.heldout(100, seed=8))
+    held = texts_of(where(corpus.lines(), mask, True))
+    kept = texts_of(corpus.shard_lines(None, mask))
+    assert len(held) == 100 and len(kept) == 900 and not set(held) & set(kept)
+    assert 30 <= sum(t.startswith("good") for t in held) <= 70  # both halves (binomial 100, 0.5: 5 sd either side)

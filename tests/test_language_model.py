@@ -24,12 +24,14 @@ def test_sampled_softmax_is_the_corrected_softmax_over_the_true_and_the_sampled_
     rng = np.random.default_rng(0)
     V, H = 7, 3
     h, w, b = rng.normal(size=(2, H)), rng.normal(size=(V, H)), rng.normal(size=V)
-    targets, sampled = np.array([4, 1]), np.array([0, 4, 6])
+    targets, sampled = np.array([4, 1]), np.array([2, 4, 6])
     got = sampled_softmax_loss(*(tf.constant(x, tf.float32) for x in (h, w, b)), tf.constant(targets, tf.int64),
                                tf.constant(sampled, tf.int64)).numpy()
 
-    def log_q(c):  # expected count of class c among 3 log-uniform draws
-        return math.log(3 * (math.log(c + 2) - math.log(c + 1)) / math.log(V + 1))
+    def log_q(c):  # expected count of word c (rank c - 2 of the V - 2 words) among 3 log-uniform draws
+        if c == 1:
+            return 0.0  # out-of-vocabulary is never drawn: its logit is not corrected
+        return math.log(3 * (math.log(c) - math.log(c - 1)) / math.log(V - 2 + 1))
 
     for n, y in enumerate(targets):
         true = h[n] @ w[y] + b[y] - log_q(y)
@@ -38,11 +40,12 @@ def test_sampled_softmax_is_the_corrected_softmax_over_the_true_and_the_sampled_
         assert got[n] == pytest.approx(want, rel=1e-5)
 
 
-def test_log_uniform_draws_are_stateless_in_range_and_favour_frequent_ids():
-    a = draw_log_uniform(1000, 20000, tf.constant([3, 5], tf.int64)).numpy()
-    assert (a == draw_log_uniform(1000, 20000, tf.constant([3, 5], tf.int64)).numpy()).all()
-    assert a.min() >= 0 and a.max() < 1000
-    assert (a < 10).mean() == pytest.approx(math.log(11) / math.log(1001), abs=0.02)  # P(id < k) = log(k+1)/log(V+1)
+def test_log_uniform_draws_are_stateless_words_only_and_favour_frequent_ids():
+    a = draw_log_uniform(1002, 20000, tf.constant([3, 5], tf.int64)).numpy()
+    assert (a == draw_log_uniform(1002, 20000, tf.constant([3, 5], tf.int64)).numpy()).all()
+    assert a.min() == 2 and a.max() < 1002  # never padding (0) or out-of-vocabulary (1)
+    # over the W = 1000 words, P(rank < k) = log(k + 1) / log(W + 1); rank = id - 2
+    assert (a < 2 + 10).mean() == pytest.approx(math.log(11) / math.log(1001), abs=0.02)
 
 
 def test_the_backward_direction_reads_the_real_tokens_in_reverse():
@@ -94,13 +97,16 @@ def test_the_held_out_perplexity_is_the_exact_softmax_formula(lm_setup):
 
     _, _, reference = lm_setup
     cfg = load_config(str(reference / "config.yaml"))
-    corpus, vocab, _ = prepare_language_model(cfg)
+    corpus, vocab, heldout = prepare_language_model(cfg)
     network = LSTMLanguageModel(cfg.model, len(vocab), counts=vocab.counts)
     network(network.example_inputs())
     read_language_model(network, str(reference))
     total, count = {}, {}
     encoder = TextEncoder(TextTokenizer("word"), vocab.tokens, 10_000)
-    for texts in corpus.lines().take(cfg.lm.heldout_texts).batch(2):
+    texts_in_order = list(corpus.lines().as_numpy_iterator())
+    held = [t for t, out in zip(texts_in_order, heldout) if out]
+    assert len(held) == cfg.lm.heldout_texts == heldout.sum()
+    for texts in tf.data.Dataset.from_tensor_slices(held).batch(2):
         ids = encoder(texts)["token_ids"].numpy()
         # every text cut into chunks of max_length tokens, written out here
         chunks = [row[i:i + cfg.data.max_length] for row in ids for i in range(0, len(row), cfg.data.max_length)]
@@ -168,8 +174,13 @@ def test_a_classifier_starts_from_the_language_models_vocabulary_embeddings_and_
     network(network.example_inputs())
     read_language_model(network, str(reference))
     clf = model.classifier
-    # the embeddings the language model used (normalized) are the classifier's table
-    np.testing.assert_allclose(clf.embedding.table.numpy(), network.embedding.normalized_table().numpy(), atol=1e-6)
+    # the raw table is handed over at its own scale (not the normalized one, which would be normalized again and
+    # leave a parameter of spread 1 that Adam hardly moves), and the lookup is the language model's
+    assert clf.embedding.normalize and network.embedding.normalize
+    np.testing.assert_array_equal(clf.embedding.table.numpy(), network.embedding.table.numpy())
+    ids = tf.constant([[2, 3, 4, len(prepared.vocab) - 1]])
+    np.testing.assert_allclose(clf.embedding(ids).numpy(), network.embedding(ids).numpy(), atol=1e-6)
+    assert network.embedding.table.numpy()[2:].std() < 0.5  # a raw table: far from the spread 1 of a normalized one
     layer = clf.backbone.layers_[0]
     for mine, lm in ((layer.forward_layer, network.stacks["forward"][0]), (layer.backward_layer, network.stacks["backward"][0])):
         for a, b in zip(mine.weights, lm.weights):
@@ -210,11 +221,11 @@ def test_an_epoch_is_one_pass_over_the_training_chunks(lm_setup):
 
     _, _, reference = lm_setup
     cfg = load_config(str(reference / "config.yaml"))
-    corpus, vocab, _ = prepare_language_model(cfg)
+    corpus, vocab, heldout = prepare_language_model(cfg)
     encoder = TextEncoder(TextTokenizer("word"), vocab.tokens, 10_000)
-    texts = list(corpus.lines().skip(cfg.lm.heldout_texts).as_numpy_iterator())
+    texts = [t for t, out in zip(corpus.lines().as_numpy_iterator(), heldout) if not out]
     lengths = [int((encoder(tf.constant([t]))["token_ids"].numpy() != 0).sum()) for t in texts]
     L = cfg.data.max_length  # a text of n tokens: ceil(n / L) chunks, less a last one of a single token
     want = sum(-(-n // L) - (1 if n % L == 1 else 0) for n in lengths)
     chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=10_000), L)
-    assert count_chunks(corpus, chunks, cfg.lm.heldout_texts) == want
+    assert count_chunks(corpus, chunks, heldout) == want

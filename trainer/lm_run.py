@@ -3,8 +3,8 @@ classifiers from (model.init_from). It is a run like a classifier's: a run direc
 vocab.tsv, TensorBoard (loss, held-out perplexity, tokens per second), atomic checkpoints, --resume exact
 (the corpus stream and the sampled classes follow the step), one line for a user's mistake, metrics.json last.
 
-The corpus's first lm.heldout_texts texts are held out: the perplexity on them (exact softmax) picks the best
-epoch, whose weights are checkpoints/best.
+A fixed random sample of lm.heldout_texts of the corpus's texts (drawn with data.seed) is held out: the perplexity
+on it (exact softmax) picks the best epoch, whose weights are checkpoints/best.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import tf_keras
 from core.errors import UserError
 from core.loader import save_config
 from core.schema import Config
-from dataset.corpus import Corpus
+from dataset.corpus import Corpus, where
 from dataset.tokenizer import Vocabulary
 from model.lstm_lm import LSTMLanguageModel, draw_log_uniform
 from trainer.checkpointing import ResumesMidEpoch, finishing_on_signals, remove_unfinished_writes, run_dir_lock
@@ -136,16 +136,17 @@ class TokensPerSecond(tf_keras.callbacks.Callback):
             logs["tokens_per_second"] = float(logs["tokens"]) / max(1e-9, time.time() - self.start)
 
 
-def count_chunks(corpus: Corpus, chunks, heldout: int) -> int:
-    """The number of training chunks (one pass over the corpus, in the graph): an epoch is one pass over them."""
-    n = int(chunks(corpus.lines().skip(heldout)).reduce(np.int64(0), lambda total, _: total + 1))
+def count_chunks(corpus: Corpus, chunks, heldout: np.ndarray) -> int:
+    """The number of training chunks (one pass over the corpus less the `heldout` texts, in the graph): an epoch
+    is one pass over them."""
+    n = int(chunks(corpus.shard_lines(None, heldout)).reduce(np.int64(0), lambda total, _: total + 1))
     log.info("language model: %d chunks to train on (an epoch)", n)
     return n
 
 
 def prepare_language_model(cfg: Config, vocab_file: str | None = None):
     """The corpus, its vocabulary (counted in one streaming pass, or read from `vocab_file` or model.vocab_file)
-    and the number of texts to train on (after the held-out slice); user mistakes are one line, before the run
+    and its held-out texts (a mask over them, Corpus.heldout); user mistakes are one line, before the run
     directory exists."""
     d = cfg.data
     corpus = Corpus.load(d.unlabeled, d.text_column)
@@ -161,7 +162,7 @@ def prepare_language_model(cfg: Config, vocab_file: str | None = None):
                         "give more text or hold out fewer")
     log.info("language model: %d texts (%s), %d held out; vocabulary %d tokens", n, corpus.describe(),
              cfg.lm.heldout_texts, len(vocab))
-    return corpus, vocab, n - cfg.lm.heldout_texts
+    return corpus, vocab, corpus.heldout(cfg.lm.heldout_texts, cfg.data.seed, total=n)
 
 
 def corpus_fingerprint(corpus: Corpus) -> str:
@@ -195,7 +196,7 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             check_resumable(run_dir)
             remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
         # a resumed run reads its own vocabulary instead of counting the corpus again
-        corpus, vocab, n = prepare_language_model(cfg, os.path.join(run_dir, "vocab.tsv") if resume else None)
+        corpus, vocab, heldout = prepare_language_model(cfg, os.path.join(run_dir, "vocab.tsv") if resume else None)
         if chief and not resume:
             make_run_dir(run_dir)
             held.enter_context(run_dir_lock(run_dir))
@@ -203,22 +204,22 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             vocab.save(os.path.join(run_dir, "vocab.tsv"))
         if chief:
             log.info("run directory: %s", os.path.abspath(run_dir))
-        d, k = cfg.data, cfg.lm.heldout_texts
+        d = cfg.data
         chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
                               d.max_length)
-        spe = cfg.train.steps_per_epoch or max(1, count_chunks(corpus, chunks, k) // d.batch_size)
+        spe = cfg.train.steps_per_epoch or max(1, count_chunks(corpus, chunks, heldout) // d.batch_size)
         with strategy.scope():
             model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
 
         def worker_stream(start_step, shard):
-            train = corpus.stream(d.batch_size, cfg.train.seed, d.shuffle_buffer, start_step, skip=k, items=chunks,
+            train = corpus.stream(d.batch_size, cfg.train.seed, d.shuffle_buffer, start_step, exclude=heldout, items=chunks,
                                   shard=shard)
             if shard is not None and shard.replicas > 1:
                 train = train.flat_map(shard.local().pieces)
             return train.prefetch(tf.data.AUTOTUNE)
 
         def streams(start_step):
-            return per_worker(strategy, lambda shard: worker_stream(start_step, shard)), heldout_stream(cfg, corpus,
+            return per_worker(strategy, lambda shard: worker_stream(start_step, shard)), heldout_stream(cfg, corpus, heldout,
                                                                                                         chunks)
 
         with output_dir(run_dir, chief) as out_dir:
@@ -227,32 +228,40 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
         if not chief:
             return {}
         with finishing_on_signals(run_dir):
-            return _finish(cfg, model, heldout_stream(cfg, corpus, chunks), run_dir, metrics)
+            return _finish(cfg, model, heldout_stream(cfg, corpus, heldout, chunks), run_dir, metrics)
 
 
-def heldout_stream(cfg: Config, corpus: Corpus, chunks) -> tf.data.Dataset:
-    """The held-out texts' chunks (the corpus's first lm.heldout_texts texts), in batches of a quarter of the
-    training batch; under multi_worker the workers split each batch (never the files: the texts are the first
-    ones of the whole corpus)."""
-    heldout = chunks(corpus.lines().take(cfg.lm.heldout_texts)).batch(max(1, cfg.data.batch_size // 4))
+def heldout_stream(cfg: Config, corpus: Corpus, heldout: np.ndarray, chunks) -> tf.data.Dataset:
+    """The held-out texts' chunks (where the mask `heldout` is true), in batches of a quarter of the training
+    batch; under multi_worker the workers split each batch (never the files: the texts are a sample of the
+    whole corpus)."""
+    heldout = chunks(where(corpus.lines(), heldout, True)).batch(max(1, cfg.data.batch_size // 4))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return heldout.with_options(options)
 
 
 def _finish(cfg: Config, model: LanguageModelTrainer, heldout, run_dir: str, metrics: dict) -> dict:
-    """The best epoch's weights evaluated on the held-out texts (on this process alone, with metrics of its own);
-    metrics.json, written last."""
+    """The best epoch's held-out perplexities (as its validation measured them: the best weights are that epoch's,
+    so they are not evaluated again; evaluated on this process alone where history.csv lacks them); metrics.json,
+    written last."""
     history = []
     history_csv = os.path.join(run_dir, "history.csv")
     if os.path.exists(history_csv):
         with open(history_csv, encoding="utf-8", newline="") as f:
             history = list(csv.DictReader(f))
-    read_language_model(model.network, run_dir)
-    means = {d: tf_keras.metrics.Mean() for d in model.network.directions}
-    for batch in heldout:
-        add_cross_entropies(model.network, batch, means)
-    perplexities = {k: round(float(v), 3) for k, v in perplexities_of({d: m.result() for d, m in means.items()}).items()}
+    keys = ["perplexity"] + ([f"{d}_perplexity" for d in model.network.directions]
+                             if len(model.network.directions) > 1 else [])
+    best = history[metrics["best_epoch"] - 1] if len(history) >= metrics["best_epoch"] else {}
+    if all(best.get(f"val_{k}") for k in keys):
+        perplexities = {k: round(float(best[f"val_{k}"]), 3) for k in keys}
+    else:
+        read_language_model(model.network, run_dir)
+        means = {d: tf_keras.metrics.Mean() for d in model.network.directions}
+        for batch in heldout:
+            add_cross_entropies(model.network, batch, means)
+        perplexities = {k: round(float(v), 3)
+                        for k, v in perplexities_of({d: m.result() for d, m in means.items()}).items()}
     speeds = [float(h["tokens_per_second"]) for h in history if h.get("tokens_per_second")]
     metrics = {**metrics, "heldout": {"texts": cfg.lm.heldout_texts, **perplexities},
                "tokens_per_second": round(float(np.mean(speeds)), 1) if speeds else None,
