@@ -70,7 +70,7 @@ class Backbone:
     bidirectional: bool = False
 
 
-_LSTM = Backbone("trainer.families:LSTMFamily", False, ("max", "last", "mean"), LSTM_RADII,
+_LSTM = Backbone("trainer.families:LSTMFamily", False, ("max", "last", "mean", "concat"), LSTM_RADII,
                  (0.0, 1.0, 2.0, 5.0, 10.0), (0.0, 0.01, 0.02, 0.05, 0.1))
 BACKBONES = {
     "lstm": _LSTM,

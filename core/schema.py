@@ -73,8 +73,9 @@ class ModelConfig:
     num_layers: int = setting(1, min=1)
     dropout: float = setting(0.2, min=0.0, max=0.99)
     head_dropout: float = setting(0.2, min=0.0, max=0.99)
-    # None: 'max' for the LSTMs, 'cls' for Hugging Face encoders.
-    pooling: str | None = setting(None, choices=("last", "max", "mean", "cls", "first_token"))
+    # None: 'max' for the LSTMs, 'cls' for Hugging Face encoders. LSTMs: 'concat' is [last, max, mean] (ULMFiT),
+    # three times the features; 'mean' or 'concat' suit an LSTM started from a language model (init_from).
+    pooling: str | None = setting(None, choices=("last", "max", "mean", "concat", "cls", "first_token"))
     # None: on exactly when a regularizer perturbs the embeddings (Miyato et al. 2017). LSTMs only.
     normalize_embeddings: bool | None = None
     pretrained_embeddings: str | None = None
@@ -144,9 +145,12 @@ class TrainConfig:
     # 'linear': warm up over warmup_ratio of the steps, then decay linearly to 0 (BERT fine-tuning).
     lr_schedule: str = setting("constant", choices=("constant", "linear"))
     warmup_ratio: float = setting(0.0, min=0.0, max=1.0)
-    # Hugging Face encoders with adamw: encoder layer i learns at decay ** (L - i) times the rate of the
-    # head, the embeddings at decay ** (L + 1).
+    # Layer-wise learning rates (adam or adamw): layer i of L (encoder or LSTM layers) learns at decay ** (L - i)
+    # times the rate of the head, the embeddings at decay ** (L + 1).
     layerwise_lr_decay: float | None = setting(None, min_exclusive=0.0, max=1.0)
+    # ULMFiT's gradual unfreezing (adam or adamw): the first epoch trains the head alone, each later epoch one
+    # layer more from the top (the embeddings last). For a classifier started from pretrained weights.
+    gradual_unfreezing: bool = False
 
 
 ATTACKS = ("fgsm", "fgm", "pgd")

@@ -29,13 +29,14 @@ class LSTMBackbone(tf_keras.layers.Layer):
         hidden_size: units per direction.
         num_layers: stacked layers, dropout between them.
         bidirectional: run a backward LSTM too and concatenate.
-        pooling: 'last' (the final valid step of each direction), 'max' or 'mean' over valid steps.
+        pooling: 'last' (the final valid step of each direction), 'max' or 'mean' over valid steps, or 'concat',
+            [last, max, mean] (ULMFiT's concat pooling, Howard and Ruder 2018).
         dropout: dropout between stacked layers.
     """
 
     def __init__(self, hidden_size, num_layers=1, bidirectional=True, pooling="max", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.pooling = pooling
+        self.pooling, self.bidirectional = pooling, bidirectional
         self.layers_ = []
         for i in range(num_layers):
             return_sequences = pooling != "last" or i < num_layers - 1
@@ -59,4 +60,21 @@ class LSTMBackbone(tf_keras.layers.Layer):
             if i:
                 x = self.dropout(x, training=training)
             x = layer(x, mask=mask, training=training)
-        return x if self.pooling == "last" else masked_pool(x, mask, self.pooling)
+        if self.pooling == "last":
+            return x
+        if self.pooling == "concat":
+            return tf.concat([last_valid(x, mask, self.bidirectional), masked_pool(x, mask, "max"),
+                              masked_pool(x, mask, "mean")], axis=-1)
+        return masked_pool(x, mask, self.pooling)
+
+
+def last_valid(hidden, mask, bidirectional: bool):
+    """Each direction's final state from its output sequence (B, T, H or 2H), padding at the end: the forward
+    direction's at the last real token; a Bi-LSTM's backward direction (its outputs aligned with the forward's)
+    at the first."""
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    forward = tf.gather(hidden, tf.maximum(lengths - 1, 0), batch_dims=1)
+    if not bidirectional:
+        return forward
+    half = hidden.shape[-1] // 2
+    return tf.concat([forward[:, :half], hidden[:, 0, half:]], axis=-1)

@@ -48,3 +48,24 @@ def test_a_checkpoint_of_one_loads_into_the_other(tmp_path):
     fresh(x, mask=MASK)
     tf.train.Checkpoint(layer=fresh).read(path).assert_consumed()
     np.testing.assert_array_equal(fresh(x, mask=MASK).numpy(), ours(x, mask=MASK).numpy())
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_concat_pooling_is_the_final_states_then_max_then_mean_over_real_steps(bidirectional):
+    """Against Keras's own final states (return_sequences False) and max and mean written out over the real steps."""
+    x = tf.random.stateless_normal((3, 6, 4), seed=[3, 4])
+    concat = lstm.LSTMBackbone(5, bidirectional=bidirectional, pooling="concat")
+    last = lstm.LSTMBackbone(5, bidirectional=bidirectional, pooling="last")
+    concat(x, MASK)
+    last(x, MASK)
+    last.set_weights(concat.get_weights())
+    got = concat(x, MASK).numpy()
+    width = 10 if bidirectional else 5
+    assert got.shape == (3, 3 * width)
+    np.testing.assert_allclose(got[:, :width], last(x, MASK).numpy(), atol=1e-6)
+    layer = concat.layers_[0]
+    seq = layer(x, mask=MASK).numpy()
+    for row, mask in enumerate(MASK.numpy()):
+        real = seq[row][mask]
+        np.testing.assert_allclose(got[row, width:2 * width], real.max(axis=0), atol=1e-6)
+        np.testing.assert_allclose(got[row, 2 * width:], real.mean(axis=0), atol=1e-6)
