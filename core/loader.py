@@ -421,9 +421,9 @@ def _resolve_model(cfg: Config, source: str) -> None:
     if not backbone.hugging_face and (m.pretrained or m.config_overrides or m.lower_case is not None):
         raise UserError(f"{source}: model.pretrained, config_overrides and lower_case are for a Hugging Face "
                         f"encoder (model.name {_hugging_face_names()}), not {m.name}")
-    if cfg.train.layerwise_lr_decay is not None and (not backbone.hugging_face or cfg.train.optimizer != "adamw"):
-        raise UserError(f"train.layerwise_lr_decay: for a Hugging Face encoder (model.name {_hugging_face_names()}) "
-                        "with train.optimizer adamw")
+    for key in ("layerwise_lr_decay", "gradual_unfreezing"):
+        if getattr(cfg.train, key) not in (None, False) and cfg.train.optimizer == "sgd":
+            raise UserError(f"{source}: train.{key}: scales Adam's steps; use train.optimizer adam or adamw")
     if m.pooling is None:
         m.pooling = backbone.poolings[0]
     if m.pooling not in backbone.poolings:

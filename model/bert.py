@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import socket
 import urllib.parse
 
@@ -167,6 +168,10 @@ class TransformerClassifier(tf_keras.Model):
         config = self.encoder.config
         return getattr(config, "num_hidden_layers", None) or config.n_layers
 
+    def layer_depths(self) -> dict[str, int]:
+        """{variable name: depth}, for layer-wise learning rates and gradual unfreezing (encoder_depth)."""
+        return {v.name: encoder_depth(v.name, self.num_layers) for v in self.trainable_variables}
+
     def padding_mask(self, inputs):
         return tf.cast(inputs["attention_mask"], tf.bool)
 
@@ -196,3 +201,10 @@ class TransformerClassifier(tf_keras.Model):
 
     def call(self, inputs, training=False):
         return self.logits_from_embeddings(self.embed(inputs), inputs, training=training)
+
+
+def encoder_depth(name: str, num_layers: int) -> int:
+    """A Hugging Face encoder classifier's variable's depth: 0 for the embeddings, i + 1 for encoder layer i (names
+    with 'layer_._i', as in transformers' TF models), num_layers + 1 for the pooler and the head."""
+    match = re.search(r"layer_\._(\d+)/", name)
+    return int(match.group(1)) + 1 if match else (0 if "/embeddings/" in name else num_layers + 1)

@@ -42,6 +42,19 @@ class LSTMClassifier(tf_keras.Model):
         vocab_size, num_classes, counts = self._shape
         return LSTMClassifier(self.cfg, vocab_size, num_classes, counts=counts, name=f"{self.name}_twin")
 
+    @property
+    def num_layers(self) -> int:
+        return self.cfg.num_layers
+
+    def layer_depths(self) -> dict[str, int]:
+        """{variable name: depth}, for layer-wise learning rates and gradual unfreezing: 0 the embeddings, i + 1
+        LSTM layer i, num_layers + 1 the head."""
+        depths = {v.name: 0 for v in self.embedding.trainable_variables}
+        for i, layer in enumerate(self.backbone.layers_):
+            depths.update({v.name: i + 1 for v in layer.trainable_variables})
+        depths.update({v.name: self.num_layers + 1 for v in self.head.trainable_variables})
+        return depths
+
     def padding_mask(self, inputs):
         """(B, T) bool, true at real tokens."""
         return tf.not_equal(inputs["token_ids"], 0)

@@ -1,4 +1,3 @@
-import types
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from core.errors import UserError
 from core.loader import load_config
 from core.schema import TrainConfig
 from dataset.streams import training_stream
+from model.bert import encoder_depth
 from trainer.optimizers import ExactClipping, WarmupLinearDecay, layerwise_multipliers, make_optimizer
 from trainer.run import build_model, prepare
 
@@ -25,7 +25,7 @@ def test_warmup_then_linear_decay_by_hand():
 def test_layerwise_multipliers_by_depth():
     names = ["m/bert/embeddings/word_embeddings/weight:0", "m/bert/encoder/layer_._0/attention/k:0",
              "m/bert/encoder/layer_._1/output/dense/kernel:0", "m/bert/pooler/dense/kernel:0", "head/kernel:0"]
-    got = layerwise_multipliers([types.SimpleNamespace(name=n) for n in names], num_layers=2, decay=0.5)
+    got = layerwise_multipliers({n: encoder_depth(n, 2) for n in names}, num_layers=2, decay=0.5)
     assert [got[n] for n in names] == [0.125, 0.25, 0.5, 1.0, 1.0]
 
 
@@ -63,11 +63,61 @@ def test_layerwise_decay_scales_each_layers_step(tmp_path, tiny_files, tiny_bert
     assert checked >= 4
 
 
-def test_layerwise_decay_needs_bert_and_adamw(tmp_path, tiny_files):
-    cfg = tiny_config_dict(tiny_files, "none", train={"layerwise_lr_decay": 0.9})
+def test_layerwise_decay_and_gradual_unfreezing_need_adam(tmp_path, tiny_files):
+    for key, value in (("layerwise_lr_decay", 0.9), ("gradual_unfreezing", True)):
+        cfg = tiny_config_dict(tiny_files, "none", train={key: value, "optimizer": "sgd"})
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(UserError, match=f"train.{key}: .*adam"):
+            load_config(str(tmp_path / "c.yaml"))
+
+
+def _lstm_steps(tmp_path, tiny_files, train_extra, steps=1, epochs=None):
+    """The change of each variable (by its role: embedding, lstm, head) over `steps` train steps of a tiny LSTM
+    classifier (one step per epoch, so that an epoch's callbacks run between steps when `epochs`)."""
+    cfg = tiny_config_dict(tiny_files, "none", train={"clip_norm": None, **train_extra})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(UserError, match="layerwise_lr_decay"):
-        load_config(str(tmp_path / "c.yaml"))
+    config = load_config(str(tmp_path / "c.yaml"))
+    prepared = prepare(config)
+    tf_keras.utils.set_random_seed(0)
+    model = build_model(config, prepared, 2)
+    clf = model.classifier
+    roles = {"embedding": clf.embedding.table, "lstm": clf.backbone.layers_[0].trainable_variables[0],
+             "head": clf.head.kernel}
+    start = {k: v.numpy().copy() for k, v in roles.items()}
+    train_ds = training_stream(config, prepared.data, prepared.text_encoder)
+    deltas = []
+    if epochs:
+        from trainer.optimizers import GradualUnfreezing
+
+        callback = GradualUnfreezing(model.optimizer, clf.num_layers + 1)
+    for k in range(steps):
+        if epochs:
+            callback.on_epoch_begin(k)
+        model.make_train_function()(iter(train_ds.skip(k).take(1)))
+        deltas.append({r: v.numpy() - start[r] for r, v in roles.items()})
+    return deltas
+
+
+def test_layerwise_decay_scales_each_lstm_layers_step(tmp_path, tiny_files):
+    """Against plain Adam's first step from the same weights and batch: the embeddings move decay**2 times as
+    far, the LSTM decay times, the head as far."""
+    plain = _lstm_steps(tmp_path, tiny_files, {})[0]
+    decayed = _lstm_steps(tmp_path, tiny_files, {"layerwise_lr_decay": 0.5})[0]
+    assert all(np.abs(plain[r]).max() > 1e-4 for r in plain)
+    np.testing.assert_allclose(decayed["embedding"], 0.25 * plain["embedding"], rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(decayed["lstm"], 0.5 * plain["lstm"], rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(decayed["head"], plain["head"], rtol=1e-5, atol=1e-8)
+
+
+def test_gradual_unfreezing_trains_the_head_then_the_lstm_then_the_embeddings(tmp_path, tiny_files):
+    plain = _lstm_steps(tmp_path, tiny_files, {})[0]
+    first, second, third = _lstm_steps(tmp_path, tiny_files, {"gradual_unfreezing": True}, steps=3, epochs=True)
+    # epoch 1: the head alone, and it takes plain Adam's first step (the same gradient: nothing else moved)
+    assert not first["embedding"].any() and not first["lstm"].any()
+    np.testing.assert_allclose(first["head"], plain["head"], rtol=1e-5, atol=1e-8)
+    # epoch 2: the LSTM too; epoch 3: everything
+    assert not second["embedding"].any() and np.abs(second["lstm"]).max() > 1e-4
+    assert np.abs(third["embedding"]).max() > 1e-4
 
 
 def test_adamw_skips_weight_decay_on_biases_and_layer_norms():

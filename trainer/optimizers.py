@@ -1,8 +1,6 @@
 """Optimizers and learning-rate schedules: Adam, AdamW (with layer-wise learning-rate decay), SGD."""
 from __future__ import annotations
 
-import re
-
 import tensorflow as tf
 import tf_keras
 
@@ -48,7 +46,41 @@ class ExactClipping:
         return super()._clip_gradients(grads)
 
 
-class Adam(ExactClipping, tf_keras.optimizers.Adam):
+class ScaledSteps:
+    """Scales each variable's update (Adam's step does not change when a gradient is scaled, so the step itself
+    is scaled: the variable moves `scale` times as far as the plain optimizer would move it):
+    - by its layer-wise multiplier (layer-wise learning-rate decay), and
+    - by 0 while its layer is frozen (gradual unfreezing): with `depths` given, a variable of depth d moves only
+      once d >= `unfrozen_from`, a variable that GradualUnfreezing sets at each epoch's start. Its moments still
+      follow the gradients while frozen (as a plain optimizer's would).
+
+    Args:
+        multipliers: {variable name: multiplier}; variables not named keep 1.
+        depths: {variable name: depth} (0 the embeddings, 1.. the layers, the highest the head), for gradual
+            unfreezing; None: nothing is frozen.
+    """
+
+    def __init__(self, *args, multipliers: dict[str, float] | None = None, depths: dict[str, int] | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self._multipliers = dict(multipliers or {})
+        self._depths = dict(depths) if depths is not None else None
+        self.unfrozen_from = None if depths is None else tf.Variable(0, trainable=False, name="unfrozen_from")
+
+    def update_step(self, gradient, variable):
+        multiplier = self._multipliers.get(variable.name, 1.0)
+        depth = None if self._depths is None else self._depths.get(variable.name)
+        if multiplier == 1.0 and depth is None:
+            return super().update_step(gradient, variable)
+        before = tf.identity(variable)
+        super().update_step(gradient, variable)
+        scale = tf.constant(multiplier, variable.dtype)
+        if depth is not None:
+            scale *= tf.cast(depth >= self.unfrozen_from, variable.dtype)
+        variable.assign(before + scale * (variable - before))
+
+
+class Adam(ScaledSteps, ExactClipping, tf_keras.optimizers.Adam):
     pass
 
 
@@ -56,53 +88,45 @@ class SGD(ExactClipping, tf_keras.optimizers.SGD):
     pass
 
 
-class LayerwiseAdamW(ExactClipping, tf_keras.optimizers.AdamW):
-    """AdamW whose update of each variable is scaled by a multiplier (layer-wise learning-rate decay).
-
-    Adam's step does not change when a gradient is scaled, so the multiplier scales the step itself:
-    the variable moves `multiplier` times as far as plain AdamW would move it.
-
-    Args:
-        multipliers: {variable name: multiplier}; variables not named keep 1.
-    """
-
-    def __init__(self, *args, multipliers: dict[str, float] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._multipliers = dict(multipliers or {})
-
-    def update_step(self, gradient, variable):
-        multiplier = self._multipliers.get(variable.name, 1.0)
-        if multiplier == 1.0:
-            return super().update_step(gradient, variable)
-        before = tf.identity(variable)
-        super().update_step(gradient, variable)
-        variable.assign(before + multiplier * (variable - before))
+class LayerwiseAdamW(ScaledSteps, ExactClipping, tf_keras.optimizers.AdamW):
+    """AdamW with scaled steps (ScaledSteps): layer-wise learning-rate decay, gradual unfreezing."""
 
 
-def layerwise_multipliers(variables, num_layers: int, decay: float) -> dict[str, float]:
-    """decay ** (num_layers + 1 - depth) per variable: depth 0 for the embeddings, i + 1 for encoder layer
-    i (names with 'layer_._i', as in transformers' TF models), num_layers + 1 (multiplier 1) for the
-    pooler and the head."""
-    out = {}
-    for v in variables:
-        match = re.search(r"layer_\._(\d+)/", v.name)
-        depth = int(match.group(1)) + 1 if match else (0 if "/embeddings/" in v.name else num_layers + 1)
-        out[v.name] = decay ** (num_layers + 1 - depth)
-    return out
+class GradualUnfreezing(tf_keras.callbacks.Callback):
+    """ULMFiT's gradual unfreezing (Howard and Ruder 2018): the first epoch trains the head alone, each later
+    epoch unfreezes the next layer down (the top LSTM or encoder layer first, the embeddings last); from epoch
+    top + 1 on everything trains. Set at each epoch's start, so a resumed run freezes as the uninterrupted one."""
+
+    def __init__(self, optimizer, top: int):
+        super().__init__()
+        self.optimizer, self.top = optimizer, top
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.optimizer.unfrozen_from.assign(max(0, self.top - epoch))
 
 
-def make_optimizer(cfg: TrainConfig, total_steps: int | None = None, multipliers: dict | None = None):
+def layerwise_multipliers(depths: dict[str, int], num_layers: int, decay: float) -> dict[str, float]:
+    """decay ** (num_layers + 1 - depth) per variable name, from {name: depth} (a classifier's layer_depths():
+    0 the embeddings, i + 1 layer i, num_layers + 1 the head, multiplier 1)."""
+    return {name: decay ** (num_layers + 1 - depth) for name, depth in depths.items()}
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int | None = None, multipliers: dict | None = None,
+                   depths: dict | None = None):
+    """The optimizer of train.optimizer with its schedule and clipping; `multipliers` (layer-wise decay) and
+    `depths` (gradual unfreezing) scale each variable's steps (adam and adamw)."""
     clip = {"global_clipnorm": cfg.clip_norm} if cfg.clip_norm else {}
     lr = cfg.learning_rate
     if cfg.lr_schedule == "linear" and total_steps:
         lr = WarmupLinearDecay(cfg.learning_rate, total_steps, int(round(cfg.warmup_ratio * total_steps)))
-    if multipliers is not None and cfg.optimizer != "adamw":
-        raise UserError("train.layerwise_lr_decay: needs train.optimizer adamw")
+    if (multipliers is not None or depths is not None) and cfg.optimizer == "sgd":
+        raise UserError("train.layerwise_lr_decay and train.gradual_unfreezing: need train.optimizer adam or adamw")
+    scaled = {"multipliers": multipliers, "depths": depths}
     if cfg.optimizer == "adamw":
-        optimizer = LayerwiseAdamW(lr, weight_decay=cfg.weight_decay, multipliers=multipliers, **clip)
+        optimizer = LayerwiseAdamW(lr, weight_decay=cfg.weight_decay, **scaled, **clip)
         # As in BERT: no weight decay on biases and LayerNorm parameters.
         optimizer.exclude_from_weight_decay(var_names=["bias", "LayerNorm", "layer_norm"])
         return optimizer
     if cfg.optimizer == "sgd":
         return SGD(lr, momentum=0.9, **clip)
-    return Adam(lr, **clip)
+    return Adam(lr, **scaled, **clip)

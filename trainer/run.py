@@ -23,7 +23,7 @@ from dataset.corpus import Corpus
 from dataset.data import load_data
 from dataset.streams import evaluation_streams, training_stream
 from trainer.adversarial_model import AdversarialModel
-from trainer.callbacks import StopOnNonFiniteLoss, close_tensorboard, log_hparams
+from trainer.callbacks import ProgressLog, StopOnNonFiniteLoss, close_tensorboard, fit_verbosity, log_hparams
 from trainer.checkpointing import (
     TrainingCheckpoints,
     data_fingerprint,
@@ -39,7 +39,7 @@ from trainer.evaluate import evaluate_split
 from trainer.families import Prepared, family, make_model
 from trainer.init_from import check_language_model_run
 from trainer.metrics import format_report
-from trainer.optimizers import layerwise_multipliers, make_optimizer
+from trainer.optimizers import GradualUnfreezing, layerwise_multipliers, make_optimizer
 from trainer.restore import read_run_files
 from trainer.run_dir import check_resumable, make_run_dir, rewrite_history_csv, write_run_files
 
@@ -79,14 +79,15 @@ def build_model(cfg: Config, prepared: Prepared, num_classes: int) -> Adversaria
     with mixed_precision(cfg.train.mixed_precision):
         model = make_model(cfg, num_classes, prepared)
     total_steps = cfg.train.epochs * steps_per_epoch(cfg, len(prepared.data.train.texts)) * cfg.replays  # updates
+    depths = model.classifier.layer_depths()
     multipliers = None
     if cfg.train.layerwise_lr_decay is not None:
-        multipliers = layerwise_multipliers(model.trainable_variables, model.classifier.num_layers,
-                                            cfg.train.layerwise_lr_decay)
+        multipliers = layerwise_multipliers(depths, model.classifier.num_layers, cfg.train.layerwise_lr_decay)
     if cfg.train.jit_compile and cfg.data.padding == "batch":
         log.warning("train.jit_compile with data.padding: batch compiles the step again for every new batch "
                     "length; data.padding: max_length compiles it once")
-    model.compile(optimizer=make_optimizer(cfg.train, total_steps, multipliers), jit_compile=cfg.train.jit_compile,
+    optimizer = make_optimizer(cfg.train, total_steps, multipliers, depths if cfg.train.gradual_unfreezing else None)
+    model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile,
                   steps_per_execution=cfg.train.steps_per_execution)
     return model
 
@@ -142,8 +143,9 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
                                                                    shard)),
                 evaluation_streams(cfg, data, prepared.text_encoder)[0])
 
+    unfreezing = [GradualUnfreezing(model.optimizer, model.classifier.num_layers + 1)] if cfg.train.gradual_unfreezing else []
     metrics = fit(cfg, model, streams, steps_per_epoch(cfg, len(data.train.texts)), run_dir, out_dir, resume,
-                  cfg.train.monitor, mode, data_fingerprint(data))
+                  cfg.train.monitor, mode, data_fingerprint(data), callbacks_first=unfreezing)
     return model, metrics
 
 
@@ -178,6 +180,8 @@ def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resum
                                        update_freq=cfg.train.tensorboard_update_freq),
         tf_keras.callbacks.CSVLogger(history_csv, append=resume),
     ]
+    if fit_verbosity() == 2:
+        callbacks.append(ProgressLog(spe))
     if cfg.train.early_stopping_patience:
         early = tf_keras.callbacks.EarlyStopping(monitor, mode=mode, patience=cfg.train.early_stopping_patience)
         callbacks.append(early)
@@ -188,7 +192,7 @@ def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resum
         with stop_on_signals(checkpoints):
             try:
                 model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs, initial_epoch=epoch,
-                          steps_per_epoch=spe, callbacks=callbacks, verbose=2)
+                          steps_per_epoch=spe, callbacks=callbacks, verbose=fit_verbosity())
             except (TrainingDiverged, Interrupted):
                 close_tensorboard(callbacks)
                 raise
