@@ -2,7 +2,10 @@
 for TensorBoard, and closing TensorBoard's summary context when fit stops inside a step."""
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +15,45 @@ from core.errors import TrainingDiverged
 from core.schema import Config
 from trainer.checkpointing import TRAIN_DIR, latest, steps_taken
 from trainer.families import family
+
+log = logging.getLogger(__name__)
+
+
+def fit_verbosity() -> int:
+    """Keras's progress bar on a terminal (1); a line per epoch in a log (2), where ProgressLog adds the lines
+    inside an epoch."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+class ProgressLog(tf_keras.callbacks.Callback):
+    """In a log (where Keras's bar would write a line per step, or none at all): a line at least every `every`
+    seconds inside an epoch, with the step, steps per second, the time left in the epoch and the running loss
+    (and tokens per second where the logs count tokens)."""
+
+    def __init__(self, steps_per_epoch: int, every: float = 60.0):
+        super().__init__()
+        self.steps, self.every = steps_per_epoch, every
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start, self.last, self.first = epoch, time.time(), time.time(), None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.time()
+        if self.first is None:  # the first step in this process traces the graph: rates count from its end
+            self.first, self.start, self.tokens0 = batch, now, float((logs or {}).get("tokens", 0.0))
+            return
+        if now - self.last < self.every:
+            return
+        self.last = now
+        logs = logs or {}
+        rate = (batch - self.first) / max(1e-9, now - self.start)
+        left = (self.steps - batch - 1) / max(rate, 1e-9)
+        extra = ""
+        if "tokens" in logs:
+            extra = f", {(float(logs['tokens']) - self.tokens0) / max(1e-9, now - self.start):,.0f} tokens/s"
+        loss = f", loss {float(logs['loss']):.4f}" if "loss" in logs else ""
+        log.info("epoch %d: step %d/%d, %.2f steps/s%s, %s left in the epoch%s", self.epoch + 1, batch + 1,
+                 self.steps, rate, extra, time.strftime("%H:%M:%S", time.gmtime(left)), loss)
 
 
 class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
