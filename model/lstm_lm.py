@@ -83,7 +83,8 @@ class LSTMLanguageModel(tf_keras.Model):
         self.directions = directions(cfg.name)
         self.vocab_size = vocab_size
         self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
-                                        normalize=cfg.normalize_embeddings, name="token_embedding")
+                                        normalize=cfg.normalize_embeddings, name="token_embedding",
+                                        dtype="float32")  # as the classifier's: the normalization in float32
         self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout)
         self.dropout = tf_keras.layers.Dropout(cfg.dropout)
         self.stacks = {d: [lstm_layer(cfg.hidden_size, return_sequences=True) for _ in range(cfg.num_layers)]
