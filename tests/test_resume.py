@@ -168,6 +168,36 @@ def test_sigterm_then_sigkill_then_resume_ends_like_an_uninterrupted_run(setup, 
     assert "has finished" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_a_stop_at_an_epochs_last_step_resumes_and_finishes(setup, monkeypatch, capsys):
+    """SIGTERM during the last step of epoch 1, with a checkpoint every step: the run stops after that epoch's
+    end (validation, history, then the save), not between its last step and its end (a state that resumed into
+    an epoch with no step left, which Keras cannot run), and the resume ends like the uninterrupted run."""
+    tmp, config, reference = setup
+    run_dir = tmp / "stopped_at_epoch_end"
+    every_step = ["--set", "train.checkpoint_every=1"]
+    assert in_process(["--config", str(config), "--run-dir", str(run_dir), *every_step], monkeypatch,
+                      signal_at=STEPS_PER_EPOCH) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"stopped by SIGTERM at step {STEPS_PER_EPOCH}")
+    assert len(history(run_dir)) == 1  # epoch 1 ended before the stop
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
+    assert_same_run(run_dir, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", range(1, STEPS_PER_EPOCH * EPOCHS + 1))
+def test_a_kill_at_any_step_resumes_to_the_uninterrupted_run(setup, step):
+    """SIGKILL (nothing runs after it) at every step of the run, epoch ends included, with a checkpoint every step;
+    the resume ends like the uninterrupted run."""
+    tmp, config, reference = setup
+    run_dir = tmp / f"killed_at_{step}"
+    killed = run(["--config", str(config), "--run-dir", str(run_dir), "--set", "train.checkpoint_every=1"],
+                 kill_step=step)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = run(["--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(run_dir, reference)
+
+
 @pytest.mark.slow
 def test_resume_auto_continues_the_unfinished_run_of_the_same_config(setup):
     tmp, config, reference = setup

@@ -231,6 +231,10 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
                 raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels "
                                 "differ); resume with the data it was started on, or start a new run")
             self._check_settings(json.loads(self._settings.numpy().decode()))
+            if steps_taken(self.model) - int(self._epoch.numpy()) * self.steps_per_epoch >= self.steps_per_epoch:
+                log.warning("%s was saved after an epoch's last step but before its end; continuing from the "
+                            "checkpoint before it", path)
+                continue
             break
         else:
             raise UserError(f"{self.run_dir}: every checkpoint in {self.restore_dir}/{TRAIN_DIR} is damaged "
@@ -296,6 +300,9 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.current_epoch * self.steps_per_epoch + batch + 1
+        if batch + 1 >= self.steps_per_epoch:
+            return  # an epoch's last step: its end (validation, then a save) follows; a state saved between the two
+            # would resume into an epoch with no step left, which fit() cannot run
         if self.stop_signal is not None:
             path = self.save() if step != self._saved_step else self.manager.latest_checkpoint
             raise self.interrupted(step, path)
@@ -315,6 +322,8 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         self._epoch.assign(epoch + 1)
         self._stopped.assign(bool(self.model.stop_training))
         self.save()
+        if self.stop_signal is not None:  # asked during the epoch's last step or its validation: stop here
+            self.model.stop_training = True
 
     def interrupted(self, step: int, path: str | None) -> Interrupted:
         name = signal.Signals(self.stop_signal).name
