@@ -190,6 +190,7 @@ def test_a_classifier_starts_from_the_language_models_vocabulary_embeddings_and_
 
 @pytest.mark.parametrize("change, message", [
     ({"hidden_size": 16}, "model.hidden_size is 16 here but 8 in the language model"),
+    ({"normalize_embeddings": False}, "model.normalize_embeddings is False here but True in the language model"),
     ({"init_from": "nowhere"}, "not a run directory"),
     ({"vocab_file": "v.tsv"}, "does not combine with model.vocab_file"),
 ])
@@ -229,3 +230,51 @@ def test_an_epoch_is_one_pass_over_the_training_chunks(lm_setup):
     want = sum(-(-n // L) - (1 if n % L == 1 else 0) for n in lengths)
     chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=10_000), L)
     assert count_chunks(corpus, chunks, heldout) == want
+
+
+def test_a_classifier_from_a_language_model_follows_its_normalization_by_default(lm_setup, tmp_path):
+    _, _, reference = lm_setup
+    cfg = _classifier_config(tmp_path, reference)
+    cfg["regularizer"] = {"name": "none"}  # alone, none would not normalize
+    assert config_from_dict(cfg).model.normalize_embeddings is True
+    cfg["model"].pop("init_from")
+    assert config_from_dict(cfg).model.normalize_embeddings is False
+
+
+def test_a_language_model_trains_in_bfloat16(lm_setup, tmp_path):
+    """mixed_precision bfloat16: the embedding lookup (and its normalization) stays float32, the LSTMs compute in
+    bfloat16, and a step gives a finite loss."""
+    from core.loader import load_config
+    from dataset.tokenizer import Vocabulary
+    from trainer.lm_run import build_language_model
+
+    _, _, reference = lm_setup
+    cfg = load_config(str(reference / "config.yaml"))
+    cfg.train.mixed_precision = "bfloat16"
+    vocab = Vocabulary.load(str(reference / "vocab.tsv"))
+    model = build_language_model(cfg, vocab, 10)
+    assert model.network.stacks["forward"][0].compute_dtype == "bfloat16"
+    assert model.network.embedding.compute_dtype == "float32"
+    logs = model.train_step(tf.constant([[2, 3, 4, 5, 0], [6, 7, 8, 0, 0]], tf.int32))
+    assert np.isfinite(float(logs["loss"]))
+
+
+@pytest.mark.parametrize("empty", ["training", "held-out"])
+def test_a_corpus_whose_training_or_held_out_texts_give_no_chunk_is_one_line(tmp_path, capsys, empty):
+    """One-word texts give no chunk (nothing to predict): where they are all the training texts, training would
+    wait for a batch forever; where they are all the held-out ones, the perplexity would be undefined."""
+    from dataset.corpus import Corpus
+
+    n, k = 60, 20
+    (tmp_path / "probe.txt").write_text("".join(f"t{i}\n" for i in range(n)))
+    held = Corpus.load(str(tmp_path / "probe.txt"), "text").heldout(k, seed=42)  # data.seed's default
+    long_text = "a review of several words about a film"
+    lines = [(f"word{i}" if (out == (empty == "held-out")) else f"{long_text} {i}") for i, out in enumerate(held)]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n")
+    cfg = {"task": "lm", "data": {"unlabeled": str(tmp_path / "corpus.txt"), "tokenizer": "word", "max_length": 12,
+                                  "batch_size": 8},
+           "model": {"name": "lstm", "embedding_dim": 8, "hidden_size": 8}, "lm": {"softmax_samples": 8, "heldout_texts": k}}
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(tmp_path / "lm.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"the {empty} texts give no chunk" in err[0] and not (tmp_path / "run").exists()

@@ -136,12 +136,27 @@ class TokensPerSecond(tf_keras.callbacks.Callback):
             logs["tokens_per_second"] = float(logs["tokens"]) / max(1e-9, time.time() - self.start)
 
 
-def count_chunks(corpus: Corpus, chunks, heldout: np.ndarray) -> int:
-    """The number of training chunks (one pass over the corpus less the `heldout` texts, in the graph): an epoch
-    is one pass over them."""
-    n = int(chunks(corpus.shard_lines(None, heldout)).reduce(np.int64(0), lambda total, _: total + 1))
+def count_chunks(corpus: Corpus, chunks, exclude: np.ndarray, limit: int | None = None) -> int:
+    """The number of chunks of the corpus's texts less those where `exclude` is true (the held-out ones: the
+    training chunks, an epoch; ~heldout: the held-out chunks), in one pass in the graph, or up to `limit`."""
+    items = chunks(corpus.shard_lines(None, exclude))
+    if limit is not None:
+        return int(items.take(limit).reduce(np.int64(0), lambda total, _: total + 1))
+    n = int(items.reduce(np.int64(0), lambda total, _: total + 1))
     log.info("language model: %d chunks to train on (an epoch)", n)
     return n
+
+
+def check_chunks(cfg: Config, train: int, heldout: int) -> None:
+    """A language model needs a chunk of at least two tokens (something to predict) to train on and one to
+    evaluate: else training would wait for a batch forever, or the held-out perplexity would be undefined."""
+    where = f"data.unlabeled ({cfg.lm.heldout_texts} texts held out, lm.heldout_texts)"
+    if not train:
+        raise UserError(f"{where}: the training texts give no chunk of two tokens or more to predict from; give "
+                        "more text, or hold out fewer texts")
+    if not heldout:
+        raise UserError(f"{where}: the held-out texts give no chunk of two tokens or more to evaluate on; hold "
+                        "out more texts (lm.heldout_texts)")
 
 
 def prepare_language_model(cfg: Config, vocab_file: str | None = None):
@@ -197,6 +212,13 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
         # a resumed run reads its own vocabulary instead of counting the corpus again
         corpus, vocab, heldout = prepare_language_model(cfg, os.path.join(run_dir, "vocab.tsv") if resume else None)
+        d = cfg.data
+        chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
+                              d.max_length)
+        # counted before the run directory exists: a corpus with nothing to train on or to evaluate is one line
+        n_chunks = count_chunks(corpus, chunks, heldout, limit=None if cfg.train.steps_per_epoch is None else 1)
+        check_chunks(cfg, n_chunks, count_chunks(corpus, chunks, ~heldout, limit=1))
+        spe = cfg.train.steps_per_epoch or max(1, n_chunks // d.batch_size)
         if chief and not resume:
             make_run_dir(run_dir)
             held.enter_context(run_dir_lock(run_dir))
@@ -204,10 +226,6 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
             vocab.save(os.path.join(run_dir, "vocab.tsv"))
         if chief:
             log.info("run directory: %s", os.path.abspath(run_dir))
-        d = cfg.data
-        chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
-                              d.max_length)
-        spe = cfg.train.steps_per_epoch or max(1, count_chunks(corpus, chunks, heldout) // d.batch_size)
         with strategy.scope():
             model = build_language_model(cfg, vocab, cfg.train.epochs * spe)
 
