@@ -432,10 +432,13 @@ def _resolve_model(cfg: Config, source: str) -> None:
         # follow it (model.init_from checks the two agree)
         m.normalize_embeddings = ((bool(cfg.active_regularizers) or cfg.task == "lm" or bool(m.init_from))
                                   and not backbone.hugging_face)
-    if m.init_from and (backbone.hugging_face or m.vocab_file or m.pretrained_embeddings):
-        raise UserError(f"{source}: model.init_from starts an LSTM from a language-model run's vocabulary and "
-                        "weights; it does not combine with model.vocab_file, pretrained_embeddings or "
-                        f"model.name {m.name}")
+    if m.init_from and backbone.hugging_face:
+        raise UserError(f"{source}: model.init_from starts an LSTM (model.name lstm or bilstm) from a language-model "
+                        f"run, not {m.name}")
+    if m.init_from and (m.vocab_file or m.pretrained_embeddings):
+        given = "model.vocab_file" if m.vocab_file else "model.pretrained_embeddings"
+        raise UserError(f"{source}: model.init_from takes the language model's vocabulary and embeddings; it does "
+                        f"not combine with {given} (leave it out)")
     if backbone.hugging_face and m.normalize_embeddings:
         raise UserError("model.normalize_embeddings: only for the LSTM backbones (a pretrained encoder's "
                         "embeddings are used as they are)")

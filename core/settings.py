@@ -78,7 +78,7 @@ class VATParams(EpsilonParams):
 class FreeParams(EpsilonParams):
     """Free adversarial training (methods/free.py): each batch trained on `replays` times, one weight update
     each, the perturbation moved by the same backward pass. step_size None: epsilon (Shafahi et al. 2019)."""
-    replays: int = setting(4, min=2)
+    replays: int = setting(4, min=2, max=64)  # each replay is a full step: beyond a few tens, no step for minutes
     step_size: float | None = setting(None, min_exclusive=0.0)
 
     def resolve(self, radii):

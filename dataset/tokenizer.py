@@ -123,8 +123,12 @@ class Vocabulary:
         tokens, counts = [], []
         if not os.path.exists(path):
             raise UserError(f"{path}: vocabulary file not found")
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise UserError(f"{path}: line {line_no}: not valid UTF-8 text") from None
                 token, sep, count = line.rstrip("\n").rpartition("\t")
                 if not sep or not count.isdigit():
                     raise UserError(f"{path}: line {line_no}: expected 'token<TAB>count'")

@@ -116,6 +116,25 @@ def case(tmp_path, files, tiny_bert_dir, name):
     if name == "xla_with_lstm":
         cfg["train"]["jit_compile"] = True
         return cfg, [], "train.jit_compile: XLA compiles the tf-keras LSTM anew at every step"
+    if name == "vocab_file_not_utf8":
+        (tmp_path / "vocab.tsv").write_bytes(b"<pad>\t0\n<unk>\t0\ngood\t3\nd\xe9j\xe0\t2\n")
+        cfg["model"]["vocab_file"] = str(tmp_path / "vocab.tsv")
+        return cfg, [], "vocab.tsv: line 4: not valid UTF-8 text"
+    if name in ("unlabeled_not_json_with_vocab_file", "unlabeled_not_utf8_with_vocab_file"):
+        (tmp_path / "vocab.tsv").write_text("<pad>\t0\n<unk>\t0\ngood\t3\n")
+        cfg["model"]["vocab_file"] = str(tmp_path / "vocab.tsv")
+        cfg["regularizer"] = {"name": "vat"}
+        cfg["data"]["num_labeled"] = 16
+        if name.startswith("unlabeled_not_json"):
+            (tmp_path / "u.jsonl").write_text('{"text": "fine"}\nnot json\n')
+            cfg["data"]["unlabeled"] = str(tmp_path / "u.jsonl")
+            return cfg, [], "u.jsonl: line 2: not a JSON object"
+        (tmp_path / "u.txt").write_bytes(b"fine\nd\xe9j\xe0\n")
+        cfg["data"]["unlabeled"] = str(tmp_path / "u.txt")
+        return cfg, [], "u.txt: line 2: not valid UTF-8 text"
+    if name == "free_replays_unbounded":
+        cfg["regularizer"] = {"name": "free", "replays": 1000}
+        return cfg, [], "replays: 1000 is above the maximum"
     raise AssertionError(name)
 
 
@@ -126,7 +145,9 @@ CASES = ["malformed_yaml", "top_level_list", "unknown_key", "unknown_section", "
          "vocab_does_not_match_checkpoint", "hub_name_offline", "two_data_sources",
          "pretrained_vectors_wrong_size", "multi_worker_without_tf_config", "malformed_tf_config",
          "xla_with_lstm", "nan_dropout", "nan_learning_rate", "inf_epsilon", "nan_split", "nan_eval_epsilon",
-         "negative_seed", "huge_seed", "negative_data_seed", "empty_eval_epsilons", "duplicate_yaml_key"]
+         "negative_seed", "huge_seed", "negative_data_seed", "empty_eval_epsilons", "duplicate_yaml_key",
+         "vocab_file_not_utf8", "unlabeled_not_json_with_vocab_file", "unlabeled_not_utf8_with_vocab_file",
+         "free_replays_unbounded"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -192,7 +192,8 @@ def test_a_classifier_starts_from_the_language_models_vocabulary_embeddings_and_
     ({"hidden_size": 16}, "model.hidden_size is 16 here but 8 in the language model"),
     ({"normalize_embeddings": False}, "model.normalize_embeddings is False here but True in the language model"),
     ({"init_from": "nowhere"}, "not a run directory"),
-    ({"vocab_file": "v.tsv"}, "does not combine with model.vocab_file"),
+    ({"vocab_file": "v.tsv"}, "does not combine with model.vocab_file (leave it out)"),
+    ({"pretrained_embeddings": "v.txt"}, "does not combine with model.pretrained_embeddings (leave it out)"),
 ])
 def test_a_mismatched_language_model_is_one_line(lm_setup, tmp_path, capsys, change, message):
     _, _, reference = lm_setup
@@ -278,3 +279,15 @@ def test_a_corpus_whose_training_or_held_out_texts_give_no_chunk_is_one_line(tmp
     assert train.main(["--config", str(tmp_path / "lm.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"the {empty} texts give no chunk" in err[0] and not (tmp_path / "run").exists()
+
+
+def test_a_bad_corpus_line_is_named_with_a_given_vocabulary_too(lm_setup, tmp_path, capsys):
+    _, _, reference = lm_setup
+    (tmp_path / "corpus.jsonl").write_text('{"text": "a good film"}\n{"text": "a bad one"}\nnot json\n')
+    cfg = {"task": "lm", "data": {"unlabeled": str(tmp_path / "corpus.jsonl"), "tokenizer": "word", "max_length": 12},
+           "model": {"name": "lstm", "embedding_dim": 8, "hidden_size": 8, "vocab_file": str(reference / "vocab.tsv")},
+           "lm": {"softmax_samples": 8, "heldout_texts": 1}}
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(tmp_path / "lm.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corpus.jsonl: line 3: not a JSON object" in err[0] and not (tmp_path / "run").exists()

@@ -81,12 +81,12 @@ class LSTMFamily:
                      cfg.model.init_from, len(start.vocab))
             return Prepared(data, start.vocab, self.text_encoder(cfg, start.vocab), start.table,
                             initial_lstm=start.lstm)
+        unlabeled.check()  # a bad line of a streamed file is named now, not in the middle of training
         if cfg.model.vocab_file:
             vocab = Vocabulary.load(cfg.model.vocab_file)
             if pairs and SEP not in vocab.tokens:
                 raise UserError(f"model.vocab_file: {cfg.model.vocab_file}: sentence pairs need the token {SEP}")
         else:
-            unlabeled.check()  # a bad line of a streamed file is named now, not in the middle of training
             labelled = data.train.texts + (data.train.texts_b or [])
             texts = tf.data.Dataset.from_tensor_slices(tf.constant(labelled, tf.string, shape=[len(labelled)]))
             vocab = Vocabulary.build(texts.concatenate(unlabeled.lines()), text_tokenizer(d), min_freq=d.min_freq,

@@ -165,11 +165,12 @@ def prepare_language_model(cfg: Config, vocab_file: str | None = None):
     directory exists."""
     d = cfg.data
     corpus = Corpus.load(d.unlabeled, d.text_column)
+    if not vocab_file:  # a resume reads the corpus its start checked
+        corpus.check()  # with model.vocab_file too: a bad line is named now, not in the middle of training
     vocab_file = vocab_file or cfg.model.vocab_file
     if vocab_file:
         vocab = Vocabulary.load(vocab_file)
     else:
-        corpus.check()
         vocab = Vocabulary.build(corpus.lines(), text_tokenizer(d), min_freq=d.min_freq, max_size=d.max_vocab_size)
     n = corpus.count()
     if n <= cfg.lm.heldout_texts:
