@@ -7,6 +7,7 @@ out-of-vocabulary, 2.. are the vocabulary's tokens from most to least frequent.
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -89,6 +90,11 @@ class Vocabulary:
     tokens: list[str]
     counts: list[int]
 
+    def digest(self) -> str:
+        """SHA-256 of the tokens in id order and their counts: what ties a vocabulary to the weights trained
+        with it (an embedding row belongs to the token at its id)."""
+        return hashlib.sha256("\n".join(f"{t}\t{c}" for t, c in zip(self.tokens, self.counts)).encode("utf-8")).hexdigest()
+
     def __len__(self):
         return len(self.tokens)
 
@@ -137,6 +143,16 @@ class Vocabulary:
         if tokens[:2] != [PAD, UNK]:
             raise UserError(f"{path}: the first two tokens must be {PAD} and {UNK}")
         return cls(tokens, counts)
+
+
+def vocabulary_digest(vocab) -> str | None:
+    """The digest of a vocabulary: a Vocabulary's, or a WordPiece token list's; None for a Hugging Face
+    tokenizer (its files are the checkpoint's own)."""
+    if isinstance(vocab, Vocabulary):
+        return vocab.digest()
+    if isinstance(vocab, list):
+        return hashlib.sha256("\n".join(vocab).encode("utf-8")).hexdigest()
+    return None
 
 
 class TextEncoder(tf_keras.layers.Layer):

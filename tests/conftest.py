@@ -116,3 +116,14 @@ HEAVY_FIRST = ["test_scripts.py", "test_resume.py", "test_train_end_to_end.py", 
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))
+
+
+def swap_two_tokens(vocab_tsv):
+    """vocab.tsv edited in place: two tokens of the same length swapped (the counts stay in their rows)."""
+    lines = open(vocab_tsv, encoding="utf-8").read().splitlines()
+    rows = [line.split("\t") for line in lines]
+    i, j = next((a, b) for a in range(2, len(rows)) for b in range(a + 1, len(rows))
+                if len(rows[a][0]) == len(rows[b][0]))
+    rows[i][0], rows[j][0] = rows[j][0], rows[i][0]
+    with open(vocab_tsv, "w", encoding="utf-8") as f:
+        f.writelines("\t".join(r) + "\n" for r in rows)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from conftest import make_texts, write_tsv
+from conftest import make_texts, swap_two_tokens, write_tsv
 
 import train
 from core.loader import config_from_dict
@@ -291,3 +291,15 @@ def test_a_bad_corpus_line_is_named_with_a_given_vocabulary_too(lm_setup, tmp_pa
     assert train.main(["--config", str(tmp_path / "lm.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "corpus.jsonl: line 3: not a JSON object" in err[0] and not (tmp_path / "run").exists()
+
+
+def test_a_language_models_vocabulary_changed_after_training_is_refused(lm_setup, tmp_path, capsys):
+    _, _, reference = lm_setup
+    edited = tmp_path / "lm"
+    shutil.copytree(reference, edited)
+    swap_two_tokens(edited / "vocab.tsv")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_classifier_config(tmp_path, edited)))
+    assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "not the vocabulary the weights of" in err[-1] and not (tmp_path / "run").exists()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+from conftest import ROOT, make_texts, swap_two_tokens, tiny_config_dict, write_tsv
 
 import train
 from scripts import compare, evaluate, export, predict
@@ -473,3 +473,17 @@ def test_a_junk_saved_model_is_one_line(tmp_path, capsys):
     assert attack.main(["--saved-model", str(tmp_path / "model"), "--data", data]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --saved-model {tmp_path / 'model'}: cannot be loaded")
+
+
+def test_a_vocabulary_changed_after_training_is_refused_where_it_is_read(lstm_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "edited"
+    shutil.copytree(lstm_run, run)
+    swap_two_tokens(run / "vocab.tsv")
+    (tmp_path / "in.txt").write_text("a good film\n")
+    assert predict.main(["--run-dir", str(run), "--input", str(tmp_path / "in.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {run / 'vocab.tsv'}: not the vocabulary the weights of") and len(
+        [line for line in err if line.startswith("error")]) == 1
+    assert predict.main(["--run-dir", lstm_run, "--input", str(tmp_path / "in.txt")]) == 0  # the run's own file

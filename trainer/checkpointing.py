@@ -128,13 +128,38 @@ def latest(checkpoint_dir: str, which: str) -> str | None:
     return tf.train.latest_checkpoint(os.path.join(checkpoint_dir, which))
 
 
+VOCAB_KEY = "vocab/.ATTRIBUTES/VARIABLE_VALUE"
+SETTINGS_KEY = "settings/.ATTRIBUTES/VARIABLE_VALUE"
+VOCAB_SETTING = "vocabulary sha256"  # beside the config's settings in the training state
+
+
+def check_vocabulary(path: str, digest: str | None, vocab_file: str) -> None:
+    """The vocabulary in use (`digest`, of `vocab_file`) is the one the checkpoint at `path` was trained with
+    (recorded there; checkpoints from before the record are taken as they are)."""
+    if digest is None:
+        return
+    reader = tf.train.load_checkpoint(path)
+    if reader.has_tensor(VOCAB_KEY):  # checkpoints/best
+        saved = reader.get_tensor(VOCAB_KEY).decode()
+    elif reader.has_tensor(SETTINGS_KEY):  # checkpoints/train: with the run's settings
+        saved = json.loads(reader.get_tensor(SETTINGS_KEY).decode()).get(VOCAB_SETTING, "")
+    else:
+        return
+    if saved and saved != digest:
+        raise UserError(f"{vocab_file}: not the vocabulary the weights of {path} were trained with (it changed after "
+                        "training: an embedding row belongs to the token at its id); put the run's own file back")
+
+
 def read_weights(weights, checkpoint_dir: str, which: str = BEST_DIR,
-                 describes: str = "this run's config.yaml and labels.json describe") -> str:
+                 describes: str = "this run's config.yaml and labels.json describe", vocab: tuple | None = None) -> str:
     """Loads `weights` from checkpoints/best (what TrainingCheckpoints kept as best: a classifier, or a language
-    model's network) or from a classifier run's checkpoints/train (the last state)."""
+    model's network) or from a classifier run's checkpoints/train (the last state). `vocab`: (digest, file) of
+    the vocabulary in use, checked against the one the weights were trained with."""
     path = latest(checkpoint_dir, which)
     if path is None:
         raise UserError(f"{checkpoint_dir}: no '{which}' checkpoint (training did not finish an epoch?)")
+    if vocab is not None:
+        check_vocabulary(path, *vocab)
     root = {BEST_DIR: lambda: tf.train.Checkpoint(classifier=weights),
             TRAIN_DIR: lambda: tf.train.Checkpoint(model=tf.train.Checkpoint(classifier=weights))}[which]()
     try:
@@ -177,7 +202,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def __init__(self, checkpoint_dir: str, model, steps_per_epoch: int, every: int | None, keep_last: int,
                  monitor: str, mode: str, fingerprint: str, run_dir: str, restore_dir: str | None = None,
-                 best=None, settings: dict | None = None):
+                 best=None, settings: dict | None = None, vocab_digest: str | None = None):
         super().__init__()
         self.set_model(model)
         self.checkpoint_dir, self.run_dir = checkpoint_dir, run_dir
@@ -191,13 +216,17 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         self._data = tf.Variable(fingerprint, trainable=False)
         self.settings = settings or {}  # the run's config, flattened: a resume refuses an edited config.yaml
         self._settings = tf.Variable(json.dumps(self.settings, sort_keys=True, default=str), trainable=False)
+        self.vocab_digest = vocab_digest  # ties vocab.tsv to these weights: in the settings and beside the best
+        recorded = {**self.settings, VOCAB_SETTING: vocab_digest} if vocab_digest else self.settings
+        self._settings.assign(json.dumps(recorded, sort_keys=True, default=str))
+        self._vocab = tf.Variable(vocab_digest or "", trainable=False)
         state = tf.train.Checkpoint(model=model, epoch=self._epoch, stopped_early=self._stopped,
                                     history=self._history, data=self._data, settings=self._settings,
                                     rngs=random_generators(model))
         self.manager = tf.train.CheckpointManager(state, os.path.join(checkpoint_dir, TRAIN_DIR), keep_last)
         # checkpoints/best: the weights to keep (the classifier; a language model's network)
         best = model.classifier if best is None else best
-        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(classifier=best),
+        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(classifier=best, vocab=self._vocab),
                                                os.path.join(checkpoint_dir, BEST_DIR), max_to_keep=1)
         self.history: list[dict] = []
         self.replay: list[tf_keras.callbacks.Callback] = []  # callbacks whose state follows the history
@@ -221,6 +250,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         for path in reversed(paths):
             try:
                 saved = tf.train.load_checkpoint(path).get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE")
+                check_vocabulary(path, self.vocab_digest, os.path.join(self.run_dir, "vocab.tsv"))
                 if saved.decode() == self.fingerprint:
                     self.manager.checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
@@ -253,6 +283,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
     def _check_settings(self, started: dict) -> None:
         """The config the run started with (restored from its checkpoint) against config.yaml's now."""
         now = json.loads(json.dumps(self.settings, default=str))
+        started = {k: v for k, v in started.items() if k != VOCAB_SETTING}  # checked by check_vocabulary
         for key in sorted(set(started) | set(now)):
             if started.get(key) != now.get(key):
                 raise UserError(f"{self.run_dir}/config.yaml: {key} is {now.get(key)!r}, but the run started with "

@@ -35,9 +35,11 @@ class LanguageModelWeights:
     lstm: dict[str, list[list[np.ndarray]]]
 
 
-def read_language_model(network: LSTMLanguageModel, run_dir: str) -> str:
-    """The best weights of a language-model run into `network` (built); returns the checkpoint's path."""
-    return read_weights(network, os.path.join(run_dir, "checkpoints"), describes="its config.yaml describes")
+def read_language_model(network: LSTMLanguageModel, run_dir: str, vocab: Vocabulary | None = None) -> str:
+    """The best weights of a language-model run into `network` (built); returns the checkpoint's path. `vocab`:
+    the run's vocab.tsv as read, checked against the one the weights were trained with."""
+    return read_weights(network, os.path.join(run_dir, "checkpoints"), describes="its config.yaml describes",
+                        vocab=None if vocab is None else (vocab.digest(), os.path.join(run_dir, "vocab.tsv")))
 
 
 def check_language_model_run(cfg: Config) -> Config:
@@ -71,7 +73,7 @@ def read_language_model_run(cfg: Config) -> LanguageModelWeights:
     vocab = Vocabulary.load(os.path.join(run_dir, "vocab.tsv"))
     network = LSTMLanguageModel(lm.model, len(vocab), counts=vocab.counts)
     network(network.example_inputs())
-    read_language_model(network, run_dir)
+    read_language_model(network, run_dir, vocab)
     return LanguageModelWeights(vocab, network.embedding.table.numpy(),
                                 {d: [[w.numpy() for w in layer.weights] for layer in network.stacks[d]]
                                  for d in directions(cfg.model.name)})

@@ -243,7 +243,8 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
 
         with output_dir(run_dir, chief) as out_dir:
             metrics = fit(cfg, model, streams, spe, run_dir, out_dir, resume, MONITOR, "min",
-                          corpus_fingerprint(corpus), best=model.network, callbacks_first=[TokensPerSecond()])
+                          corpus_fingerprint(corpus), best=model.network, callbacks_first=[TokensPerSecond()],
+                          vocab_digest=vocab.digest())
         if not chief:
             return {}
         with finishing_on_signals(run_dir):

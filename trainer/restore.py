@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.errors import UserError
 from core.loader import load_config
 from core.schema import Config
+from dataset.tokenizer import vocabulary_digest
 from trainer.adversarial_model import AdversarialModel
 from trainer.checkpointing import BEST_DIR, read_weights
 from trainer.families import family, make_model
@@ -30,7 +31,10 @@ def load_run(run_dir: str, checkpoint: str = BEST_DIR) -> Run:
     cfg = load_config(config_path)
     label_names, prepared = read_run_files(cfg, run_dir)
     model = make_model(cfg, len(label_names), prepared)
-    read_weights(model.classifier, os.path.join(run_dir, "checkpoints"), checkpoint)
+    vocab_file = next((os.path.join(run_dir, name) for name in ("vocab.tsv", "vocab.txt")
+                       if os.path.exists(os.path.join(run_dir, name))), run_dir)
+    read_weights(model.classifier, os.path.join(run_dir, "checkpoints"), checkpoint,
+                 vocab=(vocabulary_digest(prepared.vocab), vocab_file))
     return Run(cfg, label_names, prepared.text_encoder, model)
 
 

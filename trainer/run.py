@@ -22,6 +22,7 @@ from core.schema import PATH_KEYS, PATH_OR_NAME_KEYS, Config
 from dataset.corpus import Corpus
 from dataset.data import load_data
 from dataset.streams import evaluation_streams, training_stream
+from dataset.tokenizer import vocabulary_digest
 from trainer.adversarial_model import AdversarialModel
 from trainer.callbacks import ProgressLog, StopOnNonFiniteLoss, close_tensorboard, fit_verbosity, log_hparams
 from trainer.checkpointing import (
@@ -145,7 +146,8 @@ def _train(cfg: Config, prepared: Prepared, strategy, run_dir: str, out_dir: str
 
     unfreezing = [GradualUnfreezing(model.optimizer, model.classifier.num_layers + 1)] if cfg.train.gradual_unfreezing else []
     metrics = fit(cfg, model, streams, steps_per_epoch(cfg, len(data.train.texts)), run_dir, out_dir, resume,
-                  cfg.train.monitor, mode, data_fingerprint(data), callbacks_first=unfreezing)
+                  cfg.train.monitor, mode, data_fingerprint(data), callbacks_first=unfreezing,
+                  vocab_digest=vocabulary_digest(prepared.vocab))
     return model, metrics
 
 
@@ -158,7 +160,7 @@ def recorded_settings(cfg: Config) -> dict:
 
 
 def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resume: bool, monitor: str, mode: str,
-        fingerprint: str, best=None, callbacks_first=()) -> dict:
+        fingerprint: str, best=None, callbacks_first=(), vocab_digest: str | None = None) -> dict:
     """fit() with the run's checkpoints (restored first when resuming), TensorBoard, history.csv, early
     stopping and signals; `streams(start_step)` gives (training stream from that step, validation stream).
     Returns the best epoch, the epochs run and the training time."""
@@ -166,7 +168,7 @@ def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resum
     checkpoints = TrainingCheckpoints(ckpt_dir, model, spe, cfg.train.checkpoint_every, cfg.train.keep_last,
                                       monitor, mode, fingerprint, run_dir,
                                       restore_dir=os.path.join(run_dir, "checkpoints"), best=best,
-                                      settings=recorded_settings(cfg))
+                                      settings=recorded_settings(cfg), vocab_digest=vocab_digest)
     epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
     model.initial_step_in_epoch = in_epoch
     train_ds, dev_ds = streams(epoch * spe + in_epoch)
