@@ -411,3 +411,42 @@ def test_a_free_run_counts_epochs_in_updates_and_resumes_exactly(tmp_path, tiny_
     for row, want in zip(history(run_dir), history(reference), strict=True):
         for key in ("loss", "clean_loss", "free_loss", "free_perturbation_l2", "val_loss"):
             assert float(row[key]) == pytest.approx(float(want[key]), abs=1e-6), (row["epoch"], key)
+
+
+@pytest.mark.parametrize("where", ["lock", "config"])
+def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing(tmp_path, tiny_files, monkeypatch, capsys, where):
+    """No space for the lock's process id, or for config.yaml: one line, no half-made run directory (which would
+    block the same --run-dir), and the same command works once there is space."""
+    import errno
+
+    import trainer.checkpointing
+    import trainer.run_dir
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    class FullFile:
+        def __init__(self, fd, *args, **kwargs):
+            os.close(fd)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        write = full
+
+    if where == "lock":
+        monkeypatch.setattr(trainer.checkpointing.os, "fdopen", FullFile)
+    else:
+        monkeypatch.setattr(trainer.run_dir, "save_config", full)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_files, "none", train={"steps_per_epoch": 1})))
+    run_dir = tmp_path / "runs" / "run"
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(err) == 1 and "No space left on device" in err[0] and "run the same command again" in err[0]
+    assert not run_dir.exists()
+    monkeypatch.undo()
+    assert train.main(["--config", str(config), "--run-dir", str(run_dir)]) == 0

@@ -54,8 +54,13 @@ def run_dir_lock(run_dir: str):
                             "continues only where it can save") from None
     else:
         raise UserError(f"{run_dir}: could not lock the run directory ({path})")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(str(os.getpid()))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+    except OSError:  # a full disk: no lock file left behind that names no process
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise
     try:
         yield
     finally:

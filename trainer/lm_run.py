@@ -32,7 +32,7 @@ from trainer.families import family, text_tokenizer
 from trainer.init_from import read_language_model
 from trainer.optimizers import make_optimizer
 from trainer.run import fit, mixed_precision
-from trainer.run_dir import check_resumable, make_run_dir
+from trainer.run_dir import check_resumable, make_run_dir, starting_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +221,11 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
         check_chunks(cfg, n_chunks, count_chunks(corpus, chunks, ~heldout, limit=1))
         spe = cfg.train.steps_per_epoch or max(1, n_chunks // d.batch_size)
         if chief and not resume:
-            make_run_dir(run_dir)
-            held.enter_context(run_dir_lock(run_dir))
-            save_config(cfg, os.path.join(run_dir, "config.yaml"))
-            vocab.save(os.path.join(run_dir, "vocab.tsv"))
+            with starting_run_dir(run_dir):
+                make_run_dir(run_dir)
+                held.enter_context(run_dir_lock(run_dir))
+                save_config(cfg, os.path.join(run_dir, "config.yaml"))
+                vocab.save(os.path.join(run_dir, "vocab.tsv"))
         if chief:
             log.info("run directory: %s", os.path.abspath(run_dir))
         with strategy.scope():

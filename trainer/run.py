@@ -42,7 +42,7 @@ from trainer.init_from import check_language_model_run
 from trainer.metrics import format_report
 from trainer.optimizers import GradualUnfreezing, layerwise_multipliers, make_optimizer
 from trainer.restore import read_run_files
-from trainer.run_dir import check_resumable, make_run_dir, rewrite_history_csv, write_run_files
+from trainer.run_dir import check_resumable, make_run_dir, rewrite_history_csv, starting_run_dir, write_run_files
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
         with strategy.scope(), mixed_precision(cfg.train.mixed_precision):  # a pretrained encoder's too
             prepared = prepare(cfg)
         if chief and not resume:
-            make_run_dir(run_dir)
-            held.enter_context(run_dir_lock(run_dir))
-            write_run_files(cfg, prepared, run_dir)
+            with starting_run_dir(run_dir):
+                make_run_dir(run_dir)
+                held.enter_context(run_dir_lock(run_dir))
+                write_run_files(cfg, prepared, run_dir)
         if chief:
             log.info("run directory: %s", os.path.abspath(run_dir))
         with output_dir(run_dir, chief) as out_dir:

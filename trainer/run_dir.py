@@ -2,10 +2,12 @@
 whether a run can be resumed (train.resume: auto finds the newest unfinished run of the same config)."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import shutil
 
 from core.errors import UserError
 from core.loader import load_config, save_config
@@ -33,6 +35,21 @@ def make_run_dir(path: str) -> None:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UserError(f"{path}: cannot create the run directory or write into it ({e.strerror})") from None
+
+
+@contextlib.contextmanager
+def starting_run_dir(path: str):
+    """Around making a run directory and writing its first files (lock, config.yaml, vocabulary, labels): a
+    write that fails (a full disk) leaves no half-made directory behind, which would block the same command
+    once there is space, and is one line."""
+    existed = os.path.isdir(path)
+    try:
+        yield
+    except OSError as e:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise UserError(f"{path}: cannot write the run directory's files ({e.strerror or e}); nothing was kept; "
+                        "free space and run the same command again") from None
 
 
 def write_run_files(cfg: Config, prepared: Prepared, run_dir: str) -> None:
