@@ -1,6 +1,7 @@
 """evaluate / predict / export / compare on tiny trained runs, as a user would call them."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -110,6 +111,13 @@ def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
     np.testing.assert_allclose(got["p"], want, atol=1e-5)
     assert got["labels"] == [run.label_names[i] for i in want.argmax(1)]
     assert export.main(["--run-dir", run_dir, "--out", out]) == 2  # never overwrites
+    # the README's serving line, as written
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    line = re.search(r"`(import tensorflow as tf, tensorflow_text;[^`]*)`", readme).group(1).replace("\n  ", " ")
+    code = line.replace("DIR", repr(out)).replace("; ", "\n").replace("m.signatures", "print(m.signatures", 1) + ")"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0 and "probabilities" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_text_attacks_on_a_run_and_on_its_saved_model_agree_with_the_training_report(lstm_run, data_files,
