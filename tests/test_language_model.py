@@ -303,3 +303,35 @@ def test_a_language_models_vocabulary_changed_after_training_is_refused(lm_setup
     assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "not the vocabulary the weights of" in err[-1] and not (tmp_path / "run").exists()
+
+
+def test_a_classifier_started_from_a_language_model_resumes_without_it(lm_setup, tmp_path, monkeypatch):
+    """The resumed run takes its own vocab.tsv (its checkpoint holds the weights): the language model's run may be
+    gone, and the run ends as the uninterrupted one."""
+    from trainer import checkpointing
+
+    _, _, reference = lm_setup
+    lm = tmp_path / "lm"
+    shutil.copytree(reference, lm)
+    cfg = _classifier_config(tmp_path, lm)
+    cfg["train"] = {"epochs": 2, "checkpoint_every": 2}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "whole")]) == 0
+    original = checkpointing.TrainingCheckpoints.on_train_batch_end
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current_epoch * self.steps_per_epoch + batch + 1 == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        original(self, batch, logs)
+
+    monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_batch_end", on_train_batch_end)
+    stopped = tmp_path / "stopped"
+    assert train.main(["--config", str(path), "--run-dir", str(stopped)]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    shutil.rmtree(lm)
+    assert train.main(["--resume", str(stopped)]) == 0
+    got, want = (json.load(open(d / "metrics.json")) for d in (stopped, tmp_path / "whole"))
+    assert got["dev"]["accuracy"] == want["dev"]["accuracy"] and got["dev"]["nll"] == pytest.approx(want["dev"]["nll"], abs=1e-6)
+    for row, ref in zip(_history(stopped), _history(tmp_path / "whole")):
+        assert float(row["loss"]) == pytest.approx(float(ref["loss"]), abs=1e-6)

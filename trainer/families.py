@@ -67,11 +67,16 @@ def text_tokenizer(d: DataConfig) -> TextTokenizer:
 class LSTMFamily:
     """(Bi-)LSTMs over a vocabulary built from the training texts, optionally with word2vec vectors."""
 
-    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus) -> Prepared:
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus, resuming: str | None = None) -> Prepared:
         """`unlabeled`: the unlabeled texts the model trains on (Miyato et al. 2017 build the vocabulary from
-        them too), counted in one pass as they stream from disk; model.vocab_file gives a vocabulary instead."""
+        them too), counted in one pass as they stream from disk; model.vocab_file gives a vocabulary instead.
+        `resuming`: a resumed run started from a language model takes its own vocab.tsv (its checkpoint holds
+        the weights), so that the language model's run need not exist any more."""
         d = cfg.data
         pairs = data.train.texts_b is not None
+        if cfg.model.init_from and resuming:
+            vocab = Vocabulary.load(os.path.join(resuming, "vocab.tsv"))
+            return Prepared(data, vocab, self.text_encoder(cfg, vocab))
         if cfg.model.init_from:
             start = read_language_model_run(cfg)
             if pairs:
@@ -128,7 +133,7 @@ class HuggingFaceFamily:
     """Hugging Face TF encoders (BERT, RoBERTa, ALBERT, ELECTRA, DistilBERT, ...) with their WordPiece vocabulary
     tokenized in the graph, or their own tokenizer (outside the graph) where there is no vocab.txt."""
 
-    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus) -> Prepared:
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus, resuming: str | None = None) -> Prepared:
         m = cfg.model
         local = resolve_pretrained(m.pretrained) if m.pretrained else None  # config.yaml keeps the name
         hf_model, _ = load_encoder(local, m.config_overrides)

@@ -47,13 +47,15 @@ from trainer.run_dir import check_resumable, make_run_dir, rewrite_history_csv, 
 log = logging.getLogger(__name__)
 
 
-def prepare(cfg: Config) -> Prepared:
+def prepare(cfg: Config, resuming: str | None = None) -> Prepared:
     """Loads and checks the data, the vocabulary and any pretrained weights (through the backbone family);
-    raises UserError on bad input. Runs before the run directory exists."""
-    if cfg.model.init_from:
+    raises UserError on bad input. Runs before the run directory exists. `resuming`: the run directory of a
+    resumed run, whose own files stand in for the pretrained start (its checkpoint holds the weights)."""
+    if cfg.model.init_from and not resuming:
         check_language_model_run(cfg)  # before the data are read
     data = load_data(cfg.data)
-    return family(cfg.model.name).prepare(cfg, data, data.unlabeled if cfg.reads_unlabeled else Corpus())
+    return family(cfg.model.name).prepare(cfg, data, data.unlabeled if cfg.reads_unlabeled else Corpus(),
+                                          resuming=resuming)
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -117,7 +119,7 @@ def train(cfg: Config, run_dir: str, resume: bool = False) -> dict:
             read_run_files(cfg, run_dir)  # what predict.py and export.py will need is there before training on
             remove_unfinished_writes(os.path.join(run_dir, "checkpoints"))
         with strategy.scope(), mixed_precision(cfg.train.mixed_precision):  # a pretrained encoder's too
-            prepared = prepare(cfg)
+            prepared = prepare(cfg, resuming=run_dir if resume else None)
         if chief and not resume:
             with starting_run_dir(run_dir):
                 make_run_dir(run_dir)
