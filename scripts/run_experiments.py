@@ -275,18 +275,29 @@ def execute(run: dict) -> float | None:
 
 
 def check_configs(experiments: list[dict], data_root: str, runs_dir: str) -> None:
-    """Every config the grid will train (each sweep value's too) is valid, before the first run starts."""
+    """Every config the grid will train (each sweep value's too) is valid, and every language model a run starts
+    from (model.init_from) is made by an experiment trained before it or has finished already, before the first
+    run starts."""
     from core.loader import config_from_dict
 
+    made = set()
     for experiment in experiments:
         for run in plan(experiment, data_root, runs_dir):
-            config_from_dict(run["config"], source=f"{experiment['name']}/{os.path.basename(run['run_dir'])}")
+            source = f"{experiment['name']}/{os.path.basename(run['run_dir'])}"
+            config_from_dict(run["config"], source=source)
+            start = (run["config"].get("model") or {}).get("init_from")
+            if start and os.path.abspath(start) not in made and not os.path.exists(os.path.join(start, "metrics.json")):
+                raise UserError(f"{source}: model.init_from {start}: no experiment trained before it makes that run, "
+                                "and it has not finished (run the experiment that pretrains it first, or fix the path)")
+        made |= {os.path.abspath(run["run_dir"]) for run in plan(experiment, data_root, runs_dir)}
 
 
 def reproduce_command(args) -> str:
     """The command that makes the report again, as the report prints it."""
     command = (f"python scripts/run_experiments.py {os.path.relpath(os.path.abspath(args.spec), ROOT)} "
                f"--data-root {args.data_root}")
+    if os.path.abspath(args.runs_dir) != os.path.join(ROOT, "runs", "experiments"):
+        command += f" --runs-dir {args.runs_dir}"
     if os.path.abspath(args.results) != os.path.join(ROOT, "docs", "RESULTS.md"):
         command += f" --results {os.path.relpath(args.results, ROOT)}"
     return command

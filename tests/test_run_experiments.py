@@ -159,6 +159,12 @@ def test_grid_mistakes_are_one_line_before_anything_trains(tmp_path, tiny_files,
     folder = args[:-1] + [str(tmp_path / "runs")]
     assert run_experiments.main(folder + ["--report-only"]) == 2
     assert "is a directory" in capsys.readouterr().err
+    # a run that starts from a language model no experiment makes: named before the first run trains
+    args = _tiny_spec(tmp_path, tiny_files, {"none": {}, "lm": {"model": {"init_from": "{runs_dir}/nowhere/lm-seed1"}}})
+    assert run_experiments.main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.init_from" in err and "nowhere/lm-seed1: no experiment trained before it makes that run" in err
+    assert not any((tmp_path / "runs").rglob("metrics.json"))
 
 
 def test_a_finished_run_without_its_config_is_not_reported(tmp_path, tiny_files, capsys):
@@ -323,8 +329,13 @@ def test_every_run_of_every_shipped_spec_is_a_valid_config(spec, monkeypatch):
     """A spec's typo (a key, a method's setting, a broken YAML anchor) fails here, not hours into a grid."""
     monkeypatch.setattr(run_experiments, "minilm_dir", lambda: "/minilm")
     experiments = run_experiments.load_spec(spec)
+    made = set()
     for experiment in experiments:
         runs = run_experiments.plan(experiment, "/data", "/runs")
+        for run in runs:  # a language model a run starts from is made by an experiment before it
+            start = (run["config"].get("model") or {}).get("init_from")
+            assert not start or start in made, (run["run_dir"], start)
+        made |= {run["run_dir"] for run in runs}
         assert len(runs) >= len(experiment["variants"]) * len(experiment["seeds"])
         for run in runs:
             cfg = config_from_dict(run["config"], run["config_path"])
