@@ -101,6 +101,11 @@ def test_export_round_trip_in_a_fresh_process(which, request, tmp_path):
             f"out = m.signatures['serving_default'](texts=tf.constant({texts!r}))\n"
             "none = m.signatures['serving_default'](texts=tf.constant([], tf.string))\n"
             "assert none['probabilities'].shape == (0, 2) and none['labels'].shape == (0,), none\n"
+            "try:\n"
+            f"    m.signatures['serving_default'](texts=tf.constant([[t] for t in {texts!r}]))\n"
+            "    raise SystemExit('a (B, 1) batch was answered')\n"
+            "except tf.errors.InvalidArgumentError as e:\n"
+            "    assert 'not compatible with expected shape' in str(e)\n"
             "print(json.dumps({'p': out['probabilities'].numpy().tolist(), "
             "'labels': [l.decode() for l in out['labels'].numpy()]}))\n"
             "assert not [k for k in sys.modules if k.split('.')[0] in ('trainer', 'model', 'dataset')]\n")

@@ -28,7 +28,9 @@ class ServingModule(tf.Module):
 
     def _answer(self, *texts):
         """An empty batch gets empty outputs ((0, C) probabilities) without running the encoder, whose
-        WordPiece graph cannot pad an empty batch."""
+        WordPiece graph cannot pad an empty batch. A batch of another shape than (B,) is an error (a signature
+        does not check the shape it is called with: a (B, 1) batch would give one row)."""
+        texts = tuple(tf.ensure_shape(t, [None]) for t in texts)
         empty = {"probabilities": tf.zeros([0, self.num_classes]), "labels": tf.zeros([0], tf.string),
                  "label_ids": tf.zeros([0], tf.int32)}
         return tf.cond(tf.size(texts[0]) > 0, lambda: self._outputs(self.encoder(*texts)), lambda: empty)
