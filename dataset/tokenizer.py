@@ -171,17 +171,18 @@ class TextEncoder(tf_keras.layers.Layer):
         self.lookup = tf_keras.layers.StringLookup(vocabulary=list(vocabulary[2:]), num_oov_indices=1,
                                                    mask_token=None, output_mode="int")
 
-    def _ids(self, texts):
+    def ragged_ids(self, texts):
+        """Each text's token ids, all of them: (B, None) ragged."""
         tokens = self.tokenizer(texts)
         return tokens.with_flat_values(tf.cast(self.lookup(tokens.flat_values), tf.int32) + 1)
 
     def call(self, texts, texts_b=None):
         if texts_b is None:
-            ids = self._ids(texts)[:, : self.max_length]
+            ids = self.ragged_ids(texts)[:, : self.max_length]
         else:
             if self.sep_id is None:
                 raise ValueError("sentence pairs need a vocabulary with [SEP]")
-            a, b = trim_longest_first([self._ids(texts), self._ids(texts_b)], self.max_length - 1)
+            a, b = trim_longest_first([self.ragged_ids(texts), self.ragged_ids(texts_b)], self.max_length - 1)
             sep = tf.fill([a.nrows(), 1], tf.constant(self.sep_id, tf.int32))
             ids = tf.concat([a, tf.RaggedTensor.from_tensor(sep), b], axis=1)
         ids = ids.to_tensor(default_value=0)

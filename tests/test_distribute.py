@@ -105,11 +105,11 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
 LM_MIRRORED = """
 from core.loader import config_from_dict
 from trainer.families import family
-from trainer.lm_run import MAX_TEXT_TOKENS, build_language_model, prepare_language_model, token_chunks
+from trainer.lm_run import build_language_model, prepare_language_model, token_chunks
 
 cfg = config_from_dict(json.loads(sys.argv[1]))
 corpus, vocab, _ = prepare_language_model(cfg)
-chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS), cfg.data.max_length)
+chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab), cfg.data.max_length)
 batch = next(iter(chunks(corpus.lines()).batch(7)))
 print("RESULTS " + json.dumps({{
     "tokens": [int(np.count_nonzero(batch.numpy()[:4])), int(np.count_nonzero(batch.numpy()[4:]))],

@@ -229,7 +229,7 @@ def test_an_epoch_is_one_pass_over_the_training_chunks(lm_setup):
     lengths = [int((encoder(tf.constant([t]))["token_ids"].numpy() != 0).sum()) for t in texts]
     L = cfg.data.max_length  # a text of n tokens: ceil(n / L) chunks, less a last one of a single token
     want = sum(-(-n // L) - (1 if n % L == 1 else 0) for n in lengths)
-    chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=10_000), L)
+    chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab), L)
     assert count_chunks(corpus, chunks, heldout) == want
 
 
@@ -341,3 +341,17 @@ def test_a_classifier_started_from_a_language_model_resumes_without_it(lm_setup,
     assert got["dev"]["accuracy"] == want["dev"]["accuracy"] and got["dev"]["nll"] == pytest.approx(want["dev"]["nll"], abs=1e-6)
     for row, ref in zip(_history(stopped), _history(tmp_path / "whole")):
         assert float(row["loss"]) == pytest.approx(float(ref["loss"]), abs=1e-6)
+
+
+def test_a_text_longer_than_any_cap_is_cut_into_chunks_whole(lm_setup):
+    """A 250,007-token text (one line) gives every one of its tokens, in order, in chunks of max_length."""
+    from trainer.lm_run import token_chunks
+
+    n, L = 250_007, 100
+    encoder = TextEncoder(TextTokenizer("word"), ["<pad>", "<unk>", "a", "b", "c"], max_length=12)
+    words = np.array(["a", "b", "c"])[np.arange(n) % 3]
+    texts = tf.data.Dataset.from_tensor_slices([" ".join(words), "b c", "a"])
+    rows = np.stack(list(token_chunks(encoder, L)(texts).as_numpy_iterator()))
+    assert rows.shape == (-(-n // L) + 1, L)  # the long text's chunks, then "b c"; "a" alone predicts nothing
+    np.testing.assert_array_equal(rows[:-1].ravel()[:n], (np.arange(n) % 3) + 2)
+    assert not rows[:-1].ravel()[n:].any() and rows[-1].tolist() == [3, 4] + [0] * (L - 2)

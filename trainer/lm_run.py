@@ -37,17 +37,18 @@ from trainer.run_dir import check_resumable, make_run_dir, starting_run_dir
 log = logging.getLogger(__name__)
 
 MONITOR = "val_perplexity"
-MAX_TEXT_TOKENS = 100_000  # a text is read whole, up to this many tokens, and cut into data.max_length chunks
-
-
 def token_chunks(encoder, length: int):
-    """texts -> every text's tokens cut into consecutive chunks of `length` (the last one padded with 0), the
-    chunks with fewer than two tokens (nothing to predict) left out: a dataset of (length,) id rows."""
+    """texts -> every text's tokens, however many, cut into consecutive chunks of `length` (the last one padded
+    with 0), the chunks with fewer than two tokens (nothing to predict) left out: a dataset of (length,) id rows.
+    The texts stay ragged until cut: memory follows the tokens, not the longest text times the batch."""
     def cut(texts):
-        ids = encoder(texts)["token_ids"]
-        width = tf.shape(ids)[1]
-        padded = tf.pad(ids, [[0, 0], [0, (length - width % length) % length]])
-        rows = tf.reshape(padded, [-1, length])
+        ids = encoder.ragged_ids(texts)
+        lengths = ids.row_lengths()
+        per_text = (lengths + length - 1) // length
+        position = tf.range(tf.size(ids.flat_values, out_type=tf.int64)) - tf.repeat(ids.row_starts(), lengths)
+        chunk = tf.repeat(tf.cumsum(per_text, exclusive=True), lengths) + position // length
+        rows = tf.RaggedTensor.from_value_rowids(ids.flat_values, chunk, nrows=tf.reduce_sum(per_text))
+        rows = rows.to_tensor(default_value=0, shape=[None, length])
         return tf.boolean_mask(rows, tf.reduce_sum(tf.cast(rows != 0, tf.int32), axis=1) >= 2)
 
     return lambda texts: texts.batch(64).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
@@ -214,8 +215,7 @@ def train_language_model(cfg: Config, run_dir: str, resume: bool = False) -> dic
         # a resumed run reads its own vocabulary instead of counting the corpus again
         corpus, vocab, heldout = prepare_language_model(cfg, os.path.join(run_dir, "vocab.tsv") if resume else None)
         d = cfg.data
-        chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab, max_length=MAX_TEXT_TOKENS),
-                              d.max_length)
+        chunks = token_chunks(family(cfg.model.name).text_encoder(cfg, vocab), d.max_length)
         # counted before the run directory exists: a corpus with nothing to train on or to evaluate is one line
         n_chunks = count_chunks(corpus, chunks, heldout, limit=None if cfg.train.steps_per_epoch is None else 1)
         check_chunks(cfg, n_chunks, count_chunks(corpus, chunks, ~heldout, limit=1))
