@@ -260,14 +260,16 @@ def execute(run: dict) -> float | None:
         import shutil
         shutil.rmtree(run["run_dir"])
     start = time.time()
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], capture_output=True, text=True)
+    with open(run["run_dir"] + ".log", "w", encoding="utf-8") as log_file:  # written as it runs: kept on Ctrl-C
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], stdout=log_file,
+                              stderr=subprocess.STDOUT, text=True)
     seconds = time.time() - start
-    with open(run["run_dir"] + ".log", "w", encoding="utf-8") as f:
-        f.write(done.stdout + done.stderr)
     if done.returncode in (130, -2):  # Ctrl-C reached the run too: stop the grid as it stopped
         raise Interrupted(f"{run['run_dir']}: interrupted; the same command continues the grid", 2)
     if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        with open(run["run_dir"] + ".log", encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f.read().strip().splitlines() if line.strip()]
+        tail = (lines or ["(no output)"])[-1]
         raise UserError(f"{run['run_dir']}: training failed (exit {done.returncode}): {tail}; log in {run['run_dir']}.log")
     with open(os.path.join(run["run_dir"], "wall_seconds.json"), "w", encoding="utf-8") as f:
         json.dump({"seconds": round(seconds, 1)}, f)

@@ -304,6 +304,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(setup, monkeyp
     assert in_process(["--resume", str(backup)], monkeypatch) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: {backup}: every checkpoint in") and "(ckpt-6, ckpt-7)" in err[-1]
+    assert err[-1].endswith(f"start the run again: python train.py --config {backup / 'config.yaml'} --run-dir <a new folder>")
     assert not (backup / "metrics.json").exists()
 
 

@@ -203,11 +203,15 @@ def test_ctrl_c_stops_the_grid_with_130(tmp_path, tiny_files, capsys, monkeypatc
     assert run_experiments.main(args) == 130
     assert "interrupted" in capsys.readouterr().err
 
-    def pressed(command, **kw):
+    def pressed(command, stdout=None, **kw):
+        stdout.write("epoch 1: step 3/10\n")  # what the run printed before Ctrl-C
+        stdout.flush()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run_experiments.subprocess, "run", pressed)
     assert run_experiments.main(args) == 130
+    logs = list((tmp_path / "runs").rglob("*.log"))  # the interrupted run's log is kept
+    assert len(logs) == 1 and logs[0].read_text() == "epoch 1: step 3/10\n"
 
 
 def test_a_bad_spec_is_one_line(tmp_path, capsys):

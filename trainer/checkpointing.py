@@ -273,7 +273,8 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
             break
         else:
             raise UserError(f"{self.run_dir}: every checkpoint in {self.restore_dir}/{TRAIN_DIR} is damaged "
-                            f"({', '.join(os.path.basename(p) for p in paths)}); start the run again")
+                            f"({', '.join(os.path.basename(p) for p in paths)}); start the run again: python train.py "
+                            f"--config {os.path.join(self.run_dir, 'config.yaml')} --run-dir <a new folder>")
         self.history = json.loads(self._history.numpy().decode())
         step = steps_taken(self.model)
         epoch = int(self._epoch.numpy())

@@ -77,7 +77,7 @@ class LanguageModelTrainer(ResumesMidEpoch, tf_keras.Model):
     def __init__(self, network: LSTMLanguageModel, samples: int, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.network, self.seed = network, seed
-        self.samples = min(samples, network.vocab_size)
+        self.samples = samples  # drawn with replacement: any number, as config.yaml says
         self.loss_tracker = tf_keras.metrics.Mean("loss")
         self.tokens = tf_keras.metrics.Sum("tokens")
         self.cross_entropy = {d: tf_keras.metrics.Mean(f"{d}_cross_entropy") for d in network.directions}
