@@ -72,7 +72,7 @@ def _remove(path: str) -> None:
 LOCK_FILE = ".lock"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -89,7 +89,7 @@ def lock_owner(run_dir: str) -> int | None:
             owner = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return None
-    return owner if owner and owner != os.getpid() and _pid_alive(owner) else None
+    return owner if owner and owner != os.getpid() and pid_alive(owner) else None
 
 
 def in_use(run_dir: str, owner: int) -> UserError:

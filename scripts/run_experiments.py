@@ -35,6 +35,7 @@ once, at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -50,7 +51,7 @@ sys.path.insert(0, ROOT)
 from core import cli  # noqa: E402
 from core.errors import Interrupted, UserError, run_cli  # noqa: E402
 from core.loader import merge, read_yaml  # noqa: E402
-from core.paths import in_use, lock_owner  # noqa: E402
+from core.paths import in_use, lock_owner, pid_alive  # noqa: E402
 from scripts.experiment_report import read_json, report  # noqa: E402
 
 
@@ -242,9 +243,45 @@ def check_run_config(run: dict) -> None:
                             "(nothing is resumed, skipped or reported under the spec's settings)")
 
 
+@contextlib.contextmanager
+def claimed(run_dir: str):
+    """The grid's claim on a run from before its train.py starts (whose own lock comes only once its data are
+    read): <run_dir>.claim holds this process's id; another grid command finds it and names the process."""
+    path = run_dir + ".claim"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    owner = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and pid_alive(owner):
+                raise in_use(run_dir, owner) from None
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # stale: its grid is gone
+    else:
+        raise UserError(f"{run_dir}: could not claim the run ({path})")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
 def execute(run: dict) -> float | None:
     """Trains one run unless it finished; returns the seconds it took now (None if skipped). A run directory
     another process holds (another grid command, a train.py) is left untouched: one line, nothing run."""
+    with claimed(run["run_dir"]):
+        return _execute(run)
+
+
+def _execute(run: dict) -> float | None:
     check_run_config(run)
     if os.path.exists(os.path.join(run["run_dir"], "metrics.json")):
         return None

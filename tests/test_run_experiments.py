@@ -142,6 +142,29 @@ def test_a_run_another_process_holds_is_left_untouched(tmp_path, tiny_files, cap
     assert not (tmp_path / "RESULTS.md").exists()
 
 
+def test_a_run_another_grid_is_starting_is_left_untouched(tmp_path, tiny_files, capsys):
+    """The first grid has launched the run's train.py, which is still reading its data (no run directory, no lock
+    yet): the second grid names the first one's process instead of starting the same run beside it."""
+    import subprocess
+    import sys
+
+    args = _tiny_spec(tmp_path, tiny_files)
+    claim = tmp_path / "runs" / "tiny" / "none-seed1.claim"
+    claim.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim.write_text(str(holder.pid))
+        assert run_experiments.main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"none-seed1: in use by another process (pid {holder.pid})" in err[0]
+        assert not (tmp_path / "runs" / "tiny" / "none-seed1").exists() and claim.read_text() == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_experiments.main(args + ["--seeds", "1"]) == 0  # a stale claim (its grid gone) is taken over
+    assert not claim.exists()
+
+
 def test_grid_mistakes_are_one_line_before_anything_trains(tmp_path, tiny_files, capsys):
     args = _tiny_spec(tmp_path, tiny_files, {"none": {}, "fgm": {"regularizer": {"name": "fgm", "epsilonn": 1}}})
     assert run_experiments.main(args) == 2  # the second variant's typo, before the first variant trains
