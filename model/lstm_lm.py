@@ -3,10 +3,12 @@ a classifier can start from them (Dai and Le 2015; Miyato et al. 2017 pretrain s
 
 Each direction predicts the next token of a text from the ones before it (the backward direction reads the
 real tokens of each text in reverse). Training uses a sampled softmax: the true class against `samples` classes
-drawn log-uniformly over the frequency-ranked words (ids 2.. from most to least frequent; never padding, id 0,
-which is no target, nor out-of-vocabulary, id 1, which is no word), each logit corrected by the log of its
-expected count (Jean et al. 2015), the draws stateless and seeded by the step so that a resumed run draws the
-same; evaluation uses the exact softmax.
+drawn log-uniformly over the frequency-ranked classes a target can be (ids 1.., out-of-vocabulary first, then the
+words from most to least frequent; never padding, id 0, which is no target), each logit corrected by the log of
+its expected count (Jean et al. 2015), the draws stateless and seeded by the step so that a resumed run draws the
+same; evaluation uses the exact softmax. Every class a target can be must be drawn as a negative too: a class
+that is only ever a target has nothing to hold its logit down, and under the exact softmax it takes all the mass
+(a run that never drew out-of-vocabulary put 99.5% of every prediction on it: held-out perplexity 213,402).
 """
 from __future__ import annotations
 
@@ -32,26 +34,24 @@ def reverse_real_tokens(ids):
     return tf.reverse_sequence(ids, lengths, seq_axis=1, batch_axis=0)
 
 
-FIRST_WORD = 2  # ids 0 and 1 are padding and out-of-vocabulary; the words follow, most frequent first
+FIRST_CLASS = 1  # id 0 is padding, never a target; out-of-vocabulary (1) and the words follow, by frequency
 
 
 def log_uniform_log_q(classes, num_classes: int, samples: int):
     """log of the expected count of each class among `samples` log-uniform draws with replacement over the
-    W = num_classes - 2 words (rank r = id - 2): P(r) = (log(r + 2) - log(r + 1)) / log(W + 1). Out-of-vocabulary
-    (id 1), never drawn, is a target only: its logit is not corrected (0)."""
-    r = tf.cast(classes, tf.float32) - FIRST_WORD
-    words = max(1, num_classes - FIRST_WORD)
-    p = (tf.math.log(tf.maximum(r, 0.0) + 2.0) - tf.math.log(tf.maximum(r, 0.0) + 1.0)) / math.log(words + 1.0)
-    return tf.where(r >= 0, tf.math.log(samples * p), tf.zeros_like(p))
+    K = num_classes - 1 classes a target can be (rank r = id - 1): P(r) = (log(r + 2) - log(r + 1)) / log(K + 1)."""
+    r = tf.cast(classes, tf.float32) - FIRST_CLASS
+    p = (tf.math.log(r + 2.0) - tf.math.log(r + 1.0)) / math.log(max(1, num_classes - FIRST_CLASS) + 1.0)
+    return tf.math.log(samples * p)
 
 
 def draw_log_uniform(num_classes: int, samples: int, seed):
-    """`samples` word ids (2 .. num_classes - 1) drawn log-uniformly by rank, with replacement, statelessly from
-    `seed` (shape [2])."""
-    words = max(1, num_classes - FIRST_WORD)
+    """`samples` class ids (1 .. num_classes - 1: never padding) drawn log-uniformly by rank, with replacement,
+    statelessly from `seed` (shape [2])."""
+    classes = max(1, num_classes - FIRST_CLASS)
     u = tf.random.stateless_uniform([samples], seed=seed, dtype=tf.float32)
-    ranks = tf.cast(tf.floor(tf.exp(u * math.log(words + 1.0))), tf.int64) - 1
-    return tf.clip_by_value(ranks, 0, words - 1) + FIRST_WORD
+    ranks = tf.cast(tf.floor(tf.exp(u * math.log(classes + 1.0))), tf.int64) - 1
+    return tf.clip_by_value(ranks, 0, classes - 1) + FIRST_CLASS
 
 
 def sampled_softmax_loss(hidden, weights, biases, targets, sampled):

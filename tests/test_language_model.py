@@ -24,14 +24,12 @@ def test_sampled_softmax_is_the_corrected_softmax_over_the_true_and_the_sampled_
     rng = np.random.default_rng(0)
     V, H = 7, 3
     h, w, b = rng.normal(size=(2, H)), rng.normal(size=(V, H)), rng.normal(size=V)
-    targets, sampled = np.array([4, 1]), np.array([2, 4, 6])
+    targets, sampled = np.array([4, 1]), np.array([1, 4, 6])
     got = sampled_softmax_loss(*(tf.constant(x, tf.float32) for x in (h, w, b)), tf.constant(targets, tf.int64),
                                tf.constant(sampled, tf.int64)).numpy()
 
-    def log_q(c):  # expected count of word c (rank c - 2 of the V - 2 words) among 3 log-uniform draws
-        if c == 1:
-            return 0.0  # out-of-vocabulary is never drawn: its logit is not corrected
-        return math.log(3 * (math.log(c) - math.log(c - 1)) / math.log(V - 2 + 1))
+    def log_q(c):  # expected count of class c (rank c - 1 of the V - 1 classes but padding) among 3 draws
+        return math.log(3 * (math.log(c + 1) - math.log(c)) / math.log(V - 1 + 1))
 
     for n, y in enumerate(targets):
         true = h[n] @ w[y] + b[y] - log_q(y)
@@ -40,12 +38,16 @@ def test_sampled_softmax_is_the_corrected_softmax_over_the_true_and_the_sampled_
         assert got[n] == pytest.approx(want, rel=1e-5)
 
 
-def test_log_uniform_draws_are_stateless_words_only_and_favour_frequent_ids():
-    a = draw_log_uniform(1002, 20000, tf.constant([3, 5], tf.int64)).numpy()
-    assert (a == draw_log_uniform(1002, 20000, tf.constant([3, 5], tf.int64)).numpy()).all()
-    assert a.min() == 2 and a.max() < 1002  # never padding (0) or out-of-vocabulary (1)
-    # over the W = 1000 words, P(rank < k) = log(k + 1) / log(W + 1); rank = id - 2
-    assert (a < 2 + 10).mean() == pytest.approx(math.log(11) / math.log(1001), abs=0.02)
+def test_log_uniform_draws_are_stateless_never_padding_and_favour_frequent_ids():
+    a = draw_log_uniform(1001, 20000, tf.constant([3, 5], tf.int64)).numpy()
+    assert (a == draw_log_uniform(1001, 20000, tf.constant([3, 5], tf.int64)).numpy()).all()
+    # never padding (0); out-of-vocabulary (1), a target, is drawn as a negative too
+    assert a.min() == 1 and a.max() < 1001 and (a == 1).any()
+    # over the K = 1000 classes, P(rank < k) = log(k + 1) / log(K + 1); rank = id - 1
+    assert (a < 1 + 10).mean() == pytest.approx(math.log(11) / math.log(1001), abs=0.02)
+    # every class a target can be is drawn: one never drawn has nothing to hold its logit down in training, and
+    # takes all the mass under the exact softmax
+    assert set(draw_log_uniform(7, 2000, tf.constant([1, 2], tf.int64)).numpy()) == {1, 2, 3, 4, 5, 6}
 
 
 def test_the_backward_direction_reads_the_real_tokens_in_reverse():
