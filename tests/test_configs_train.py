@@ -15,7 +15,8 @@ ALL = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
 LANGUAGE_MODELS = [p for p in ALL if load_config(p).task == "lm"]
 CONFIGS = [p for p in ALL if p not in LANGUAGE_MODELS]
 TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=8", "data.dataset=null",
-        "data.tokenizer=word", "data.unlabeled_batch_size=4", "data.unlabeled=null"]  # no shared data needed
+        "data.tokenizer=word", "data.unlabeled_batch_size=4", "data.unlabeled=null",  # no shared data needed
+        "model.init_from=null"]  # a config that starts from a language model trains here from scratch
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
@@ -30,7 +31,7 @@ def test_config_trains_one_step(path, tiny_files, tiny_bert_dir):
     model = build_model(cfg, prepared, len(prepared.data.label_names))
     model.compile(optimizer=model.optimizer, run_eagerly=True)
     batch = next(iter(train_ds))
-    assert ("unlabeled" in batch[0]) == bool(cfg.data.num_labeled)
+    assert ("unlabeled" in batch[0]) == (cfg.reads_unlabeled and bool(cfg.data.num_labeled))
     before = [v.numpy().copy() for v in model.trainable_variables]
     logs = model.make_train_function()(iter(tf.data.Dataset.from_tensors(batch)))
     assert all(np.isfinite(float(v)) for v in logs.values()), logs
@@ -77,8 +78,8 @@ def test_language_model_config_trains_one_step(path, tmp_path):
     corpus.write_text("".join(f"text number {i} is a short one\n" for i in range(40)))
     cfg = load_config(path, ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=4",
                              f"data.unlabeled={corpus}", "lm.heldout_texts=4", "lm.softmax_samples=8"])
-    corpus_, vocab, n = prepare_language_model(cfg)
-    assert n == 36
+    corpus_, vocab, heldout = prepare_language_model(cfg)
+    assert len(heldout) == 40 and heldout.sum() == 4
     model = build_language_model(cfg, vocab, 10)
     before = [v.numpy().copy() for v in model.trainable_variables]
     logs = model.train_step(tf.constant([[2, 3, 4, 5, 0], [3, 2, 0, 0, 0]]))

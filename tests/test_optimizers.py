@@ -104,8 +104,8 @@ def test_layerwise_decay_scales_each_lstm_layers_step(tmp_path, tiny_files):
     plain = _lstm_steps(tmp_path, tiny_files, {})[0]
     decayed = _lstm_steps(tmp_path, tiny_files, {"layerwise_lr_decay": 0.5})[0]
     assert all(np.abs(plain[r]).max() > 1e-4 for r in plain)
-    np.testing.assert_allclose(decayed["embedding"], 0.25 * plain["embedding"], rtol=1e-4, atol=1e-8)
-    np.testing.assert_allclose(decayed["lstm"], 0.5 * plain["lstm"], rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(decayed["embedding"], 0.25 * plain["embedding"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(decayed["lstm"], 0.5 * plain["lstm"], rtol=1e-4, atol=1e-7)  # float32 rounding of w + step
     np.testing.assert_allclose(decayed["head"], plain["head"], rtol=1e-5, atol=1e-8)
 
 

@@ -500,3 +500,21 @@ def test_a_vocabulary_changed_after_training_is_refused_where_it_is_read(lstm_ru
     assert err[-1].startswith(f"error: {run / 'vocab.tsv'}: not the vocabulary the weights of") and len(
         [line for line in err if line.startswith("error")]) == 1
     assert predict.main(["--run-dir", lstm_run, "--input", str(tmp_path / "in.txt")]) == 0  # the run's own file
+
+
+def test_the_language_model_probes_by_hand():
+    from scripts.probe_language_model import linear_probe, pooled
+
+    a = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])  # one text: 3 real positions, forward | backward
+    b = np.array([[-1.0, 5.0]])
+    feats = pooled([a, b], bidirectional=True)
+    np.testing.assert_array_equal(feats["last"], [[3.0, 10.0], [-1.0, 5.0]])  # forward at its end, backward at 0
+    np.testing.assert_array_equal(feats["max"], [[3.0, 30.0], [-1.0, 5.0]])
+    np.testing.assert_array_equal(feats["mean"], [[2.0, 20.0], [-1.0, 5.0]])
+    assert feats["concat"].shape == (2, 6)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 2] > 0).astype(int)  # separable along one feature
+    assert linear_probe(x[:300], y[:300], x[300:], y[300:]) >= 0.97
+    noise = rng.integers(0, 2, 400)  # labels that the features do not know
+    assert 0.35 <= linear_probe(x[:300], noise[:300], x[300:], noise[300:]) <= 0.65

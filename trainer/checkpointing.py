@@ -143,13 +143,16 @@ def check_vocabulary(path: str, digest: str | None, vocab_file: str) -> None:
     (recorded there; checkpoints from before the record are taken as they are)."""
     if digest is None:
         return
-    reader = tf.train.load_checkpoint(path)
-    if reader.has_tensor(VOCAB_KEY):  # checkpoints/best
-        saved = reader.get_tensor(VOCAB_KEY).decode()
-    elif reader.has_tensor(SETTINGS_KEY):  # checkpoints/train: with the run's settings
-        saved = json.loads(reader.get_tensor(SETTINGS_KEY).decode()).get(VOCAB_SETTING, "")
-    else:
-        return
+    try:
+        reader = tf.train.load_checkpoint(path)
+        if reader.has_tensor(VOCAB_KEY):  # checkpoints/best
+            saved = reader.get_tensor(VOCAB_KEY).decode()
+        elif reader.has_tensor(SETTINGS_KEY):  # checkpoints/train: with the run's settings
+            saved = json.loads(reader.get_tensor(SETTINGS_KEY).decode()).get(VOCAB_SETTING, "")
+        else:
+            return
+    except (tf.errors.OpError, ValueError):
+        return  # a damaged checkpoint: reading it says so
     if saved and saved != digest:
         raise UserError(f"{vocab_file}: not the vocabulary the weights of {path} were trained with (it changed after "
                         "training: an embedding row belongs to the token at its id); put the run's own file back")
@@ -255,7 +258,6 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         for path in reversed(paths):
             try:
                 saved = tf.train.load_checkpoint(path).get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE")
-                check_vocabulary(path, self.vocab_digest, os.path.join(self.run_dir, "vocab.tsv"))
                 if saved.decode() == self.fingerprint:
                     self.manager.checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
@@ -265,6 +267,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
             if saved.decode() != self.fingerprint:
                 raise UserError(f"{self.run_dir}: the data changed since this run started (texts or labels "
                                 "differ); resume with the data it was started on, or start a new run")
+            check_vocabulary(path, self.vocab_digest, os.path.join(self.run_dir, "vocab.tsv"))
             self._check_settings(json.loads(self._settings.numpy().decode()))
             if steps_taken(self.model) - int(self._epoch.numpy()) * self.steps_per_epoch >= self.steps_per_epoch:
                 log.warning("%s was saved after an epoch's last step but before its end; continuing from the "
