@@ -126,18 +126,23 @@ def test_the_held_out_perplexity_is_the_exact_softmax_formula(lm_setup):
         assert heldout[f"{d}_perplexity"] == pytest.approx(math.exp(total[d] / count[d]), rel=1e-3)
 
 
-def test_a_language_model_stopped_by_sigterm_resumes_exactly(lm_setup, monkeypatch):
+def sigterm_at(monkeypatch, step: int) -> None:
+    """SIGTERM to this process after train step `step` (train.py's handler saves and stops)."""
     from trainer import checkpointing
 
-    tmp, path, reference = lm_setup
     original = checkpointing.TrainingCheckpoints.on_train_batch_end
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.current_epoch * self.steps_per_epoch + batch + 1 == 6:
+        if self.current_epoch * self.steps_per_epoch + batch + 1 == step:
             os.kill(os.getpid(), signal.SIGTERM)
         original(self, batch, logs)
 
     monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_batch_end", on_train_batch_end)
+
+
+def test_a_language_model_stopped_by_sigterm_resumes_exactly(lm_setup, monkeypatch):
+    tmp, path, reference = lm_setup
+    sigterm_at(monkeypatch, 6)
     run_dir = tmp / "stopped"
     assert train.main(["--config", str(path), "--run-dir", str(run_dir)]) == 128 + signal.SIGTERM
     monkeypatch.undo()
@@ -313,11 +318,10 @@ def test_a_language_models_vocabulary_changed_after_training_is_refused(lm_setup
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # three tiny runs
 def test_a_classifier_started_from_a_language_model_resumes_without_it(lm_setup, tmp_path, monkeypatch):
     """The resumed run takes its own vocab.tsv (its checkpoint holds the weights): the language model's run may be
     gone, and the run ends as the uninterrupted one."""
-    from trainer import checkpointing
-
     _, _, reference = lm_setup
     lm = tmp_path / "lm"
     shutil.copytree(reference, lm)
@@ -326,14 +330,7 @@ def test_a_classifier_started_from_a_language_model_resumes_without_it(lm_setup,
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert train.main(["--config", str(path), "--run-dir", str(tmp_path / "whole")]) == 0
-    original = checkpointing.TrainingCheckpoints.on_train_batch_end
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current_epoch * self.steps_per_epoch + batch + 1 == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        original(self, batch, logs)
-
-    monkeypatch.setattr(checkpointing.TrainingCheckpoints, "on_train_batch_end", on_train_batch_end)
+    sigterm_at(monkeypatch, 3)
     stopped = tmp_path / "stopped"
     assert train.main(["--config", str(path), "--run-dir", str(stopped)]) == 128 + signal.SIGTERM
     monkeypatch.undo()

@@ -414,7 +414,7 @@ def test_a_free_run_counts_epochs_in_updates_and_resumes_exactly(tmp_path, tiny_
             assert float(row[key]) == pytest.approx(float(want[key]), abs=1e-6), (row["epoch"], key)
 
 
-@pytest.mark.parametrize("where", ["lock", "config"])
+@pytest.mark.parametrize("where", ["lock", pytest.param("config", marks=pytest.mark.slow)])
 def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing(tmp_path, tiny_files, monkeypatch, capsys, where):
     """No space for the lock's process id, or for config.yaml: one line, no half-made run directory (which would
     block the same --run-dir), and the same command works once there is space."""
