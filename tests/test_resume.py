@@ -184,10 +184,11 @@ def test_a_stop_at_an_epochs_last_step_resumes_and_finishes(setup, monkeypatch, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", range(1, STEPS_PER_EPOCH * EPOCHS + 1))
+@pytest.mark.parametrize("step", range(2, STEPS_PER_EPOCH * EPOCHS + 1))
 def test_a_kill_at_any_step_resumes_to_the_uninterrupted_run(setup, step):
-    """SIGKILL (nothing runs after it) at every step of the run, epoch ends included, with a checkpoint every step;
-    the resume ends like the uninterrupted run."""
+    """SIGKILL (nothing runs after it) at every step of the run after the first, epoch ends included, with a
+    checkpoint every step; the resume ends like the uninterrupted run. (Killed at step 1 there is no checkpoint
+    yet: test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_again.)"""
     tmp, config, reference = setup
     run_dir = tmp / f"killed_at_{step}"
     killed = run(["--config", str(config), "--run-dir", str(run_dir), "--set", "train.checkpoint_every=1"],
