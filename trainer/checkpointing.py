@@ -223,10 +223,9 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         self._history = tf.Variable("[]", trainable=False)
         self._data = tf.Variable(fingerprint, trainable=False)
         self.settings = settings or {}  # the run's config, flattened: a resume refuses an edited config.yaml
-        self._settings = tf.Variable(json.dumps(self.settings, sort_keys=True, default=str), trainable=False)
         self.vocab_digest = vocab_digest  # ties vocab.tsv to these weights: in the settings and beside the best
         recorded = {**self.settings, VOCAB_SETTING: vocab_digest} if vocab_digest else self.settings
-        self._settings.assign(json.dumps(recorded, sort_keys=True, default=str))
+        self._settings = tf.Variable(json.dumps(recorded, sort_keys=True, default=str), trainable=False)
         self._vocab = tf.Variable(vocab_digest or "", trainable=False)
         state = tf.train.Checkpoint(model=model, epoch=self._epoch, stopped_early=self._stopped,
                                     history=self._history, data=self._data, settings=self._settings,

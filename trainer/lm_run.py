@@ -37,6 +37,8 @@ from trainer.run_dir import check_resumable, make_run_dir, starting_run_dir
 log = logging.getLogger(__name__)
 
 MONITOR = "val_perplexity"
+
+
 def token_chunks(encoder, length: int):
     """texts -> every text's tokens, however many, cut into consecutive chunks of `length` (the last one padded
     with 0), the chunks with fewer than two tokens (nothing to predict) left out: a dataset of (length,) id rows.
@@ -151,12 +153,12 @@ def count_chunks(corpus: Corpus, chunks, exclude: np.ndarray, limit: int | None 
 def check_chunks(cfg: Config, train: int, heldout: int) -> None:
     """A language model needs a chunk of at least two tokens (something to predict) to train on and one to
     evaluate: else training would wait for a batch forever, or the held-out perplexity would be undefined."""
-    where = f"data.unlabeled ({cfg.lm.heldout_texts} texts held out, lm.heldout_texts)"
+    source = f"data.unlabeled ({cfg.lm.heldout_texts} texts held out, lm.heldout_texts)"
     if not train:
-        raise UserError(f"{where}: the training texts give no chunk of two tokens or more to predict from; give "
+        raise UserError(f"{source}: the training texts give no chunk of two tokens or more to predict from; give "
                         "more text, or hold out fewer texts")
     if not heldout:
-        raise UserError(f"{where}: the held-out texts give no chunk of two tokens or more to evaluate on; hold "
+        raise UserError(f"{source}: the held-out texts give no chunk of two tokens or more to evaluate on; hold "
                         "out more texts (lm.heldout_texts)")
 
 
