@@ -4,21 +4,23 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from model.fused_lstm import FusedLSTM
 from model.pooling import masked_pool
 
 
-def lstm_layer(units: int, return_sequences: bool):
-    """An LSTM layer. With a GPU, tf-keras's LSTM, which picks its cuDNN or its generic kernel when it runs;
-    without one, the generic kernel alone, as RNN(LSTMCell): the same computation and the same weights
-    (checkpoints load across), but a step that traces about three times faster (the choice traces both
-    kernels), which every retrace pays again (per-batch padding and length bucketing retrace)."""
+def lstm_layer(units: int, return_sequences: bool, bidirectional: bool = False):
+    """An LSTM layer (both directions of a Bi-LSTM in one layer). With a GPU, tf-keras's LSTM (its cuDNN kernel);
+    without one, model.fused_lstm.FusedLSTM: the same weights in the same objects (checkpoints load across) and
+    the same outputs, with the input projection out of the loop and a hand-written backward pass
+    (docs/PERFORMANCE.md)."""
     if tf.config.list_logical_devices("GPU"):
-        return tf_keras.layers.LSTM(units, return_sequences=return_sequences)
-    return generic_lstm(units, return_sequences)
+        layer = tf_keras.layers.LSTM(units, return_sequences=return_sequences)
+        return tf_keras.layers.Bidirectional(layer) if bidirectional else layer
+    return FusedLSTM(units, return_sequences=return_sequences, bidirectional=bidirectional)
 
 
 def generic_lstm(units: int, return_sequences: bool):
-    """tf-keras's generic LSTM kernel alone: RNN(LSTMCell)."""
+    """tf-keras's generic LSTM kernel alone, RNN(LSTMCell): what the CPU ran before FusedLSTM (benchmarks)."""
     return tf_keras.layers.RNN(tf_keras.layers.LSTMCell(units), return_sequences=return_sequences)
 
 
@@ -40,15 +42,14 @@ class LSTMBackbone(tf_keras.layers.Layer):
         self.layers_ = []
         for i in range(num_layers):
             return_sequences = pooling != "last" or i < num_layers - 1
-            lstm = lstm_layer(hidden_size, return_sequences)
-            self.layers_.append(tf_keras.layers.Bidirectional(lstm) if bidirectional else lstm)
+            self.layers_.append(lstm_layer(hidden_size, return_sequences, bidirectional))
         self.dropout = tf_keras.layers.Dropout(dropout)
 
     def set_lstm_weights(self, weights: dict) -> None:
         """Each LSTM layer's weights from {direction: [layer's [kernel, recurrent_kernel, bias]]}: 'forward' for
         a one-way stack and a Bi-LSTM's forward layers, 'backward' for its backward layers (built first)."""
         for i, layer in enumerate(self.layers_):
-            if isinstance(layer, tf_keras.layers.Bidirectional):
+            if self.bidirectional:
                 layer.forward_layer.set_weights(weights["forward"][i])
                 layer.backward_layer.set_weights(weights["backward"][i])
             else:
