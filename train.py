@@ -44,8 +44,8 @@ def run(args) -> None:
     else:
         cfg = load_config(args.config, args.set)
     load_tensorflow()
-    from trainer.run import train
     from trainer.run_dir import default_run_dir, find_resumable, runs_root
+    from trainer.tasks import train
 
     if args.resume:
         train(cfg, args.resume, resume=True)

@@ -3,6 +3,7 @@ and a folder that is missing or read-only is one line at once, not a traceback a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 
@@ -57,6 +58,16 @@ def written_atomically(path: str, what: str = "--output", faults: tuple = ()):
     except BaseException:
         _remove(temporary)
         raise
+
+
+def write_text_atomically(path: str, text: str, what: str = "--output") -> None:
+    """`text` into `path` through written_atomically: the whole file or, on failure, nothing (one line)."""
+    with written_atomically(path, what) as temporary, open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_json_atomically(path: str, value, what: str = "--output") -> None:
+    write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n", what)
 
 
 def _remove(path: str) -> None:

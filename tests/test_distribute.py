@@ -105,7 +105,8 @@ def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_p
 LM_MIRRORED = """
 from core.loader import config_from_dict
 from trainer.families import family
-from trainer.lm_run import build_language_model, prepare_language_model, token_chunks
+from dataset.lm_chunks import token_chunks
+from trainer.lm_run import build_language_model, prepare_language_model
 
 cfg = config_from_dict(json.loads(sys.argv[1]))
 corpus, vocab, _ = prepare_language_model(cfg)

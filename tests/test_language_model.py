@@ -225,8 +225,9 @@ def test_a_language_model_that_has_not_finished_is_one_line(lm_setup, tmp_path, 
 
 def test_an_epoch_is_one_pass_over_the_training_chunks(lm_setup):
     from core.loader import load_config
+    from dataset.lm_chunks import count_chunks, token_chunks
     from trainer.families import family
-    from trainer.lm_run import count_chunks, prepare_language_model, token_chunks
+    from trainer.lm_run import prepare_language_model
 
     _, _, reference = lm_setup
     cfg = load_config(str(reference / "config.yaml"))
@@ -344,7 +345,7 @@ def test_a_classifier_started_from_a_language_model_resumes_without_it(lm_setup,
 
 def test_a_text_longer_than_any_cap_is_cut_into_chunks_whole(lm_setup):
     """A 250,007-token text (one line) gives every one of its tokens, in order, in chunks of max_length."""
-    from trainer.lm_run import token_chunks
+    from dataset.lm_chunks import token_chunks
 
     n, L = 250_007, 100
     encoder = TextEncoder(TextTokenizer("word"), ["<pad>", "<unk>", "a", "b", "c"], max_length=12)
