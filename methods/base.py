@@ -104,9 +104,9 @@ class Term:
 
 
 class Method(tf.Module):
-    """One regularization method; subclasses define term() (or perturbation()). `params` are its settings (the
-    Params dataclass its entry in core.registry.METHODS names: the keys of its `regularizer:` entry besides
-    `name` and `weight`), resolved."""
+    """One regularization method; subclasses define term() (or perturbation()), and a method that replays the
+    batch `replays` and advance(). `params` are its settings (the Params dataclass its entry in
+    core.registry.METHODS names: the keys of its `regularizer:` entry besides `name` and `weight`), resolved."""
 
     def __init__(self, params, weight: float = 1.0, name: str | None = None):
         super().__init__(name=name)
@@ -131,8 +131,20 @@ class Method(tf.Module):
     def after_update(self, classifier) -> None:
         """Runs after the optimizer applied this step's gradients."""
 
-    def term(self, step: Step) -> Term:
+    def term(self, step: Step) -> Term | None:
+        """What the method adds to the step's loss; None: nothing (a method that replays the batch trains on the
+        clean loss at its own perturbation)."""
         raise NotImplementedError
+
+    @property
+    def replays(self) -> int:
+        """How many weight updates the step makes on each batch: 1, or (a method that replays the batch, free)
+        its setting; then advance() gives the perturbation of each next update."""
+        return 1
+
+    def advance(self, step: Step, r):
+        """A replaying method's perturbation for the next update, from the Step just run at e + r (r None: 0)."""
+        raise NotImplementedError(f"{type(self).__name__} does not replay the batch")
 
     # ------------------------------------------------------------------ shared by the methods
     def radius_scale(self, step: Step, embeddings=None, mask=None):

@@ -39,5 +39,4 @@ class Free(Method):
                                                        self.params.step_size * scale))
 
     def term(self, step):
-        raise TypeError("free trains on the loss at its perturbation (AdversarialModel replays the batch); "
-                        "it has no term to add")
+        return None  # the step's loss is the clean loss at e + r: nothing to add

@@ -15,6 +15,21 @@ from methods.base import scale_gradient as _scaled
 from trainer.checkpointing import ResumesMidEpoch
 
 
+@dataclasses.dataclass
+class _Sum:
+    """The step's running sums: weight gradients, the gradient for the lookup's output, the loss, and the
+    gradient for the clean logits (None until a method sends one)."""
+    grads: list
+    lookup_grad: tf.Tensor
+    loss: tf.Tensor
+    logits_grad: tf.Tensor | None = None
+
+    def add(self, grads, lookup_grad=None) -> None:
+        self.grads = [_add(a, g) for a, g in zip(self.grads, grads)]
+        if lookup_grad is not None:
+            self.lookup_grad += lookup_grad
+
+
 def metric_names(regs: list[RegularizerConfig]) -> list[str]:
     """A unique name for each active regularizer: 'fgm', or 'fgm_0', 'fgm_1' when one repeats."""
     names = [r.name for r in regs]
@@ -46,8 +61,8 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         self.reads_unlabeled = [METHODS[r.name].reads_unlabeled for r in regs]
         self.reg_names = metric_names(regs)
         self.clean_weight = clean_weight
-        # A method that replays each batch (free): every train step is `updates_per_step` weight updates.
-        self.replayer = next((m for r, m in zip(regs, self.methods) if METHODS[r.name].replays_batches), None)
+        # A method that replays each batch (its `replays` above 1: free): every train step is that many updates.
+        self.replayer = next((m for m in self.methods if m.replays > 1), None)
         self.updates_per_step = self.replayer.replays if self.replayer is not None else 1
         self.seed = seed
         # Under a distribution strategy fit() sums the replicas' step logs by default; every value this
@@ -154,7 +169,7 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         """One forward and backward pass at e (or e + r, a replaying method's perturbation) with every method's
         term, and one weight update; returns the Step the methods were handed (its emb_grad the gradient at
         e + r). The clean update (r None, a batch's first) is the one the clean loss and accuracy count."""
-        clf = self.classifier
+        clf, cw = self.classifier, self.clean_weight
         # The embedding lookup (for the LSTMs with the frequency normalization of the table) is taped on its
         # own and run backward once, for the clean loss and every loss on e + r together.
         with tf.GradientTape() as lookup_tape:
@@ -167,61 +182,67 @@ class AdversarialModel(ResumesMidEpoch, tf_keras.Model):
         variables = self.trainable_variables  # read after the first call has built every layer
         # One backward pass gives the weight gradients and the gradient w.r.t. the embeddings.
         *clean_grads, emb_grad = self._gradients(tape, clean_loss, variables + [base])
-        grads = [_scaled(g, self.clean_weight) for g in clean_grads]
-        lookup_grad = self.clean_weight * emb_grad  # what flows back into the lookup
-        total = self.clean_weight * clean_loss
-        logits_grad = None  # what the methods send back through the clean pass
-        looked_up, embeddings = embeddings, tf.stop_gradient(embeddings)
-        step = Step(clf, inputs, labels, mask, embeddings, emb_grad, clean_logits=logits, variables=variables,
-                    loss_scale=self._loss_scale(), normal=self._normal, uniform=self._uniform,
+        step = Step(clf, inputs, labels, mask, tf.stop_gradient(embeddings), emb_grad, clean_logits=logits,
+                    variables=variables, loss_scale=self._loss_scale(), normal=self._normal, uniform=self._uniform,
                     gradients=self._gradients)
-
-        for i, (method, name, reads) in enumerate(zip(self.methods, self.reg_names, self.reads_unlabeled)):
-            if method is self.replayer:
-                continue
-            term = method.term(dataclasses.replace(step, unlabeled=unlabeled if reads else None, draw=2 * i))
-            w = method.weight
-            grads = [_add(a, _scaled(g, w)) for a, g in zip(grads, term.grads)]
-            total += w * term.loss
-            if term.lookup_grad is not None:
-                lookup_grad += w * term.lookup_grad
-            if term.logits_grad is not None:
-                logits_grad = w * term.logits_grad if logits_grad is None else logits_grad + w * term.logits_grad
-            texts = tf.shape(term.perturbation)[0]  # weighted by the texts each value is a mean over, like
-            for key, value in {"loss": term.loss, **term.logs}.items():  # `loss`: global means under a strategy
-                self.trackers[f"{name}_{key}"].update_state(value, sample_weight=texts)
-            l2, linf = perturbations.per_example_norms(term.perturbation)
-            self.trackers[f"{name}_perturbation_l2"].update_state(l2)
-            self.trackers[f"{name}_perturbation_linf"].update_state(linf)
-        if logits_grad is not None:
-            *clean_grads, back = self._gradients(tape, logits, variables + [base], output_gradients=logits_grad)
-            grads = [_add(a, g) for a, g in zip(grads, clean_grads)]
-            lookup_grad += back
+        total = _Sum([_scaled(g, cw) for g in clean_grads], cw * emb_grad, cw * clean_loss)
+        for i, method in enumerate(self.methods):
+            self._add_term(total, method, dataclasses.replace(step, draw=2 * i,
+                                                              unlabeled=unlabeled if self.reads_unlabeled[i] else None))
+        if total.logits_grad is not None:  # what the methods send back through the clean pass
+            *clean_grads, back = self._gradients(tape, logits, variables + [base], output_gradients=total.logits_grad)
+            total.add(clean_grads, back)
         del tape
-        lookup_grads = self._gradients(lookup_tape, looked_up, variables, output_gradients=lookup_grad)
-        grads = [_add(a, g) for a, g in zip(grads, lookup_grads)]
+        total.add(self._gradients(lookup_tape, embeddings, variables, output_gradients=total.lookup_grad))
+        examples, share = self._apply(total.grads, variables, labels)
+        self.trackers["loss"].update_state(total.loss, sample_weight=examples)
+        if r is not None:  # a replay at e + r: the replaying method's loss and perturbation
+            self._log_term(self.replayer.name, {"loss": clean_loss}, r, examples)
+        else:
+            self._log_clean(step, clean_loss, examples, share)
+        return step
 
+    def _add_term(self, total: _Sum, method, step: Step) -> None:
+        """Adds a method's weighted term (loss, weight gradients, gradients for the lookup and for the clean
+        logits) to `total`, and logs it."""
+        term = method.term(step)
+        if term is None:
+            return
+        w = method.weight
+        total.add([_scaled(g, w) for g in term.grads], None if term.lookup_grad is None else w * term.lookup_grad)
+        total.loss += w * term.loss
+        if term.logits_grad is not None:
+            g = w * term.logits_grad
+            total.logits_grad = g if total.logits_grad is None else total.logits_grad + g
+        # weighted by the texts each value is a mean over, like `loss`: global means under a strategy
+        self._log_term(method.name, {"loss": term.loss, **term.logs}, term.perturbation,
+                       tf.shape(term.perturbation)[0])
+
+    def _log_term(self, name: str, values: dict, r, texts) -> None:
+        for key, value in values.items():
+            self.trackers[f"{name}_{key}"].update_state(value, sample_weight=texts)
+        l2, linf = perturbations.per_example_norms(r)
+        self.trackers[f"{name}_perturbation_l2"].update_state(l2)
+        self.trackers[f"{name}_perturbation_linf"].update_state(linf)
+
+    def _log_clean(self, step: Step, clean_loss, examples, share) -> None:
+        self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
+        real = tf.cast(step.mask, step.embeddings.dtype)[:, :, None]
+        emb_grad = step.emb_grad if share is None else step.emb_grad * share  # reported as on one device
+        self.trackers["embedding_norm"].update_state(perturbations.per_example_norms(step.embeddings * real)[0])
+        self.trackers["embedding_grad_norm"].update_state(perturbations.per_example_norms(emb_grad)[0])
+        self._update_classification(step.labels, step.clean_logits)
+
+    def _apply(self, grads, variables, labels):
+        """The optimizer's update with this replica's share of the global batch; returns (its examples, the
+        share or None on one replica)."""
         examples, share = self._batch_share(labels)
         if share is not None:  # replicas' gradients are summed: each contributes its share of the global batch
             grads = [_scaled(g, share) for g in grads]
-            emb_grad = emb_grad * share  # reported as on one device
         self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
         for method in self.methods:
-            method.after_update(clf)
-        self.trackers["loss"].update_state(total, sample_weight=examples)
-        if r is not None:  # a replay at e + r: the replaying method's loss and perturbation
-            name = self.replayer.name
-            self.trackers[f"{name}_loss"].update_state(clean_loss, sample_weight=examples)
-            l2, linf = perturbations.per_example_norms(r)
-            self.trackers[f"{name}_perturbation_l2"].update_state(l2)
-            self.trackers[f"{name}_perturbation_linf"].update_state(linf)
-        else:
-            self.trackers["clean_loss"].update_state(clean_loss, sample_weight=examples)
-            real = tf.cast(mask, embeddings.dtype)[:, :, None]
-            self.trackers["embedding_norm"].update_state(perturbations.per_example_norms(embeddings * real)[0])
-            self.trackers["embedding_grad_norm"].update_state(perturbations.per_example_norms(emb_grad)[0])
-            self._update_classification(labels, logits)
-        return step
+            method.after_update(self.classifier)
+        return examples, share
 
     @staticmethod
     def _batch_share(labels):
