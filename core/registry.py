@@ -56,25 +56,33 @@ ENCODER_RADII = Radii(l2=1.0, linf=0.01)
 
 @dataclass(frozen=True)
 class Backbone:
-    """A backbone: the family class that prepares its vocabulary and builds it ("module:Class" under trainer/),
-    whether it is a Hugging Face encoder (model.pretrained, config_overrides, vocab_file, lower_case; no
-    embedding normalization; XLA), its poolings (the first is the default), the methods' default radii, the
-    robustness curves' default grids (L2, L-inf) and, for an LSTM, whether it reads both ways (a Bi-LSTM; its
-    language model is a forward and a backward one)."""
+    """A backbone: the family class that prepares its vocabulary and builds it ("module:Class" under trainer/), its
+    poolings (the first is the default), the methods' default radii and the robustness curves' default grids
+    (L2, L-inf), and what it can do, each stated (core/rules.py reads these, never a family's name):
+    checkpoint: a Hugging Face encoder, from model.pretrained or model.config_overrides (with lower_case);
+    normalizes_embeddings: its embedding table can be normalized by word frequency (model.normalize_embeddings);
+    language_model: it can be pretrained as a language model (task: lm) and started from one (model.init_from);
+    xla: its step compiles with XLA (train.jit_compile);
+    bidirectional: it reads both ways (a Bi-LSTM; its language model is a forward and a backward one)."""
     family: str
-    hugging_face: bool
     poolings: tuple[str, ...]
     radii: Radii
     epsilons: tuple[float, ...]
     fgsm_epsilons: tuple[float, ...]
+    checkpoint: bool
+    normalizes_embeddings: bool
+    language_model: bool
+    xla: bool
     bidirectional: bool = False
 
 
-_LSTM = Backbone("trainer.families:LSTMFamily", False, ("max", "last", "mean", "concat"), LSTM_RADII,
-                 (0.0, 1.0, 2.0, 5.0, 10.0), (0.0, 0.01, 0.02, 0.05, 0.1))
+_LSTM = Backbone("trainer.families:LSTMFamily", ("max", "last", "mean", "concat"), LSTM_RADII,
+                 (0.0, 1.0, 2.0, 5.0, 10.0), (0.0, 0.01, 0.02, 0.05, 0.1),
+                 checkpoint=False, normalizes_embeddings=True, language_model=True, xla=False)
 BACKBONES = {
     "lstm": _LSTM,
     "bilstm": dataclasses.replace(_LSTM, bidirectional=True),
-    "bert": Backbone("trainer.families:HuggingFaceFamily", True, ("cls", "first_token", "mean"), ENCODER_RADII,
-                     (0.0, 0.25, 0.5, 1.0, 2.0), (0.0, 0.0025, 0.005, 0.01, 0.02)),
+    "bert": Backbone("trainer.families:HuggingFaceFamily", ("cls", "first_token", "mean"), ENCODER_RADII,
+                     (0.0, 0.25, 0.5, 1.0, 2.0), (0.0, 0.0025, 0.005, 0.01, 0.02),
+                     checkpoint=True, normalizes_embeddings=False, language_model=False, xla=True),
 }

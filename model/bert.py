@@ -22,6 +22,7 @@ import tensorflow as tf
 import tf_keras
 
 from core.errors import UserError
+from model.classifier import Classifier
 from model.pooling import masked_pool
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def load_encoder(pretrained: str | None, config_overrides: dict | None):
     return encoder, info
 
 
-class TransformerClassifier(tf_keras.Model):
+class TransformerClassifier(Classifier):
     """A Hugging Face TF encoder + dropout + dense head, split at the word embeddings.
 
     Inputs: {'input_ids', 'attention_mask', 'token_type_ids'}, each (B, T) int32.
@@ -200,7 +201,7 @@ class TransformerClassifier(tf_keras.Model):
         return self.head(self.head_dropout(pooled, training=training))
 
     def call(self, inputs, training=False):
-        return self.logits_from_embeddings(self.embed(inputs), inputs, training=training)
+        return self.logits_from_embeddings(self.embed(inputs), inputs, training=training)  # embed has no dropout
 
 
 def encoder_depth(name: str, num_layers: int) -> int:

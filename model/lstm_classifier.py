@@ -7,11 +7,12 @@ import tf_keras
 
 from core.registry import BACKBONES
 from core.schema import ModelConfig
+from model.classifier import Classifier
 from model.embedding import TokenEmbedding
 from model.lstm import LSTMBackbone
 
 
-class LSTMClassifier(tf_keras.Model):
+class LSTMClassifier(Classifier):
     """Token ids -> class logits, as embed() followed by logits_from_embeddings().
 
     Inputs are a dict with 'token_ids' (B, T) int32, 0 = padding.
@@ -71,8 +72,3 @@ class LSTMClassifier(tf_keras.Model):
     def logits_from_embeddings(self, embeddings, inputs, training=False):
         h = self.backbone(embeddings, self.padding_mask(inputs), training=training)
         return self.head(self.head_dropout(h, training=training))
-
-    def call(self, inputs, training=False):
-        return self.logits_from_embeddings(self.embed(inputs, training=training), inputs, training=training)
-
-

@@ -227,7 +227,7 @@ def test_the_readme_configuration_reference_lists_every_config_key():
 
 def test_the_readme_methods_table_lists_every_method_and_its_settings():
     rows = {}
-    for line in _readme_section("### The methods").splitlines():
+    for line in _readme_section("## The methods").splitlines():
         cells = line.split("|")
         if line.startswith("| `") and len(cells) > 4:
             rows[cells[1].strip().strip("`")] = set(re.findall(r"`(\w+)`", cells[4]))

@@ -3,8 +3,8 @@ saves and restores what a run directory needs besides the weights. A backbone's 
 names its family (with the defaults the config loader needs before a family is built); family(name) returns it,
 and make_model wraps the family's classifier in the AdversarialModel that trains it.
 
-Adding a family: its class here (or in a module of its own, with the same methods) and the entries of
-core.registry.BACKBONES that use it.
+Adding a family: a subclass of Family here (or in a module of its own), with a classifier that subclasses
+model.classifier.Classifier, and the entries of core.registry.BACKBONES that use it.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from core.errors import UserError
-from core.loader import checkpoint_lowercases
+from core.paths import write_text_atomically
 from core.registry import BACKBONES
+from core.rules import checkpoint_lowercases
 from core.schema import Config, DataConfig
 from dataset.corpus import Corpus
 from dataset.data import DataBundle
@@ -64,7 +65,37 @@ def text_tokenizer(d: DataConfig) -> TextTokenizer:
                          strip_html=d.strip_html)
 
 
-class LSTMFamily:
+class Family:
+    """What a backbone family does for a run; a new family subclasses this and defines each method."""
+
+    def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus, resuming: str | None = None) -> Prepared:
+        """The vocabulary (from the texts, a file, a checkpoint or a language model), the text encoder and any
+        pretrained weights; UserError on bad input. `resuming`: the run directory that stands in for them."""
+        raise NotImplementedError
+
+    def text_encoder(self, cfg: Config, vocab, *args):
+        """raw strings (B,) -> the classifier's inputs, in the graph where it can (an exported model takes raw
+        strings)."""
+        raise NotImplementedError
+
+    def classifier(self, cfg: Config, prepared: Prepared, num_classes: int):
+        """The classifier (a model.classifier.Classifier), unbuilt."""
+        raise NotImplementedError
+
+    def save(self, prepared: Prepared, run_dir: str) -> None:
+        """What a run directory needs besides the weights and config.yaml (the vocabulary, an encoder's config)."""
+        raise NotImplementedError
+
+    def restore(self, cfg: Config, run_dir: str) -> Prepared:
+        """What save() wrote, without data or pretrained weights (evaluate, predict, export)."""
+        raise NotImplementedError
+
+    def describe(self, cfg: Config) -> str:
+        """A few words for the log: the backbone and where its weights come from."""
+        raise NotImplementedError
+
+
+class LSTMFamily(Family):
     """(Bi-)LSTMs over a vocabulary built from the training texts, optionally with word2vec vectors."""
 
     def prepare(self, cfg: Config, data: DataBundle, unlabeled: Corpus, resuming: str | None = None) -> Prepared:
@@ -129,7 +160,7 @@ class LSTMFamily:
         return cfg.model.name
 
 
-class HuggingFaceFamily:
+class HuggingFaceFamily(Family):
     """Hugging Face TF encoders (BERT, RoBERTa, ALBERT, ELECTRA, DistilBERT, ...) with their WordPiece vocabulary
     tokenized in the graph, or their own tokenizer (outside the graph) where there is no vocab.txt."""
 
@@ -181,8 +212,8 @@ class HuggingFaceFamily:
 
     def save(self, prepared: Prepared, run_dir: str) -> None:
         if isinstance(prepared.vocab, list):
-            with open(os.path.join(run_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-                f.writelines(token + "\n" for token in prepared.vocab)
+            write_text_atomically(os.path.join(run_dir, "vocab.txt"), "".join(t + "\n" for t in prepared.vocab),
+                                  "vocabulary")
         else:
             prepared.vocab.save_pretrained(os.path.join(run_dir, HF_TOKENIZER_DIR))
         prepared.hf_model.config.save_pretrained(os.path.join(run_dir, ENCODER_CONFIG_DIR))
