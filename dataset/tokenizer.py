@@ -16,6 +16,7 @@ import tensorflow_text as tf_text
 import tf_keras
 
 from core.errors import UserError
+from core.paths import write_text_atomically
 
 PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 
@@ -120,9 +121,8 @@ class Vocabulary:
         return cls(specials + [t.decode("utf-8") for t, _ in kept], counts)
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            for token, count in zip(self.tokens, self.counts):
-                f.write(f"{token}\t{count}\n")
+        write_text_atomically(path, "".join(f"{token}\t{count}\n" for token, count in zip(self.tokens, self.counts)),
+                              "vocabulary")
 
     @classmethod
     def load(cls, path: str) -> Vocabulary:

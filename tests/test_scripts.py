@@ -435,8 +435,8 @@ def test_a_full_disk_leaves_no_output_behind_and_the_same_command_then_works(lst
 
     import tensorflow as tf
 
+    from core import paths
     from scripts import attack
-    from trainer import evaluate as evaluation
     from trainer import export as exporting
 
     lstm_run = str(shutil.copytree(lstm_run, tmp_path / "run"))  # evaluate.py writes into it
@@ -453,7 +453,7 @@ def test_a_full_disk_leaves_no_output_behind_and_the_same_command_then_works(lst
          tmp_path / "p.jsonl"),
         (attack, "open", attack.main, ["--run-dir", lstm_run, "--examples", "4", "--output", str(tmp_path / "a.json")],
          tmp_path / "a.json"),
-        (evaluation, "open", evaluate.main, ["--run-dir", lstm_run, "--data", str(src.with_suffix(".tsv")),
+        (paths, "open", evaluate.main, ["--run-dir", lstm_run, "--data", str(src.with_suffix(".tsv")),
                                              "--no-robustness"], None),
         (exporting.tf.saved_model, "save", export.main, ["--run-dir", lstm_run, "--out", str(tmp_path / "model")],
          tmp_path / "model"),

@@ -12,6 +12,7 @@ import tensorflow as tf
 from core.registry import METHODS
 from methods import method_class
 from methods.base import Step, cross_entropy
+from trainer.progress import Progress
 
 
 class _Attacker:
@@ -60,11 +61,13 @@ class _Attacker:
 
 
 def robustness_curves(classifier, dataset, attacks: dict[str, list[float]], pgd_steps: int = 5,
-                      max_examples: int | None = None) -> dict:
+                      max_examples: int | None = None, total: int | None = None) -> dict:
     """{attack: {'epsilons': [...], 'accuracy': [...], 'n': examples}} over `dataset` batches of
     (inputs, labels), using at most `max_examples` examples (the first ones). PGD takes `pgd_steps`
-    steps."""
+    steps. `total`: the dataset's examples, for the progress lines."""
     attacker = _Attacker(classifier)
+    todo = min(x for x in (max_examples, total) if x is not None) if (max_examples or total) else None
+    progress = Progress(f"robustness curves ({', '.join(attacks)})", todo)
     totals = {attack: np.zeros(len(eps), np.int64) for attack, eps in attacks.items()}
     seen = 0
     for inputs, labels in dataset:
@@ -76,6 +79,8 @@ def robustness_curves(classifier, dataset, attacks: dict[str, list[float]], pgd_
         for attack, correct in attacker.batch(inputs, labels, attacks, pgd_steps).items():
             totals[attack] += correct
         seen += int(len(labels))
+        progress.update(seen)
+    progress.finish()
     return {attack: {"epsilons": [float(e) for e in eps], "accuracy": (totals[attack] / max(1, seen)).tolist(),
                      "n": seen}
             for attack, eps in attacks.items()}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
 import os
 import shutil
 
 from core.errors import UserError
 from core.loader import load_config, save_config
-from core.paths import check_new_dir
+from core.paths import check_new_dir, write_json_atomically, write_text_atomically
 from core.schema import Config
 from trainer.checkpointing import TRAIN_DIR, latest
 from trainer.families import Prepared, family
@@ -45,6 +44,10 @@ def starting_run_dir(path: str):
     existed = os.path.isdir(path)
     try:
         yield
+    except UserError:  # one line already (make_run_dir, or an atomic write: core.paths.written_atomically)
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     except OSError as e:
         if not existed:
             shutil.rmtree(path, ignore_errors=True)
@@ -57,8 +60,7 @@ def write_run_files(cfg: Config, prepared: Prepared, run_dir: str) -> None:
     besides the weights."""
     save_config(prepared.config_to_save(cfg), os.path.join(run_dir, "config.yaml"))
     family(cfg.model.name).save(prepared, run_dir)
-    with open(os.path.join(run_dir, "labels.json"), "w", encoding="utf-8") as f:
-        json.dump(prepared.data.label_names, f, ensure_ascii=False)
+    write_json_atomically(os.path.join(run_dir, "labels.json"), prepared.data.label_names, "labels")
 
 
 def is_finished(run_dir: str) -> bool:
@@ -103,8 +105,6 @@ def rewrite_history_csv(path: str, history: list[dict]) -> None:
             os.remove(path)
         return
     keys = sorted({k for h in history for k in h})
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(",".join(["epoch"] + keys) + "\n")
-        for epoch, h in enumerate(history):
-            f.write(",".join([str(epoch)] + [repr(h.get(k, "")) for k in keys]) + "\n")
-    os.replace(path + ".tmp", path)
+    lines = [",".join(["epoch"] + keys)] + [",".join([str(epoch)] + [repr(h.get(k, "")) for k in keys])
+                                            for epoch, h in enumerate(history)]
+    write_text_atomically(path, "\n".join(lines) + "\n", "history")

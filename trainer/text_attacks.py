@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataset.data import stratified_sample
+from trainer.progress import Progress
 
 CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN = re.compile(f"[{CJK_RANGES}]|[^\\W_{CJK_RANGES}]+")
@@ -109,10 +110,13 @@ def noise_accuracy(predict: Predict, texts, labels, rates, seed: int = 0, batch_
     """Accuracy on `texts` with random character noise at each rate (rate 0: the clean texts)."""
     labels = np.asarray(labels)
     accuracy = []
+    progress = Progress(f"text attack noise ({len(texts)} texts)", len(rates), "rates")
     for k, rate in enumerate(rates):
         noisy = [char_noise(t, rate, example_rng(seed, i, k)) if rate > 0 else t for i, t in enumerate(texts)]
         probs = batched(predict, noisy, batch_size)
         accuracy.append(float(np.mean(probs.argmax(-1) == labels)) if len(texts) else 0.0)
+        progress.update(k + 1)
+    progress.finish()
     return {"rates": [float(r) for r in rates], "accuracy": accuracy, "examples": len(texts), "seed": seed}
 
 
@@ -169,6 +173,7 @@ def greedy_attack(predict: Predict, texts, labels, budgets, seed: int = 0, batch
         t.queries = 1 + n
     # 2. greedy edits: each round, every text not yet flipped edits its next token
     flipped_after = {}
+    progress = Progress(f"text attack deepwordbug ({len(targets)} texts attacked)", budgets[-1], "rounds")
     for round_ in range(1, budgets[-1] + 1):
         candidates, owners = [], []
         for t in targets:
@@ -191,6 +196,8 @@ def greedy_attack(predict: Predict, texts, labels, budgets, seed: int = 0, batch
                 if t.flipped:
                     flipped_after[t.index] = round_
             pos += len(edits)
+        progress.update(round_)
+    progress.finish()
     n = len(texts)
     right = int(correct.sum())
     accuracy = [float(right - sum(1 for r in flipped_after.values() if r <= k)) / n if n else 0.0 for k in budgets]
