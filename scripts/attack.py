@@ -3,8 +3,8 @@ greedy black-box attack in the style of DeepWordBug (Gao et al. 2018) that edits
 one at a time. The texts go through the model's own tokenization, so any backbone works, from a run
 directory or from an exported SavedModel.
 
-    python scripts/attack.py --run-dir RUN [--split test | --data FILE] [--output results.json]
-    python scripts/attack.py --saved-model DIR --data FILE [--output results.json]
+    python -m scripts.attack --run-dir RUN [--split test | --data FILE] [--output results.json]
+    python -m scripts.attack --saved-model DIR --data FILE [--output results.json]
 
 Reports accuracy at each noise rate (rate 0: clean), and for the greedy attack the accuracy after at most
 k edited tokens for each budget k, the success rate (flipped among the texts first classified right) and
@@ -16,14 +16,12 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.errors import UserError, non_negative_int, positive_int  # noqa: E402
-from core.paths import check_new_file, written_atomically  # noqa: E402
-from core.schema import TEXT_ATTACKS  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.errors import UserError, non_negative_int, positive_int
+from core.paths import check_new_file, written_atomically
+from core.schema import TEXT_ATTACKS
+from core.startup import load_tensorflow
 
 
 def attack(args) -> None:

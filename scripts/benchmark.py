@@ -1,7 +1,11 @@
 """Speed of training, of the input pipeline and of the exported model, measured in one process.
 
-    python scripts/benchmark.py [--backbones bilstm bert] [--methods none fgm vat ...]
-                                [--data ../shared/data/imdb] [--output results.json]
+    python -m scripts.benchmark [--backbones bilstm bert] [--methods none fgm vat ...] [--language-model]
+                                [--mixed-precision bfloat16] [--data ../shared/data/imdb] [--output results.json]
+
+Steps of one backbone (every method, every precision) are timed interleaved: --rounds rounds, each timing
+--steps steps of every model in turn, so that a busy stretch of a shared machine falls on all of them; a ratio
+is the median of the rounds' ratios, printed with their range.
 
 1. Methods: for each backbone, one model and one fixed batch of random token ids; every method's
    train_step is timed after warm-up (median of --steps steps), with its ratio to the clean step
@@ -16,20 +20,20 @@
    and of Bi-LSTM training, with per-batch padding, length bucketing and padding to max_length, with
    the share of padding tokens of each.
 4. Inference: sentences per second of the exported SavedModel on raw strings, batch 1 and batch 64.
+5. With --language-model: the language model's training step (ms, predicted tokens per second), at the sizes
+   of ../shared/bench/anchor_bilstm_torch.py's (MODE=lm) by default.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.paths import write_json_atomically
+from core.startup import load_tensorflow
 
 TARGETS = {"none": 1.0, "random": 2.0, "fgsm": 2.0, "fgm": 2.0, "vat": 2.5, "free": 1.3}
 
@@ -57,7 +61,7 @@ def build(backbone: str, method: str, args, jit_compile: bool = False, steps_per
     own = [k for k in wanted if method != "none" and METHODS[method].has_setting(k)]
     cfg.regularizer = [regularizer(method, **{k: wanted[k] for k in own})]
     rng = np.random.default_rng(0)
-    if BACKBONES[backbone].hugging_face:  # a BERT-shaped encoder of the benchmark's sizes
+    if BACKBONES[backbone].checkpoint:  # a BERT-shaped encoder of the benchmark's sizes
         from transformers import BertConfig, TFBertModel
 
         encoder = TFBertModel(BertConfig(vocab_size=args.vocab, hidden_size=args.bert_hidden,
@@ -105,51 +109,132 @@ def device() -> str:
 
 def time_steps(model, data, warmup: int, steps: int, per_call: int = 1) -> tuple[list[float], float]:
     """Seconds per train step (a call runs `per_call` steps) and the peak memory of the timed steps, MiB."""
-    import tensorflow as tf
+    timer = StepTimer(model, data, per_call)
+    timer.warm(warmup)
+    return timer.time(steps), timer.peak
 
-    step = model.make_train_function()
-    iterator = iter(data)
-    for _ in range(warmup):
-        step(iterator)
-    tf.config.experimental.reset_memory_stats(device())
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        logs = step(iterator)
-        float(logs["loss"])  # wait for the step to finish
-        times.append((time.perf_counter() - start) / per_call)
-    return times, tf.config.experimental.get_memory_info(device())["peak"] / 2**20
+
+class StepTimer:
+    """A model's compiled train step on its repeated batch, timed in chunks (so that several models' steps can
+    be interleaved: each ratio is then measured in every round under the same load)."""
+
+    def __init__(self, model, data, per_call: int = 1):
+        self.step, self.iterator, self.per_call, self.peak = model.make_train_function(), iter(data), per_call, 0.0
+
+    def warm(self, steps: int) -> None:
+        for _ in range(steps):
+            float(self.step(self.iterator)["loss"])
+
+    def time(self, steps: int) -> list[float]:
+        import tensorflow as tf
+
+        tf.config.experimental.reset_memory_stats(device())
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            float(self.step(self.iterator)["loss"])  # wait for the step to finish
+            times.append((time.perf_counter() - start) / self.per_call)
+        self.peak = max(self.peak, tf.config.experimental.get_memory_info(device())["peak"] / 2**20)
+        return times
+
+
+def interleaved(timers: dict, rounds: int, steps: int) -> dict:
+    """{name: [the median step of each round]}: every round times each timer's `steps` steps in turn, so that a
+    slower stretch of a shared machine falls on all of them."""
+    medians = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            medians[name].append(statistics.median(timer.time(steps)))
+    return medians
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "-"
 
 
 def bench_methods(args) -> list[dict]:
     """Each method's step in float32 and, with --mixed-precision, in that precision too: the ratio to the
-    clean step of the same precision, and (mixed precision) to the same method's float32 step."""
+    clean step of the same precision, and (mixed precision) to the same method's float32 step. The steps of
+    one backbone are interleaved (--rounds rounds of --steps steps each); a ratio is the median of the rounds'
+    ratios, printed with their range."""
     results = []
     precisions = ["none"] + ([args.mixed_precision] if args.mixed_precision != "none" else [])
     for backbone in args.backbones:
+        timers, models = {}, {}
         for precision in precisions:
-            base = None
             for method in args.methods:
                 model, data, batch = build(backbone, method, args, mixed_precision=precision)
-                times, peak = time_steps(model, data, args.warmup, args.steps)
-                median = statistics.median(times)
-                base = median if method == "none" else base
-                target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
-                fp32 = next((r["median_step_s"] for r in results if r["backbone"] == backbone
-                             and r["method"] == method and r["precision"] == "float32"), None)
-                updates = model.updates_per_step  # per epoch-equivalent: the step over its updates
-                r = {"backbone": backbone, "method": method, "precision": "float32" if precision == "none" else precision,
-                     "median_step_s": median, "examples_per_s": batch / median, "updates_per_step": updates,
-                     "ratio": median / updates / base if base else None, "target": target, "peak_mib": peak,
-                     "ratio_to_float32": median / fp32 if fp32 and precision != "none" else None}
-                results.append(r)
-                ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
-                ratio += f" per update ({updates} a step)" if updates > 1 else ""
-                vs = f"  {r['ratio_to_float32']:.2f}x its float32 step" if r["ratio_to_float32"] else ""
-                print(f"{backbone:>7} {r['precision']:>8} {method:>7}: {median * 1000:8.1f} ms/step  "
-                      f"{r['examples_per_s']:8.1f} ex/s  {ratio:>6} (target <= {target}x)  peak {peak:7.1f} MiB{vs}",
-                      flush=True)
+                timers[precision, method] = StepTimer(model, data)
+                models[precision, method] = model
+        for timer in timers.values():  # once every model is built
+            timer.warm(args.warmup)
+        medians = interleaved(timers, args.rounds, args.steps)
+        for (precision, method), rounds in medians.items():
+            median = statistics.median(rounds)
+            base_rounds = medians.get((precision, "none"))
+            updates = models[precision, method].updates_per_step  # per epoch-equivalent: the step over its updates
+            ratios = [m / updates / b for m, b in zip(rounds, base_rounds)] if base_rounds else []
+            fp32_rounds = medians.get(("none", method)) if precision != "none" else None
+            to_fp32 = [m / f for m, f in zip(rounds, fp32_rounds)] if fp32_rounds else []
+            target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
+            r = {"backbone": backbone, "method": method, "precision": "float32" if precision == "none" else precision,
+                 "median_step_s": median, "round_medians_s": rounds, "examples_per_s": batch / median,
+                 "updates_per_step": updates, "ratio": statistics.median(ratios) if ratios else None,
+                 "ratio_range": [min(ratios), max(ratios)] if ratios else None, "target": target,
+                 "peak_mib": timers[precision, method].peak,
+                 "ratio_to_float32": statistics.median(to_fp32) if to_fp32 else None}
+            results.append(r)
+            ratio = f"{r['ratio']:.2f}x ({spread(ratios)})" if r["ratio"] else "-"
+            ratio += f" per update ({updates} a step)" if updates > 1 else ""
+            vs = f"  {r['ratio_to_float32']:.2f}x its float32 step" if r["ratio_to_float32"] else ""
+            print(f"{backbone:>7} {r['precision']:>8} {method:>7}: {median * 1000:8.1f} ms/step "
+                  f"(rounds {spread([1000 * m for m in rounds])})  {r['examples_per_s']:7.1f} ex/s  {ratio} "
+                  f"(target <= {target}x)  peak {r['peak_mib']:7.1f} MiB{vs}", flush=True)
     return results
+
+
+def bench_language_model(args) -> list[dict]:
+    """The language model's training step (configs/lm_imdb.yaml's model at --lm-* sizes: a forward and a backward
+    LSTM sharing the embedding, the sampled softmax): ms per step and predicted tokens per second (both
+    directions), in float32 and, with --mixed-precision, in that precision, interleaved like the methods."""
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    from core.schema import ModelConfig, TrainConfig
+    from dataset.tokenizer import Vocabulary
+    from model.lstm_lm import LSTMLanguageModel
+    from trainer.lm_trainer import LanguageModelTrainer
+    from trainer.optimizers import make_optimizer
+
+    ids = np.random.default_rng(0).integers(2, args.lm_vocab, size=(args.batch, args.lm_length)).astype(np.int32)
+    tokens = 2 * args.batch * (args.lm_length - 1)  # predicted tokens a step, both directions
+    counts = Vocabulary([f"t{i}" for i in range(args.lm_vocab)], [1] * args.lm_vocab).counts
+    timers = {}
+    for precision in ["none"] + ([args.mixed_precision] if args.mixed_precision != "none" else []):
+        tf_keras.utils.set_random_seed(0)
+        if precision != "none":
+            tf_keras.mixed_precision.set_global_policy(f"mixed_{precision}")
+        cfg = ModelConfig(name="bilstm", embedding_dim=args.lm_embedding_dim, hidden_size=args.lm_hidden,
+                          dropout=0.0, normalize_embeddings=False)
+        model = LanguageModelTrainer(LSTMLanguageModel(cfg, args.lm_vocab, counts=counts), args.lm_samples, seed=0)
+        tf_keras.mixed_precision.set_global_policy("float32")
+        model(tf.constant(ids))
+        model.compile(optimizer=make_optimizer(TrainConfig()))
+        timers[precision] = StepTimer(model, tf.data.Dataset.from_tensors(tf.constant(ids)).repeat())
+    for timer in timers.values():
+        timer.warm(args.warmup)
+    rows = []
+    for precision, rounds in interleaved(timers, args.rounds, args.steps).items():
+        median = statistics.median(rounds)
+        name = "float32" if precision == "none" else precision
+        rows.append({"precision": name, "median_step_s": median, "round_medians_s": rounds,
+                     "tokens_per_s": tokens / median, "peak_mib": timers[precision].peak})
+        print(f"language model {name:>8}: {median * 1000:8.1f} ms/step (rounds {spread([1000 * m for m in rounds])})  "
+              f"{tokens / median:8.0f} tokens/s  (vocabulary {args.lm_vocab}, embedding {args.lm_embedding_dim}, "
+              f"hidden {args.lm_hidden}, {args.batch} x {args.lm_length} tokens, {args.lm_samples} sampled classes)",
+              flush=True)
+    return rows
 
 
 def bench_options(args) -> list[dict]:
@@ -159,10 +244,10 @@ def bench_options(args) -> list[dict]:
 
     from core.registry import BACKBONES
 
-    encoders = [b for b in args.backbones if BACKBONES[b].hugging_face]
+    encoders = [b for b in args.backbones if BACKBONES[b].xla]
     backbone, k = (encoders or args.backbones)[0], 4
     variants = [("fgm", {}, 1), (f"fgm + steps_per_execution={k}", {"steps_per_execution": k}, k)]
-    if BACKBONES[backbone].hugging_face:
+    if BACKBONES[backbone].xla:
         variants.insert(1, ("fgm + jit_compile", {"jit_compile": True}, 1))
     if tf.config.list_physical_devices("GPU"):
         variants.append(("fgm + mixed_precision float16", {"mixed_precision": "float16"}, 1))
@@ -292,7 +377,14 @@ def main(argv=None) -> int:
     parser.add_argument("--bert-layers", type=int, default=6)
     parser.add_argument("--pgd-steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps of each model a round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of interleaved timing")
+    parser.add_argument("--language-model", action="store_true", help="time the language model's step too")
+    parser.add_argument("--lm-vocab", type=int, default=30000)
+    parser.add_argument("--lm-embedding-dim", type=int, default=128)
+    parser.add_argument("--lm-hidden", type=int, default=128)
+    parser.add_argument("--lm-length", type=int, default=100)
+    parser.add_argument("--lm-samples", type=int, default=1024)
     parser.add_argument("--no-options", action="store_true", help="skip the options section")
     parser.add_argument("--mixed-precision", choices=["none", "float16", "bfloat16"], default="none",
                         help="also time every method in this precision, with its ratio to the float32 step")
@@ -317,6 +409,8 @@ def main(argv=None) -> int:
         parser.error(f"--data {args.data}: no train.jsonl.gz there (an IMDB-style directory)")
 
     out = {"device": device(), "args": vars(args), "methods": bench_methods(args)}
+    if args.language_model:
+        out["language_model"] = bench_language_model(args)
     if not args.no_options:
         out["options"] = bench_options(args)
     if args.data:
@@ -331,6 +425,10 @@ def main(argv=None) -> int:
         vs = f"{r['ratio_to_float32']:.2f}" if r["ratio_to_float32"] else "-"
         print(f"| {r['backbone']} | {r['precision']} | {r['method']} | {r['median_step_s'] * 1000:.1f} | "
               f"{r['examples_per_s']:.1f} | {ratio} | {r['target']} | {vs} | {r['peak_mib']:.0f} |")
+    if "language_model" in out:
+        print("\n| language model | ms/step | tokens/s (both directions) |\n|---|---|---|")
+        for r in out["language_model"]:
+            print(f"| {r['precision']} | {r['median_step_s'] * 1000:.1f} | {r['tokens_per_s']:.0f} |")
     if "options" in out:
         print("\n| backbone | variant | ms/step | ratio to fgm |\n|---|---|---|---|")
         for r in out["options"]:
@@ -344,8 +442,7 @@ def main(argv=None) -> int:
         for r in out["inference"]:
             print(f"| batch {r['batch']} | {r['sentences_per_s']:.1f} |")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=2)
+        write_json_atomically(args.output, out)
     return 0
 
 

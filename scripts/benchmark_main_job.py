@@ -1,8 +1,8 @@
 """Seconds per training epoch of a config, today's settings against each speed lever alone and all of them,
 measured in one process, one after the other (ratios, not absolute times, carry over between machines).
 
-    python scripts/benchmark_main_job.py [--config configs/bilstm_fgm.yaml] [--epochs 2] [--output FILE]
-    python scripts/benchmark_main_job.py --full --seeds 1 2 3 --variants baseline defaults "defaults + bfloat16"
+    python -m scripts.benchmark_main_job [--config configs/bilstm_fgm.yaml] [--epochs 2] [--output FILE]
+    python -m scripts.benchmark_main_job --full --seeds 1 2 3 --variants baseline defaults "defaults + bfloat16"
 
 Variants (each a full training epoch of the config's data, with its dev evaluation):
     baseline            data.length_bucketing off, tf-keras's LSTM layer (which traces its cuDNN and generic
@@ -13,6 +13,9 @@ Variants (each a full training epoch of the config's data, with its dev evaluati
     bfloat16            + train.mixed_precision: bfloat16
     batch 128           + data.batch_size: 128 (fewer, larger steps; the learning rate is left as it is)
     defaults            the config as it loads today (length_bucketing: auto, the LSTM chosen by device)
+    defaults, generic LSTM
+                        the defaults with tf-keras's generic LSTM kernel in place of model/fused_lstm.py (what
+                        the CPU ran before it)
     defaults + bfloat16 + train.mixed_precision: bfloat16 (pays on CPUs with avx512_bf16 or AMX)
     defaults + batch 32 + data.batch_size: 32 (twice the updates per epoch)
     defaults + learning rate 0.0015
@@ -30,19 +33,17 @@ seeds and, paired by seed, its speed-up and test-accuracy difference to the firs
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.errors import UserError  # noqa: E402
-from core.paths import check_new_dir, check_new_file  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
-from scripts.experiment_report import mean_std  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.errors import UserError
+from core.paths import check_new_dir, check_new_file, write_json_atomically
+from core.startup import load_tensorflow
+from scripts.experiment_report import mean_std
 
 VARIANTS = {
     "baseline": (["data.length_bucketing=off"], "keras"),
@@ -51,6 +52,7 @@ VARIANTS = {
     "bfloat16": (["data.length_bucketing=off", "train.mixed_precision=bfloat16"], "keras"),
     "batch 128": (["data.length_bucketing=off", "data.batch_size=128"], "keras"),
     "defaults": ([], None),
+    "defaults, generic LSTM": ([], "generic"),
     "defaults + bfloat16": (["train.mixed_precision=bfloat16"], None),
     "defaults + batch 32": (["data.batch_size=32"], None),
     "defaults + learning rate 0.0015": (["train.learning_rate=0.0015"], None),
@@ -61,15 +63,22 @@ VARIANTS = {
 @contextlib.contextmanager
 def lstm_kernel(kernel: str | None):
     """Builds tf-keras's LSTM layer ('keras'), its generic kernel alone ('generic') or the framework's
-    choice (None)."""
+    choice (None: FusedLSTM on a CPU)."""
     import tf_keras
 
     from model import lstm
 
     chosen = lstm.lstm_layer
     if kernel is not None:
-        lstm.lstm_layer = {"keras": lambda units, seq: tf_keras.layers.LSTM(units, return_sequences=seq),
-                           "generic": lstm.generic_lstm}[kernel]
+        def keras(units, seq, bidirectional=False):
+            layer = tf_keras.layers.LSTM(units, return_sequences=seq)
+            return tf_keras.layers.Bidirectional(layer) if bidirectional else layer
+
+        def generic(units, seq, bidirectional=False):
+            layer = lstm.generic_lstm(units, seq)
+            return tf_keras.layers.Bidirectional(layer) if bidirectional else layer
+
+        lstm.lstm_layer = {"keras": keras, "generic": generic}[kernel]
     try:
         yield
     finally:
@@ -146,8 +155,7 @@ def benchmark(args) -> int:
         print(f"| {r['variant']} | {r['epoch_seconds'][0]:.1f} | {sum(later) / len(later):.1f} | "
               f"{r['ratio']:.2f}x faster | {acc} |")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        write_json_atomically(args.output, results)
     return 0
 
 
@@ -177,7 +185,7 @@ def summary_table(rows: list[dict], variants: list[str]) -> str:
 def full_runs(args) -> int:
     """Each variant trained as train.py trains it, for every seed; training time and accuracy."""
     from core.loader import load_config
-    from trainer.run import train
+    from trainer.tasks import train
 
     check_arguments(args)
     args.seeds = args.seeds or [42]
@@ -206,8 +214,7 @@ def full_runs(args) -> int:
     print(f"\n{args.config}, seeds {' '.join(map(str, args.seeds))}\n")
     print(summary_table(rows, args.variants))
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+        write_json_atomically(args.output, rows)
     return 0
 
 

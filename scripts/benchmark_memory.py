@@ -2,7 +2,7 @@
 grows: the corpus streamed from disk (.txt, a text per line) against the same texts read whole (.tsv, the
 in-memory path every corpus took before streaming).
 
-    python scripts/benchmark_memory.py --data ../shared/data/imdb [--lines 100000 1000000 5000000]
+    python -m scripts.benchmark_memory --data ../shared/data/imdb [--lines 100000 1000000 5000000]
                                        [--in-memory-lines 100000 1000000] [--work DIR] [--steps 5]
 
 The corpora are IMDB's 50,000 unlabeled reviews repeated to each size (written once into --work and reused:
@@ -24,10 +24,11 @@ import sys
 import tempfile
 import time
 
+from core import cli
+from core.errors import UserError
+from core.paths import written_atomically
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from core import cli  # noqa: E402
-from core.errors import UserError  # noqa: E402
 
 # A child's peak resident memory, in a wrapper process of its own (getrusage of the children is a maximum over
 # every child a process ever had).
@@ -46,12 +47,11 @@ def corpus(work: str, texts: list[str], lines: int, fmt: str) -> str:
     """IMDB's unlabeled reviews repeated to `lines` lines: .txt (a text per line) or .tsv (a header, a column)."""
     path = os.path.join(work, f"corpus-{lines}.{fmt}")
     if not os.path.exists(path):
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
+        with written_atomically(path, "corpus") as temporary, open(temporary, "w", encoding="utf-8") as f:
             if fmt == "tsv":
                 f.write("text\n")
             for i in range(lines):
                 f.write(texts[i % len(texts)] + "\n")
-        os.replace(path + ".tmp", path)
     return path
 
 

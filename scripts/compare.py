@@ -1,6 +1,6 @@
 """Compare finished runs side by side as a Markdown table.
 
-    python scripts/compare.py runs/bilstm_none runs/bilstm_fgm [--attack fgm --epsilon 5]
+    python -m scripts.compare runs/bilstm_none runs/bilstm_fgm [--attack fgm --epsilon 5]
                               [--noise-rate 0.1 --budget 2] [--output FILE]
 
 Each argument is a run directory or a folder searched for run directories (those with metrics.json).
@@ -16,13 +16,11 @@ import sys
 
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from core import cli  # noqa: E402
-from core.errors import UserError  # noqa: E402
-from core.loader import flatten  # noqa: E402
-from core.paths import check_new_file  # noqa: E402
-from scripts.experiment_report import read_json  # noqa: E402
+from core import cli
+from core.errors import UserError
+from core.loader import flatten
+from core.paths import check_new_file, write_text_atomically
+from scripts.experiment_report import read_json
 
 
 def find_runs(paths) -> list[str]:
@@ -76,8 +74,7 @@ def compare(args) -> None:
     check_new_file(args.output)
     text = table(find_runs(args.runs), args.attack, args.epsilon, args.noise_rate, args.budget)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        write_text_atomically(args.output, text + "\n")
     print(text)
 
 

@@ -1,7 +1,7 @@
 """Evaluate a trained run: accuracy, F1, calibration (NLL, Brier, ECE, MCE), ROC AUC and a threshold
 table (binary), robustness curves under FGSM/FGM/PGD, plots.
 
-    python scripts/evaluate.py --run-dir runs/bilstm_fgm/20261125-120000 [--split test|dev] [--data FILE]
+    python -m scripts.evaluate --run-dir runs/bilstm_fgm/20261125-120000 [--split test|dev] [--data FILE]
 
 Writes eval_<name>.json, eval_<name>.txt and <name>_*.png into the run directory, and the plots to
 TensorBoard. name: the split, or data-<file name> for --data; where eval_<name>.json exists already (the
@@ -13,12 +13,10 @@ import datetime
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.errors import UserError  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.errors import UserError
+from core.startup import load_tensorflow
 
 
 def evaluate(args) -> None:

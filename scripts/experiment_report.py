@@ -10,6 +10,7 @@ import re
 import statistics
 
 from core.errors import UserError
+from core.paths import write_text_atomically
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -328,7 +329,5 @@ def report(experiments: list[dict], all_runs: dict, selections: dict, results_pa
                         "directories; not rewritten (check --runs-dir, or pass --allow-fewer-runs)")
     for experiment, rows, path in plots:
         plot(experiment, rows, path)
-    with open(results_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(results_path + ".tmp", results_path)
+    write_text_atomically(results_path, "\n".join(lines), "results")
     print(f"wrote {results_path}")

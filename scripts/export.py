@@ -1,6 +1,6 @@
 """Export a trained run as a TensorFlow SavedModel whose serving_default signature takes raw strings.
 
-    python scripts/export.py --run-dir runs/bilstm_fgm/20261125-120000 --out exported/bilstm_fgm
+    python -m scripts.export --run-dir runs/bilstm_fgm/20261125-120000 --out exported/bilstm_fgm
 
 Load it anywhere with TensorFlow and tensorflow-text (for the tokenizer ops), without this project:
     import tensorflow as tf, tensorflow_text
@@ -9,15 +9,12 @@ Load it anywhere with TensorFlow and tensorflow-text (for the tokenizer ops), wi
 """
 from __future__ import annotations
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.paths import check_new_dir  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.paths import check_new_dir
+from core.startup import load_tensorflow
 
 
 def export(args) -> None:

@@ -1,6 +1,6 @@
 """Predict labels and class probabilities for a file of texts with a trained run.
 
-    python scripts/predict.py --run-dir runs/bilstm_fgm/20261125-120000 --input reviews.txt [--output out.jsonl]
+    python -m scripts.predict --run-dir runs/bilstm_fgm/20261125-120000 --input reviews.txt [--output out.jsonl]
 
 Input: the training formats (TSV/CSV with a header, JSON lines; optionally .gz) or plain text, one text
 per line (.txt). Output: JSON lines {"line", "label", "probabilities"}; a row that cannot be read gets
@@ -12,14 +12,12 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.errors import UserError, positive_int  # noqa: E402
-from core.paths import check_new_file, written_atomically  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
-from dataset.readers import iter_rows_tolerant  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.errors import UserError, positive_int
+from core.paths import check_new_file, written_atomically
+from core.startup import load_tensorflow
+from dataset.readers import iter_rows_tolerant
 
 
 def predict(args) -> None:

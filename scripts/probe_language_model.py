@@ -1,7 +1,7 @@
 """Probes of what a classifier starting from a language model (model.init_from) gets, and of what fine-tuning did
 with it: the measurements docs/RESULTS.md section 5 reads, for a pretrained start that helps less than hoped.
 
-    python scripts/probe_language_model.py --config configs/bilstm_imdb_from_lm.yaml [--set model.init_from=RUN]
+    python -m scripts.probe_language_model --config configs/bilstm_imdb_from_lm.yaml [--set model.init_from=RUN]
                                            [--finetuned RUN ...] [--examples 2000]
 
 For the config's classifier as it starts (its LM's weights) and as a random start of the same size (init_from
@@ -16,16 +16,13 @@ median relative change |v - v_lm| / |v_lm| of the 2,000 most frequent words' raw
 """
 from __future__ import annotations
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.errors import positive_int  # noqa: E402
-from core.loader import load_config  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.errors import positive_int
+from core.loader import load_config
+from core.startup import load_tensorflow
 
 
 def sequences(model, texts, encoder, batch_size=64):

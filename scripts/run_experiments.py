@@ -1,6 +1,6 @@
 """Run a grid of training runs from a spec, aggregate them over seeds, and write docs/RESULTS.md.
 
-    python scripts/run_experiments.py experiments/paper.yaml --data-root ../shared/data [--only NAME ...]
+    python -m scripts.run_experiments experiments/paper.yaml --data-root ../shared/data [--only NAME ...]
                                       [--runs-dir runs/experiments] [--results docs/RESULTS.md] [--report-only]
                                       [--seeds K ...]
 
@@ -36,7 +36,6 @@ once, at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -45,14 +44,13 @@ import time
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from core import cli
+from core.errors import Interrupted, UserError, run_cli
+from core.loader import merge, read_yaml
+from core.paths import in_use, lock_owner, pid_alive, write_json_atomically, write_text_atomically
+from scripts.experiment_report import read_json, report
 
-from core import cli  # noqa: E402
-from core.errors import Interrupted, UserError, run_cli  # noqa: E402
-from core.loader import merge, read_yaml  # noqa: E402
-from core.paths import in_use, lock_owner, pid_alive  # noqa: E402
-from scripts.experiment_report import read_json, report  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def minilm_dir() -> str:
@@ -289,8 +287,8 @@ def _execute(run: dict) -> float | None:
     if owner:
         raise in_use(run["run_dir"], owner)
     os.makedirs(os.path.dirname(run["config_path"]), exist_ok=True)
-    with open(run["config_path"], "w", encoding="utf-8") as f:
-        yaml.safe_dump(run["config"], f, sort_keys=False, allow_unicode=True)
+    write_text_atomically(run["config_path"], yaml.safe_dump(run["config"], sort_keys=False, allow_unicode=True),
+                          "config")
     resume = os.path.isdir(os.path.join(run["run_dir"], "checkpoints", "train"))
     args = ["--resume", run["run_dir"]] if resume else ["--config", run["config_path"], "--run-dir", run["run_dir"]]
     if not resume and os.path.exists(run["run_dir"]):  # stopped before its first checkpoint: start again
@@ -308,8 +306,7 @@ def _execute(run: dict) -> float | None:
             lines = [line for line in f.read().strip().splitlines() if line.strip()]
         tail = (lines or ["(no output)"])[-1]
         raise UserError(f"{run['run_dir']}: training failed (exit {done.returncode}): {tail}; log in {run['run_dir']}.log")
-    with open(os.path.join(run["run_dir"], "wall_seconds.json"), "w", encoding="utf-8") as f:
-        json.dump({"seconds": round(seconds, 1)}, f)
+    write_json_atomically(os.path.join(run["run_dir"], "wall_seconds.json"), {"seconds": round(seconds, 1)}, "run")
     return seconds
 
 
@@ -333,7 +330,7 @@ def check_configs(experiments: list[dict], data_root: str, runs_dir: str) -> Non
 
 def reproduce_command(args) -> str:
     """The command that makes the report again, as the report prints it."""
-    command = (f"python scripts/run_experiments.py {os.path.relpath(os.path.abspath(args.spec), ROOT)} "
+    command = (f"python -m scripts.run_experiments {os.path.relpath(os.path.abspath(args.spec), ROOT)} "
                f"--data-root {args.data_root}")
     if os.path.abspath(args.runs_dir) != os.path.join(ROOT, "runs", "experiments"):
         command += f" --runs-dir {args.runs_dir}"

@@ -1,20 +1,18 @@
 """Share of texts whose in-graph WordPiece ids equal the Hugging Face tokenizer's, on a whole file.
 
-    python scripts/tokenizer_parity.py --pretrained DIR --data ../shared/data/imdb/test.jsonl.gz
+    python -m scripts.tokenizer_parity --pretrained DIR --data ../shared/data/imdb/test.jsonl.gz
 """
 from __future__ import annotations
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import trainer  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
-from core import cli  # noqa: E402
-from core.loader import checkpoint_lowercases  # noqa: E402
-from core.startup import load_tensorflow  # noqa: E402
-from dataset.readers import read_rows  # noqa: E402
-from dataset.wordpiece import WordPieceEncoder, read_vocab  # noqa: E402
+import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from core import cli
+from core.rules import checkpoint_lowercases
+from core.startup import load_tensorflow
+from dataset.readers import read_rows
+from dataset.wordpiece import WordPieceEncoder, read_vocab
 
 
 def parity(pretrained: str, texts: list[str], batch_size: int = 512):
