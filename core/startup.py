@@ -7,6 +7,7 @@ ADVTEXT_VERBOSE=1 in the environment, shows everything.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -23,6 +24,20 @@ NOISE = re.compile(
     r"retrieving CUDA diagnostic information|hostname: ")
 
 
+# Lines tf-keras logs through TensorFlow's Python logger that say nothing to a user of this framework:
+# - at an export, Keras's own reload metadata for layers that hold no weights (an unused dropout) and for models
+#   built from arguments it cannot serialize: the SavedModel is served through its signature, never reloaded
+#   as a Keras model;
+# - "on_train_batch_end is slow": the step of a training-state checkpoint (train.checkpoint_every), by design.
+KERAS_NOISE = re.compile(r"Skipping full serialization of TF-Keras layer .* because it is not built|"
+                         r"Model's `__init__\(\)` arguments contain non-serializable objects|"
+                         r"Callback method `on_train_batch_(begin|end)` is slow compared to the batch time")
+
+
+def keras_noise_filter(record) -> bool:
+    return not KERAS_NOISE.search(record.getMessage())
+
+
 def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "0") not in ("", "0", "false", "False")
 
@@ -30,7 +45,10 @@ def verbose() -> bool:
 def load_tensorflow() -> None:
     """Imports TensorFlow (and tensorflow-text) and probes the devices, keeping the start-up noise off
     standard error unless ADVTEXT_VERBOSE is set. Lines that are not known noise still come through."""
-    if "tensorflow" in sys.modules or verbose():
+    if verbose():
+        return
+    logging.getLogger("tensorflow").addFilter(keras_noise_filter)  # once: a filter is added only once
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # runtime notices too (errors still raise in Python)
     sys.stderr.flush()

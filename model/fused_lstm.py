@@ -70,6 +70,8 @@ class FusedLSTM(tf_keras.layers.Layer):
     def build(self, input_shape):
         for cell in self.cells:
             cell.build(int(input_shape[-1]))
+        if self.bidirectional:
+            self.forward_layer.built = self.backward_layer.built = True
         self.built = True
 
     def call(self, inputs, mask=None, training=False):
