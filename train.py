@@ -12,7 +12,7 @@ import sys
 
 import trainer  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from core import cli
-from core.errors import run_cli
+from core.errors import UserError, run_cli
 from core.startup import VERBOSE_ENV, load_tensorflow
 
 
@@ -40,6 +40,9 @@ def run(args) -> None:
     from core.loader import load_config  # without TensorFlow: a mistake in the config is reported at once
 
     if args.resume:
+        if not os.path.isfile(os.path.join(args.resume, "config.yaml")):
+            what = "does not exist" if not os.path.exists(args.resume) else "is not a run directory (no config.yaml)"
+            raise UserError(f"--resume {args.resume}: {what}")
         cfg = load_config(os.path.join(args.resume, "config.yaml"))
     else:
         cfg = load_config(args.config, args.set)

@@ -185,7 +185,7 @@ def test_a_diverging_run_stops_with_one_line_naming_the_step(tmp_path, tiny_file
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--resume", "no/such/run"], "no/such/run/config.yaml: config file not found"),
+    (["--resume", "no/such/run"], "--resume no/such/run: does not exist"),
     (["--config", "configs"], "configs: is a directory, not a config file"),
 ])
 def test_resume_of_something_that_is_not_a_run_exits_2(args, expected, capsys):
