@@ -355,3 +355,33 @@ def test_a_text_longer_than_any_cap_is_cut_into_chunks_whole(lm_setup):
     assert rows.shape == (-(-n // L) + 1, L)  # the long text's chunks, then "b c"; "a" alone predicts nothing
     np.testing.assert_array_equal(rows[:-1].ravel()[:n], (np.arange(n) % 3) + 2)
     assert not rows[:-1].ravel()[n:].any() and rows[-1].tolist() == [3, 4] + [0] * (L - 2)
+
+
+@pytest.mark.slow  # a second language-model run and its resume: about 30 s
+def test_a_full_disk_in_the_middle_of_a_language_model_is_one_line_and_resumes_exactly(lm_setup, monkeypatch, capsys):
+    """No space for the checkpoint of step 6 (checkpoint_every 3, 4 steps an epoch): one line naming what to
+    continue from (the end of epoch 1, step 4); with space again, --resume ends as the run never stopped."""
+    import tensorflow as tf
+
+    tmp, path, reference = lm_setup
+    run_dir = tmp / "full_disk"
+    original = tf.train.CheckpointManager.save
+
+    def save(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 6:
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        return original(self, checkpoint_number=checkpoint_number, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+    assert train.main(["--config", str(path), "--run-dir", str(run_dir)]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"error: {run_dir / 'checkpoints' / 'train'}: cannot write a checkpoint (No space left "
+                              f"on device); free disk space, then continue with: python train.py --resume {run_dir} "
+                              f"(from {run_dir / 'checkpoints' / 'train' / 'ckpt-4'})"), err[-1]
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()
+    assert train.main(["--resume", str(run_dir)]) == 0
+    for row, want in zip(_history(run_dir), _history(reference), strict=True):
+        for key in ("loss", "val_perplexity"):
+            assert float(row[key]) == pytest.approx(float(want[key]), rel=1e-6), key
