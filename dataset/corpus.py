@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from core.errors import UserError
 from dataset.pipeline import Shard
+from dataset.progress import Progress
 from dataset.readers import open_binary, read_rows
 
 LINE_FORMATS = {"txt": "lines", "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl"}
@@ -171,8 +172,8 @@ class Corpus:
         return passes.batch(shard.rows(batch_size), drop_remainder=True).skip(start_step)
 
     def count(self) -> int:
-        """The number of texts (one pass, in the graph)."""
-        return int(self.lines().reduce(np.int64(0), lambda n, _: n + 1))
+        """The number of texts (one pass, with progress lines on a long one)."""
+        return count_items(self.lines(), "data.unlabeled: counting the texts", "texts")
 
     def fingerprint(self, digest) -> None:
         """Adds what identifies the corpus to `digest` (hashlib): the in-memory texts, and each file's name, size
@@ -192,9 +193,12 @@ class Corpus:
         without the text): the vocabulary's counting pass runs it, so that no bad line surfaces mid-training."""
         for path in self.files:
             is_json = _format(path) == "jsonl"
+            progress = Progress(f"data.unlabeled: checking {path}", None, "lines")
             try:
                 with open_binary(path) as f:
                     for n, raw in enumerate(f, start=1):
+                        if n % 10000 == 0:
+                            progress.update(n)
                         try:
                             line = raw.decode("utf-8")
                         except UnicodeDecodeError:
@@ -202,8 +206,21 @@ class Corpus:
                         if is_json and line.strip() and _json_text(line, self.text_column) is None:
                             raise UserError(f"{path}: line {n}: not a JSON object with a text under "
                                             f"'{self.text_column}'")
+                progress.finish()
             except (OSError, EOFError, zlib.error) as e:
                 raise UserError(f"{path}: cannot be read ({e})") from None
+
+
+def count_items(items: tf.data.Dataset, what: str, unit: str, limit: int | None = None) -> int:
+    """The number of elements of `items` (up to `limit`), in batches, with progress lines on a long pass."""
+    if limit is not None:
+        items = items.take(limit)
+    progress, n = Progress(what, None, unit), 0
+    for size in items.batch(4096).map(lambda b: tf.shape(b, out_type=tf.int64)[0]).prefetch(2):
+        n += int(size)
+        progress.update(n)
+    progress.finish()
+    return n
 
 
 def where(lines: tf.data.Dataset, mask: np.ndarray, value: bool) -> tf.data.Dataset:

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from core.errors import UserError
 from core.schema import Config
-from dataset.corpus import Corpus, where
+from dataset.corpus import Corpus, count_items, where
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,12 @@ def token_chunks(encoder, length: int):
 
 def count_chunks(corpus: Corpus, chunks, exclude: np.ndarray, limit: int | None = None) -> int:
     """The number of chunks of the corpus's texts less those where `exclude` is true (the held-out ones: the
-    training chunks, an epoch; ~heldout: the held-out chunks), in one pass in the graph, or up to `limit`."""
+    training chunks, an epoch; ~heldout: the held-out chunks), in one pass (progress lines on a long one), or up
+    to `limit`."""
     items = chunks(corpus.shard_lines(None, exclude))
     if limit is not None:
-        return int(items.take(limit).reduce(np.int64(0), lambda total, _: total + 1))
-    n = int(items.reduce(np.int64(0), lambda total, _: total + 1))
+        return count_items(items, "", "chunks", limit)
+    n = count_items(items, "language model: counting the training chunks", "chunks")
     log.info("language model: %d chunks to train on (an epoch)", n)
     return n
 

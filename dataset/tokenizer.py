@@ -17,6 +17,7 @@ import tf_keras
 
 from core.errors import UserError
 from core.paths import write_text_atomically
+from dataset.progress import Progress
 
 PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 
@@ -109,10 +110,14 @@ class Vocabulary:
             texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string, shape=[len(texts)]))
         counter: collections.Counter = collections.Counter()
         count = tf.function(lambda batch: tf.unique_with_counts(tokenizer(batch).flat_values)[::2])
+        progress, seen = Progress("vocabulary: counting the tokens", None), 0
         for batch in texts.batch(batch_size).prefetch(2):
             tokens, counts = count(batch)
             for token, n in zip(tokens.numpy().tolist(), counts.numpy().tolist()):
                 counter[token] += n
+            seen += int(batch.shape[0])
+            progress.update(seen)
+        progress.finish()
         ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
         kept = [(t, c) for t, c in ranked if c >= min_freq and t.decode("utf-8") not in specials]
         kept = kept[: max_size - len(specials)]

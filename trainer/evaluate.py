@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from core.paths import write_json_atomically, write_text_atomically, written_atomically
 from core.schema import Config
+from dataset.progress import Progress
 from trainer import plots
 from trainer.metrics import evaluation_metrics, format_report
-from trainer.progress import Progress
 from trainer.robustness import robustness_curves
 from trainer.text_attacks import model_predictor, run_text_attacks
 

@@ -10,9 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from core.registry import METHODS
+from dataset.progress import Progress
 from methods import method_class
 from methods.base import Step, cross_entropy
-from trainer.progress import Progress
 
 
 class _Attacker:

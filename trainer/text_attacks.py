@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataset.data import stratified_sample
-from trainer.progress import Progress
+from dataset.progress import Progress
 
 CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN = re.compile(f"[{CJK_RANGES}]|[^\\W_{CJK_RANGES}]+")
