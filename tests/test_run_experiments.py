@@ -83,6 +83,7 @@ def test_grid_runs_skips_finished_runs_and_writes_results(tmp_path, tiny_files, 
     assert (tmp_path / "docs" / "RESULTS.md").read_text() == before
 
 
+@pytest.mark.slow  # two grids of real runs, a language model first: about 36 s
 def test_a_language_model_pretrained_by_one_experiment_starts_the_next(tmp_path, tiny_files, capsys):
     """{runs_dir} names a run of the grid; a task: lm experiment is reported by its size, perplexity and speed."""
     data_root = os.path.dirname(tiny_files["train"])
@@ -310,6 +311,7 @@ def test_paired_table_by_hand():
                         "| 0 / 2 |") and len(named) == 3
 
 
+@pytest.mark.slow  # every value trained on dev, then the selected ones again: about 40 s
 def test_a_sweep_selects_on_dev_without_reading_test_then_reads_test_once(tmp_path, tiny_files, capsys):
     data_root = os.path.dirname(tiny_files["train"])
     base = tiny_config_dict({k: "{data_root}/" + os.path.basename(v) for k, v in tiny_files.items()}, "none",
