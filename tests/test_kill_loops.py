@@ -58,6 +58,23 @@ def assert_same(run_dir, reference, keys, results):
         assert a[split][key] == pytest.approx(b[split][key], abs=1e-6), (split, key)
 
 
+def kill_then_resume(config, run_dir, step: int) -> None:
+    """The run SIGKILLed after step `step`, then --resume, each in a process of its own."""
+    killed = killed_run(["--config", str(config), "--run-dir", str(run_dir)], kill_step=step)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = killed_run(["--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def reference_run(tmp, name: str, cfg: dict):
+    """The config written to `tmp` and its uninterrupted run, in this process."""
+    config = tmp / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference = tmp / "reference"
+    assert train.main(["--config", str(config), "--run-dir", str(reference)]) == 0
+    return tmp, config, reference
+
+
 @pytest.fixture(scope="module")
 def free_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("free")
@@ -66,21 +83,14 @@ def free_setup(tmp_path_factory):
              "test": write_tsv(tmp / "test.tsv", make_texts(12, seed=3))}
     cfg = tiny_config_dict(files, {"name": "free", "replays": 2, "epsilon": 0.5}, model={"dropout": 0.3},
                            train={"epochs": FREE_EPOCHS, "checkpoint_every": 1})
-    config = tmp / "free.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    reference = tmp / "reference"
-    assert train.main(["--config", str(config), "--run-dir", str(reference)]) == 0
-    return tmp, config, reference
+    return reference_run(tmp, "free", cfg)
 
 
 @pytest.mark.parametrize("step", range(2, 3 * FREE_EPOCHS + 1))
 def test_free_killed_at_any_step_resumes_to_the_uninterrupted_run(free_setup, step):
     tmp, config, reference = free_setup
     run_dir = tmp / f"killed_at_{step}"
-    killed = killed_run(["--config", str(config), "--run-dir", str(run_dir)], kill_step=step)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    resumed = killed_run(["--resume", str(run_dir)])
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    kill_then_resume(config, run_dir, step)
     assert_same(run_dir, reference, ("loss", "clean_loss", "free_loss", "free_perturbation_l2", "val_loss"),
                 [(s, k) for s in ("dev", "test") for k in ("accuracy", "nll", "ece")])
 
@@ -94,21 +104,14 @@ def lm_setup(tmp_path_factory):
            "model": {"name": "bilstm", "embedding_dim": 8, "hidden_size": 8, "dropout": 0.2},
            "lm": {"softmax_samples": 16, "heldout_texts": 16},
            "train": {"epochs": LM_EPOCHS, "steps_per_epoch": LM_STEPS, "checkpoint_every": 1, "learning_rate": 0.01}}
-    config = tmp / "lm.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    reference = tmp / "reference"
-    assert train.main(["--config", str(config), "--run-dir", str(reference)]) == 0
-    return tmp, config, reference
+    return reference_run(tmp, "lm", cfg)
 
 
 @pytest.mark.parametrize("step", range(2, LM_STEPS * LM_EPOCHS + 1))
 def test_a_language_model_killed_at_any_step_resumes_to_the_uninterrupted_run(lm_setup, step):
     tmp, config, reference = lm_setup
     run_dir = tmp / f"killed_at_{step}"
-    killed = killed_run(["--config", str(config), "--run-dir", str(run_dir)], kill_step=step)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    resumed = killed_run(["--resume", str(run_dir)])
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    kill_then_resume(config, run_dir, step)
     assert_same(run_dir, reference, ("loss", "val_perplexity"), [])
     assert metrics(run_dir)["heldout"] == metrics(reference)["heldout"]
 
