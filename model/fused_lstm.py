@@ -1,10 +1,11 @@
-"""An LSTM for the CPU: one or two directions in one loop over time, with a hand-written backward pass.
+"""An LSTM for the CPU, one or two directions, with a hand-written backward pass.
 
 tf-keras's generic LSTM multiplies each step's input by the kernel inside its loop and lets TensorFlow
 differentiate the loop, which keeps every step's intermediate tensors through the while loop's own
 accumulators. Here (as in cuDNN and PyTorch's fused kernels):
-- the input projection of every time step (and of both directions) is one matrix product before the loop;
-- a Bi-LSTM's two directions run in the same loop (a batched matrix product of their two states);
+- the input projection of every time step is one matrix product per direction before the loops;
+- each direction's recurrence is its own while loop, so a Bi-LSTM's two run side by side (one loop over both
+  directions with a batched matrix product measured slower: docs/PERFORMANCE.md);
 - the backward pass is written out (tf.custom_gradient): the loop carries only the recurrence
   (dh_{t-1} = dz_t U^T); the gradients of the kernel, the recurrent kernel, the bias and the inputs are each one
   matrix product or sum over all steps after it.

@@ -138,14 +138,25 @@ class StepTimer:
         return times
 
 
-def interleaved(timers: dict, rounds: int, steps: int) -> dict:
-    """{name: [the median step of each round]}: every round times each timer's `steps` steps in turn, so that a
-    slower stretch of a shared machine falls on all of them."""
+def interleaved(timers: dict, warmup: int, rounds: int, steps: int) -> dict:
+    """{name: [the median step of each round]}: every timer warmed up (once all are built), then every round
+    times each timer's `steps` steps in turn, so that a slower stretch of a shared machine falls on all of them."""
+    for timer in timers.values():
+        timer.warm(warmup)
     medians = {name: [] for name in timers}
     for _ in range(rounds):
         for name, timer in timers.items():
             medians[name].append(statistics.median(timer.time(steps)))
     return medians
+
+
+def precisions(args) -> list[str]:
+    """float32 ('none', the policy's name for it) and, with --mixed-precision, that precision."""
+    return ["none"] + ([args.mixed_precision] if args.mixed_precision != "none" else [])
+
+
+def precision_name(precision: str) -> str:
+    return "float32" if precision == "none" else precision
 
 
 def spread(values: list[float]) -> str:
@@ -158,17 +169,14 @@ def bench_methods(args) -> list[dict]:
     one backbone are interleaved (--rounds rounds of --steps steps each); a ratio is the median of the rounds'
     ratios, printed with their range."""
     results = []
-    precisions = ["none"] + ([args.mixed_precision] if args.mixed_precision != "none" else [])
     for backbone in args.backbones:
         timers, models = {}, {}
-        for precision in precisions:
+        for precision in precisions(args):
             for method in args.methods:
                 model, data, batch = build(backbone, method, args, mixed_precision=precision)
                 timers[precision, method] = StepTimer(model, data)
                 models[precision, method] = model
-        for timer in timers.values():  # once every model is built
-            timer.warm(args.warmup)
-        medians = interleaved(timers, args.rounds, args.steps)
+        medians = interleaved(timers, args.warmup, args.rounds, args.steps)
         for (precision, method), rounds in medians.items():
             median = statistics.median(rounds)
             base_rounds = medians.get((precision, "none"))
@@ -177,7 +185,7 @@ def bench_methods(args) -> list[dict]:
             fp32_rounds = medians.get(("none", method)) if precision != "none" else None
             to_fp32 = [m / f for m, f in zip(rounds, fp32_rounds)] if fp32_rounds else []
             target = args.pgd_steps + 1.1 if method == "pgd" else TARGETS.get(method)
-            r = {"backbone": backbone, "method": method, "precision": "float32" if precision == "none" else precision,
+            r = {"backbone": backbone, "method": method, "precision": precision_name(precision),
                  "median_step_s": median, "round_medians_s": rounds, "examples_per_s": batch / median,
                  "updates_per_step": updates, "ratio": statistics.median(ratios) if ratios else None,
                  "ratio_range": [min(ratios), max(ratios)] if ratios else None, "target": target,
@@ -211,7 +219,7 @@ def bench_language_model(args) -> list[dict]:
     tokens = 2 * args.batch * (args.lm_length - 1)  # predicted tokens a step, both directions
     counts = Vocabulary([f"t{i}" for i in range(args.lm_vocab)], [1] * args.lm_vocab).counts
     timers = {}
-    for precision in ["none"] + ([args.mixed_precision] if args.mixed_precision != "none" else []):
+    for precision in precisions(args):
         tf_keras.utils.set_random_seed(0)
         if precision != "none":
             tf_keras.mixed_precision.set_global_policy(f"mixed_{precision}")
@@ -222,12 +230,10 @@ def bench_language_model(args) -> list[dict]:
         model(tf.constant(ids))
         model.compile(optimizer=make_optimizer(TrainConfig()))
         timers[precision] = StepTimer(model, tf.data.Dataset.from_tensors(tf.constant(ids)).repeat())
-    for timer in timers.values():
-        timer.warm(args.warmup)
     rows = []
-    for precision, rounds in interleaved(timers, args.rounds, args.steps).items():
+    for precision, rounds in interleaved(timers, args.warmup, args.rounds, args.steps).items():
         median = statistics.median(rounds)
-        name = "float32" if precision == "none" else precision
+        name = precision_name(precision)
         rows.append({"precision": name, "median_step_s": median, "round_medians_s": rounds,
                      "tokens_per_s": tokens / median, "peak_mib": timers[precision].peak})
         print(f"language model {name:>8}: {median * 1000:8.1f} ms/step (rounds {spread([1000 * m for m in rounds])})  "

@@ -32,13 +32,18 @@ def write_tsv(path, rows, header=("label", "text")):
     return str(path)
 
 
+def write_tiny_files(folder) -> dict:
+    """The tiny data set's three splits (48, 12 and 12 texts) written into `folder`: {split: path}."""
+    return {
+        "train": write_tsv(os.path.join(folder, "train.tsv"), make_texts(48, seed=1)),
+        "dev": write_tsv(os.path.join(folder, "dev.tsv"), make_texts(12, seed=2)),
+        "test": write_tsv(os.path.join(folder, "test.tsv"), make_texts(12, seed=3)),
+    }
+
+
 @pytest.fixture
 def tiny_files(tmp_path):
-    return {
-        "train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1)),
-        "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
-        "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3)),
-    }
+    return write_tiny_files(tmp_path)
 
 
 def tiny_config_dict(files, regularizer="fgm", **sections):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+from conftest import ROOT, make_texts, tiny_config_dict, write_tiny_files
 
 TWO_DEVICES = """
 import json, sys
@@ -75,9 +75,7 @@ print("RESULTS " + json.dumps(results))
 
 
 def test_mirrored_step_on_two_devices_equals_one_device_on_an_uneven_batch(tmp_path):
-    files = {"train": write_tsv(tmp_path / "train.tsv", make_texts(48, seed=1)),
-             "dev": write_tsv(tmp_path / "dev.tsv", make_texts(12, seed=2)),
-             "test": write_tsv(tmp_path / "test.tsv", make_texts(12, seed=3))}
+    files = write_tiny_files(tmp_path)
     # random and vat draw noise (the uneven split's defect); fgm's deterministic path runs across processes
     # in test_distribute_workers.py
     regs = [{"name": "random", "epsilon": 1.0, "weight": 0.5}, {"name": "vat", "epsilon": 2.0, "weight": 0.6}]

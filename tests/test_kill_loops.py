@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, make_texts, tiny_config_dict, write_tsv
+from conftest import ROOT, make_texts, tiny_config_dict, write_tiny_files
 from test_resume import run as killed_run
 
 import train
@@ -78,9 +78,7 @@ def reference_run(tmp, name: str, cfg: dict):
 @pytest.fixture(scope="module")
 def free_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("free")
-    files = {"train": write_tsv(tmp / "train.tsv", make_texts(48, seed=1)),
-             "dev": write_tsv(tmp / "dev.tsv", make_texts(12, seed=2)),
-             "test": write_tsv(tmp / "test.tsv", make_texts(12, seed=3))}
+    files = write_tiny_files(tmp)
     cfg = tiny_config_dict(files, {"name": "free", "replays": 2, "epsilon": 0.5}, model={"dropout": 0.3},
                            train={"epochs": FREE_EPOCHS, "checkpoint_every": 1})
     return reference_run(tmp, "free", cfg)

@@ -45,12 +45,10 @@ def run(args, kill_step=None, sig="SIGKILL"):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """The tiny run's data and config, and the same run uninterrupted (in this process) to compare with."""
-    from conftest import make_texts, write_tsv
+    from conftest import write_tiny_files
 
     tmp = tmp_path_factory.mktemp("resume")
-    files = {"train": write_tsv(tmp / "train.tsv", make_texts(48, seed=1)),
-             "dev": write_tsv(tmp / "dev.tsv", make_texts(12, seed=2)),
-             "test": write_tsv(tmp / "test.tsv", make_texts(12, seed=3))}
+    files = write_tiny_files(tmp)
     cfg = tiny_config_dict(files, [{"name": "random", "epsilon": 0.5}, {"name": "vat", "weight": 0.5}],
                            data={"num_labeled": 32},
                            model={"dropout": 0.3, "head_dropout": 0.3},  # an LSTM (conftest): dropout in two places

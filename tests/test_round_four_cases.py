@@ -11,7 +11,7 @@ import traceback
 
 import pytest
 import yaml
-from conftest import make_texts, tiny_config_dict, write_tsv
+from conftest import make_texts, tiny_config_dict, write_tiny_files, write_tsv
 
 import train
 
@@ -21,9 +21,7 @@ DEL = object()
 
 def test_round_four_cases(tmp_path):
     W = str(tmp_path)
-    files = {"train": write_tsv(f"{W}/train.tsv", make_texts(48, seed=1)),
-             "dev": write_tsv(f"{W}/dev.tsv", make_texts(12, seed=2)),
-             "test": write_tsv(f"{W}/test.tsv", make_texts(12, seed=3))}
+    files = write_tiny_files(W)
     base = tiny_config_dict(files, "fgm")
     results = []
 

@@ -23,21 +23,20 @@ def attack_grid(cfg: Config) -> dict[str, list[float]]:
 _FORWARD = weakref.WeakKeyDictionary()  # model -> its traced inference pass, shared by every split
 
 
-def predict_logits(model, dataset, what: str | None = None, total: int | None = None) -> np.ndarray:
-    """The clean model's logits for every batch of (features, labels), in order. Calls the model directly,
-    so that under a distribution strategy one process can evaluate on its own. One traced function per
-    model serves every split (tracing an LSTM costs about as much as predicting a thousand texts)."""
+def predict_logits(model, dataset, what: str = "predictions", total: int | None = None) -> np.ndarray:
+    """The clean model's logits for every batch of (features, labels), in order, with progress lines under `what`
+    on a long pass (`total` examples). Calls the model directly, so that under a distribution strategy one process
+    can evaluate on its own. One traced function per model serves every split (tracing an LSTM costs about as
+    much as predicting a thousand texts)."""
     if model not in _FORWARD:
         _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     forward = _FORWARD[model]
-    progress = Progress(what, total) if what else None
-    logits = []
+    progress, logits, done = Progress(what, total), [], 0
     for x, _ in dataset:
         logits.append(forward(x).numpy())
-        if progress is not None:
-            progress.update(sum(len(batch) for batch in logits))
-    if progress is not None:
-        progress.finish()
+        done += len(logits[-1])
+        progress.update(done)
+    progress.finish()
     return np.concatenate(logits)
 
 

@@ -66,7 +66,7 @@ def robustness_curves(classifier, dataset, attacks: dict[str, list[float]], pgd_
     (inputs, labels), using at most `max_examples` examples (the first ones). PGD takes `pgd_steps`
     steps. `total`: the dataset's examples, for the progress lines."""
     attacker = _Attacker(classifier)
-    todo = min(x for x in (max_examples, total) if x is not None) if (max_examples or total) else None
+    todo = min([x for x in (max_examples, total) if x is not None], default=None)
     progress = Progress(f"robustness curves ({', '.join(attacks)})", todo)
     totals = {attack: np.zeros(len(eps), np.int64) for attack, eps in attacks.items()}
     seen = 0
