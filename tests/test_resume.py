@@ -332,6 +332,31 @@ def test_a_resume_refuses_an_edited_config_and_a_missing_run_file(setup, monkeyp
     assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
 
 
+def test_a_setting_added_since_the_run_started_is_accepted_at_its_default(setup, monkeypatch, capsys):
+    """A run started by a version without a setting (its checkpoint does not record it) resumes with that
+    setting at its default in config.yaml and ends like the uninterrupted run; another value is refused."""
+    from trainer import story
+
+    tmp, config, reference = setup
+    run_dir = tmp / "older"
+    recorded = story.recorded_settings
+    monkeypatch.setattr(story, "recorded_settings",  # undone by in_process: the older version's checkpoint
+                        lambda cfg: {k: v for k, v in recorded(cfg).items() if k != "model.variational_dropout"})
+    assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=5) == 143
+    saved = run_dir / "config.yaml"
+    original = saved.read_text()
+    assert "variational_dropout: false" in original
+    saved.write_text(original.replace("variational_dropout: false", "variational_dropout: true"))
+    capsys.readouterr()
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {run_dir}/config.yaml: model.variational_dropout is True, but the run started with None; put it "
+        "back to resume, or start a new run with the new value")
+    saved.write_text(original)
+    assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
+    assert_same_run(run_dir, reference)
+
+
 def tf_latest(run_dir):
     import tensorflow as tf
 

@@ -210,7 +210,8 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
 
     def __init__(self, checkpoint_dir: str, model, steps_per_epoch: int, every: int | None, keep_last: int,
                  monitor: str, mode: str, fingerprint: str, run_dir: str, restore_dir: str | None = None,
-                 best=None, settings: dict | None = None, vocab_digest: str | None = None):
+                 best=None, settings: dict | None = None, vocab_digest: str | None = None,
+                 defaults: dict | None = None):
         super().__init__()
         self.set_model(model)
         self.checkpoint_dir, self.run_dir = checkpoint_dir, run_dir
@@ -223,6 +224,7 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         self._history = tf.Variable("[]", trainable=False)
         self._data = tf.Variable(fingerprint, trainable=False)
         self.settings = settings or {}  # the run's config, flattened: a resume refuses an edited config.yaml
+        self.defaults = defaults or {}  # the settings' defaults: one added since a run started is accepted at it
         self.vocab_digest = vocab_digest  # ties vocab.tsv to these weights: in the settings and beside the best
         recorded = {**self.settings, VOCAB_SETTING: vocab_digest} if vocab_digest else self.settings
         self._settings = tf.Variable(json.dumps(recorded, sort_keys=True, default=str), trainable=False)
@@ -293,6 +295,8 @@ class TrainingCheckpoints(tf_keras.callbacks.Callback):
         now = json.loads(json.dumps(self.settings, default=str))
         started = {k: v for k, v in started.items() if k != VOCAB_SETTING}  # checked by check_vocabulary
         for key in sorted(set(started) | set(now)):
+            if key not in started and key in self.defaults and now.get(key) == self.defaults[key]:
+                continue  # a setting added after the run started, at its default: the behaviour it started with
             if started.get(key) != now.get(key):
                 raise UserError(f"{self.run_dir}/config.yaml: {key} is {now.get(key)!r}, but the run started with "
                                 f"{started.get(key)!r}; put it back to resume, or start a new run with the new value")

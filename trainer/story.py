@@ -169,7 +169,8 @@ def fit(cfg: Config, model, streams, spe: int, run_dir: str, out_dir: str, resum
     checkpoints = TrainingCheckpoints(ckpt_dir, model, spe, cfg.train.checkpoint_every, cfg.train.keep_last,
                                       monitor, mode, fingerprint, run_dir,
                                       restore_dir=os.path.join(run_dir, "checkpoints"), best=best,
-                                      settings=recorded_settings(cfg), vocab_digest=vocab_digest)
+                                      settings=recorded_settings(cfg), vocab_digest=vocab_digest,
+                                      defaults=recorded_settings(Config()))
     epoch, in_epoch = checkpoints.restore() if resume else (0, 0)
     model.initial_step_in_epoch = in_epoch
     train_ds, dev_ds = streams(epoch * spe + in_epoch)
