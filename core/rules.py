@@ -97,6 +97,9 @@ def _resolve_model(cfg: Config, source: str) -> None:
     if backbone.checkpoint and not (m.pretrained or m.config_overrides):
         raise UserError(f"{source}: model.name {m.name} needs model.pretrained (a checkpoint directory or hub "
                         "name) or model.config_overrides (to build a randomly initialized encoder)")
+    if backbone.checkpoint and m.variational_dropout:
+        raise UserError(f"{source}: model.variational_dropout: the LSTMs' embedding dropout; a Hugging Face "
+                        "encoder's dropout is its checkpoint's (model.config_overrides)")
     if not backbone.checkpoint and (m.pretrained or m.config_overrides or m.lower_case is not None):
         raise UserError(f"{source}: model.pretrained, config_overrides and lower_case are for a Hugging Face "
                         f"encoder (model.name {_names('checkpoint')}), not {m.name}")

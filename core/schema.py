@@ -73,6 +73,9 @@ class ModelConfig:
     num_layers: int = setting(1, min=1)
     dropout: float = setting(0.2, min=0.0, max=0.99)
     head_dropout: float = setting(0.2, min=0.0, max=0.99)
+    # LSTMs: the embedding dropout draws one mask per text over the embedding dimensions, the same at every
+    # position (variational dropout, Gal & Ghahramani 2016; Miyato et al.'s adversarial_text code).
+    variational_dropout: bool = False
     # None: 'max' for the LSTMs, 'cls' for Hugging Face encoders. LSTMs: 'concat' is [last, max, mean] (ULMFiT),
     # three times the features; 'mean' or 'concat' suit an LSTM started from a language model (init_from).
     pooling: str | None = setting(None, choices=("last", "max", "mean", "concat", "cls", "first_token"))

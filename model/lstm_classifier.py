@@ -31,7 +31,10 @@ class LSTMClassifier(Classifier):
         self.embedding = TokenEmbedding(vocab_size, cfg.embedding_dim, counts=counts,
                                         normalize=cfg.normalize_embeddings, initial_vectors=initial_vectors,
                                         name="token_embedding", dtype="float32")
-        self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout, dtype="float32")  # perturbed: float32
+        # variational: one mask per text, shared by its positions (batch, 1, dim); else one per coordinate
+        noise_shape = (None, 1, None) if cfg.variational_dropout else None
+        self.embedding_dropout = tf_keras.layers.Dropout(cfg.dropout, noise_shape=noise_shape,
+                                                         dtype="float32")  # perturbed: float32
         self.backbone = LSTMBackbone(cfg.hidden_size, cfg.num_layers, bidirectional=BACKBONES[cfg.name].bidirectional,
                                      pooling=cfg.pooling, dropout=cfg.dropout, name=cfg.name)
         self.head_dropout = tf_keras.layers.Dropout(cfg.head_dropout)

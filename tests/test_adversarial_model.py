@@ -165,3 +165,23 @@ def test_validation_runs_the_clean_model_in_inference_mode():
     for _ in range(2):  # the same both times: nothing random
         logs = model.evaluate(x, tf.constant(LABELS), verbose=0, return_dict=True)
         assert logs["loss"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("variational", [True, False])
+def test_the_embedding_dropout_mask_is_shared_by_a_texts_positions_only_when_variational(variational):
+    """model.variational_dropout: one mask per text over the embedding dimensions (Miyato et al.'s code,
+    noise_shape (batch, 1, dim)); otherwise one per coordinate. Read off the looked-up embeddings."""
+    tf_keras.utils.set_random_seed(0)
+    cfg = ModelConfig(name="lstm", embedding_dim=64, hidden_size=6, dropout=0.5, head_dropout=0.0,
+                      pooling="max", variational_dropout=variational)
+    clf = LSTMClassifier(cfg, VOCAB, 2)
+    x = {"token_ids": tf.constant(IDS)}
+    looked_up = clf.embedding(x["token_ids"]).numpy()
+    dropped = clf.embed(x, training=True).numpy()
+    kept = dropped != 0  # (B, T, D); a kept coordinate is scaled by 1 / (1 - 0.5)
+    np.testing.assert_allclose(dropped[kept], 2.0 * looked_up[kept], rtol=1e-6)
+    assert 0.3 < kept.mean() < 0.7
+    same_at_every_position = all((kept[b][IDS[b] != 0] == kept[b, :1]).all() for b in range(len(IDS)))
+    assert same_at_every_position == variational
+    assert not (kept[0] == kept[1]).all()  # texts draw their own masks
+    np.testing.assert_array_equal(clf.embed(x).numpy(), looked_up)  # inference: no dropout

