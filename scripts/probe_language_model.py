@@ -4,8 +4,9 @@ with it: the measurements docs/RESULTS.md section 5 reads, for a pretrained star
     python -m scripts.probe_language_model --config configs/bilstm_imdb_from_lm.yaml [--set model.init_from=RUN]
                                            [--finetuned RUN ...] [--examples 2000]
 
-For the config's classifier as it starts (its LM's weights) and as a random start of the same size (init_from
-left out), on the config's training texts and a sample of its test texts:
+For the config's classifier as it starts (its LM's weights) and as random starts of the same size (init_from
+left out; --random-starts of them, seeded train.seed, train.seed + 1, ...: one random draw can mislead, their
+linear probes differ by several points), on the config's training texts and a sample of its test texts:
 - saturation: the share of LSTM units with |h| > 0.9 at every real position of a text (mean over texts);
 - spread: the standard deviation across texts of each pooled feature (median over features), for last, max and
   mean pooling: features that hardly vary across texts tell the head nothing;
@@ -113,22 +114,31 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="override a config value (section.key=value)")
     parser.add_argument("--finetuned", nargs="*", default=[], help="classifier runs trained from that language model")
     parser.add_argument("--examples", type=positive_int, default=2000, help="test texts to probe")
+    parser.add_argument("--random-starts", type=positive_int, default=3, help="random starts to probe beside the LM")
 
     def work(args):
         load_tensorflow()
         import dataclasses
+
+        import tf_keras
 
         from trainer.init_from import read_language_model_run
 
         cfg = load_config(args.config, args.set)
         cfg.eval.robustness_after_training = False
         print(f"language model {cfg.model.init_from}")
-        for name, start in (("from the language model", cfg),
-                            ("random start", dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
-                                                                                                 init_from=None)))):
-            print(f"{name}:")
-            for key, value in probe(start, args.examples).items():
-                print(f"  {key}: {value:.4f}")
+        print("from the language model:")
+        for key, value in probe(cfg, args.examples).items():
+            print(f"  {key}: {value:.4f}")
+        random_start = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
+        found = []
+        for seed in range(cfg.train.seed, cfg.train.seed + args.random_starts):
+            tf_keras.utils.set_random_seed(seed)  # a random start's weights: reproducible, one draw per seed
+            found.append(probe(random_start, args.examples))
+        print(f"random starts (seeds {cfg.train.seed}-{cfg.train.seed + args.random_starts - 1}: mean, min-max):")
+        for key in found[0]:
+            values = [f[key] for f in found]
+            print(f"  {key}: {sum(values) / len(values):.4f}, {min(values):.4f}-{max(values):.4f}")
         if args.finetuned:
             lm_table = read_language_model_run(cfg).table
             for run_dir in args.finetuned:
