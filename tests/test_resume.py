@@ -309,18 +309,29 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(setup, monkeyp
 
 def test_a_resume_refuses_an_edited_config_and_a_missing_run_file(setup, monkeypatch, capsys):
     """config.yaml edited after the run started: the key and both values, nothing trained; vocab.tsv or
-    labels.json gone: named before training on (predict.py would need them); put back, the run resumes."""
-    tmp, config, _ = setup
+    labels.json gone: named before training on (predict.py would need them); put back, the run resumes. The run
+    is started as by a version without model.variational_dropout (its checkpoint does not record it): at its
+    default the run resumes and ends like the uninterrupted one, at another value it is refused."""
+    from trainer import story
+
+    tmp, config, reference = setup
     run_dir = tmp / "edited"
+    recorded = story.recorded_settings
+    monkeypatch.setattr(story, "recorded_settings",  # undone by in_process: the older version's checkpoint
+                        lambda cfg: {k: v for k, v in recorded(cfg).items() if k != "model.variational_dropout"})
     assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=5) == 143
     saved = run_dir / "config.yaml"
     original = saved.read_text()
-    saved.write_text(original.replace("learning_rate: 0.01", "learning_rate: 0.02"))
-    capsys.readouterr()
-    assert in_process(["--resume", str(run_dir)], monkeypatch) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: {run_dir}/config.yaml: train.learning_rate is 0.02, but the run started with 0.01; put it back "
-        "to resume, or start a new run with the new value")
+    assert "variational_dropout: false" in original
+    for old, new, message in [
+            ("learning_rate: 0.01", "learning_rate: 0.02", "train.learning_rate is 0.02, but the run started with 0.01"),
+            ("variational_dropout: false", "variational_dropout: true",
+             "model.variational_dropout is True, but the run started with None")]:
+        saved.write_text(original.replace(old, new))
+        capsys.readouterr()
+        assert in_process(["--resume", str(run_dir)], monkeypatch) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: {run_dir}/config.yaml: {message}; put it back to resume, or start a new run with the new value")
     saved.write_text(original)
     for name in ("vocab.tsv", "labels.json"):
         (run_dir / name).rename(tmp / name)
@@ -329,30 +340,6 @@ def test_a_resume_refuses_an_edited_config_and_a_missing_run_file(setup, monkeyp
         assert name in err and ("not found" in err or "missing" in err), err
         (tmp / name).rename(run_dir / name)
     assert tf_latest(run_dir).endswith("ckpt-5")  # nothing trained meanwhile
-    assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
-
-
-def test_a_setting_added_since_the_run_started_is_accepted_at_its_default(setup, monkeypatch, capsys):
-    """A run started by a version without a setting (its checkpoint does not record it) resumes with that
-    setting at its default in config.yaml and ends like the uninterrupted run; another value is refused."""
-    from trainer import story
-
-    tmp, config, reference = setup
-    run_dir = tmp / "older"
-    recorded = story.recorded_settings
-    monkeypatch.setattr(story, "recorded_settings",  # undone by in_process: the older version's checkpoint
-                        lambda cfg: {k: v for k, v in recorded(cfg).items() if k != "model.variational_dropout"})
-    assert in_process(["--config", str(config), "--run-dir", str(run_dir)], monkeypatch, signal_at=5) == 143
-    saved = run_dir / "config.yaml"
-    original = saved.read_text()
-    assert "variational_dropout: false" in original
-    saved.write_text(original.replace("variational_dropout: false", "variational_dropout: true"))
-    capsys.readouterr()
-    assert in_process(["--resume", str(run_dir)], monkeypatch) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: {run_dir}/config.yaml: model.variational_dropout is True, but the run started with None; put it "
-        "back to resume, or start a new run with the new value")
-    saved.write_text(original)
     assert in_process(["--resume", str(run_dir)], monkeypatch) == 0
     assert_same_run(run_dir, reference)
 
