@@ -37,7 +37,7 @@ def count_chunks(corpus: Corpus, chunks, exclude: np.ndarray, limit: int | None 
     to `limit`."""
     items = chunks(corpus.shard_lines(None, exclude))
     if limit is not None:
-        return count_items(items, "", "chunks", limit)
+        return count_items(items, "language model: counting chunks", "chunks", limit)
     n = count_items(items, "language model: counting the training chunks", "chunks")
     log.info("language model: %d chunks to train on (an epoch)", n)
     return n

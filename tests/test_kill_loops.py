@@ -2,8 +2,6 @@
 replays each batch) and for a language model, besides the classifier's loop in test_resume.py; and a SIGKILL in
 the middle of a checkpoint write (its files written, the manager's record not yet) resumes from the checkpoint
 before it. Each case is a real process killed with SIGKILL (nothing runs after it)."""
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +10,7 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT, make_texts, tiny_config_dict, write_tiny_files
+from test_resume import history, metrics
 from test_resume import run as killed_run
 
 import train
@@ -35,15 +34,6 @@ checkpoint_management.update_checkpoint_state_internal = update
 import train
 sys.exit(train.main(sys.argv[1:]))
 """
-
-
-def history(run_dir):
-    with open(os.path.join(run_dir, "history.csv")) as f:
-        return list(csv.DictReader(f))
-
-
-def metrics(run_dir):
-    return json.load(open(os.path.join(run_dir, "metrics.json")))
 
 
 def assert_same(run_dir, reference, keys, results):

@@ -150,7 +150,6 @@ def test_round_four_cases(tmp_path):
     case("run-dir is the finished run", ["--config", cfg_file("r7", base), "--run-dir", R("ok")], must="run-dir")
     case("config and resume together", ["--config", cfg_file("r8", base), "--resume", R("ok")])
 
-
     failed = [f"{name}: {problems} ({line})" for name, problems, line in results if problems]
     assert len(results) == 53
     assert not failed, "\n".join(failed)
