@@ -2,7 +2,7 @@
 
     python -m scripts.run_experiments experiments/paper.yaml --data-root ../shared/data [--only NAME ...]
                                       [--runs-dir runs/experiments] [--results docs/RESULTS.md] [--report-only]
-                                      [--seeds K ...]
+                                      [--seeds K ...] [--variants NAME ...]
 
 A spec lists experiments; each has a base config (the same keys as a training config; `{data_root}` in a
 string is replaced by --data-root, `{runs_dir}` by --runs-dir), variants (config overrides: the methods
@@ -349,6 +349,8 @@ def main(argv=None) -> int:
                         "the report (the others are kept as it has them)")
     parser.add_argument("--seeds", nargs="+", type=int, help="train only these of each experiment's seeds (e.g. "
                         "to share a grid between processes); the report aggregates every finished run")
+    parser.add_argument("--variants", nargs="+", help="train only these of each experiment's variants (e.g. one "
+                        "method's missing seeds); the report aggregates every finished run")
     parser.add_argument("--report-only", action="store_true", help="run nothing; aggregate what has finished")
     parser.add_argument("--allow-fewer-runs", action="store_true",
                         help="rewrite the report even if it would list fewer finished runs than it does now")
@@ -373,6 +375,11 @@ def main(argv=None) -> int:
         if missing:
             raise UserError(f"--seeds {missing[0]}: no experiment run here has that seed; their seeds: "
                             f"{', '.join(map(str, sorted({seed for e in chosen for seed in e['seeds']})))}")
+        known = {variant for e in chosen for variant in e["variants"]}
+        missing = [variant for variant in args.variants or [] if variant not in known]
+        if missing:
+            raise UserError(f"--variants {missing[0]}: no experiment run here has that variant; their variants: "
+                            f"{', '.join(sorted(known))}")
         for experiment in experiments:  # every run directory the report reads, before anything trains
             for run_ in planned(experiment):
                 check_run_config(run_)
@@ -383,7 +390,8 @@ def main(argv=None) -> int:
                 continue
             for tuning_pass in (True, False):  # the sweeps' dev runs first: they decide the selected values
                 for run_ in planned(experiment):
-                    if bool(run_.get("tuning")) != tuning_pass or (args.seeds and run_["seed"] not in args.seeds):
+                    if (bool(run_.get("tuning")) != tuning_pass or (args.seeds and run_["seed"] not in args.seeds)
+                            or (args.variants and run_["variant"] not in args.variants)):
                         continue
                     seconds = execute(run_)
                     state = "skipped (finished)" if seconds is None else f"{seconds:.0f} s"

@@ -149,7 +149,7 @@ def test_a_run_another_grid_is_starting_is_left_untouched(tmp_path, tiny_files, 
     import subprocess
     import sys
 
-    args = _tiny_spec(tmp_path, tiny_files)
+    args = _tiny_spec(tmp_path, tiny_files, {"none": {}, "other": {"regularizer": {"name": "fgm"}}})
     claim = tmp_path / "runs" / "tiny" / "none-seed1.claim"
     claim.parent.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -162,8 +162,10 @@ def test_a_run_another_grid_is_starting_is_left_untouched(tmp_path, tiny_files, 
     finally:
         holder.kill()
         holder.wait()
-    assert run_experiments.main(args + ["--seeds", "1"]) == 0  # a stale claim (its grid gone) is taken over
+    assert run_experiments.main(args + ["--seeds", "1", "--variants", "none"]) == 0  # a stale claim is taken over
     assert not claim.exists()
+    assert (tmp_path / "runs" / "tiny" / "none-seed1" / "metrics.json").exists()
+    assert not (tmp_path / "runs" / "tiny" / "other-seed1").exists()  # --variants: the other variant is not trained
 
 
 def test_grid_mistakes_are_one_line_before_anything_trains(tmp_path, tiny_files, capsys):
@@ -173,6 +175,8 @@ def test_grid_mistakes_are_one_line_before_anything_trains(tmp_path, tiny_files,
     args = _tiny_spec(tmp_path, tiny_files)
     assert run_experiments.main(args + ["--seeds", "7", "8"]) == 2
     assert "--seeds 7: no experiment run here has that seed; their seeds: 1" in capsys.readouterr().err
+    assert run_experiments.main(args + ["--variants", "none", "fmg"]) == 2
+    assert "--variants fmg: no experiment run here has that variant; their variants: none" in capsys.readouterr().err
     assert run_experiments.main(args + ["--report-only"]) == 2  # no runs folder: nothing to report
     assert "no such directory" in capsys.readouterr().err and not (tmp_path / "RESULTS.md").exists()
     notes = tmp_path / "RESULTS.md"
