@@ -310,22 +310,22 @@ def _execute(run: dict) -> float | None:
     return seconds
 
 
-def check_configs(experiments: list[dict], data_root: str, runs_dir: str) -> None:
-    """Every config the grid will train (each sweep value's too) is valid, and every language model a run starts
-    from (model.init_from) is made by an experiment trained before it or has finished already, before the first
-    run starts."""
+def check_configs(experiments: list[dict], data_root: str, runs_dir: str, trains=lambda run: True) -> None:
+    """Every config the grid will train (each sweep value's too; `trains` says which runs --seeds and --variants
+    leave in) is valid, and every language model such a run starts from (model.init_from) is made by a run trained
+    before it or has finished already, before the first run starts."""
     from core.loader import config_from_dict
 
     made = set()
     for experiment in experiments:
-        for run in plan(experiment, data_root, runs_dir):
+        for run in filter(trains, plan(experiment, data_root, runs_dir)):
             source = f"{experiment['name']}/{os.path.basename(run['run_dir'])}"
             config_from_dict(run["config"], source=source)
             start = (run["config"].get("model") or {}).get("init_from")
             if start and os.path.abspath(start) not in made and not os.path.exists(os.path.join(start, "metrics.json")):
                 raise UserError(f"{source}: model.init_from {start}: no experiment trained before it makes that run, "
                                 "and it has not finished (run the experiment that pretrains it first, or fix the path)")
-        made |= {os.path.abspath(run["run_dir"]) for run in plan(experiment, data_root, runs_dir)}
+        made |= {os.path.abspath(run["run_dir"]) for run in filter(trains, plan(experiment, data_root, runs_dir))}
 
 
 def reproduce_command(args) -> str:
@@ -383,15 +383,19 @@ def main(argv=None) -> int:
         for experiment in experiments:  # every run directory the report reads, before anything trains
             for run_ in planned(experiment):
                 check_run_config(run_)
+
+        def trains(run_) -> bool:  # what --seeds and --variants leave in
+            return ((not args.seeds or run_["seed"] in args.seeds)
+                    and (not args.variants or run_["variant"] in args.variants))
+
         if not args.report_only:
-            check_configs(chosen, data_root, runs_dir)
+            check_configs(chosen, data_root, runs_dir, trains)
         for experiment in experiments:
             if args.report_only or (args.only and experiment["name"] not in args.only):
                 continue
             for tuning_pass in (True, False):  # the sweeps' dev runs first: they decide the selected values
                 for run_ in planned(experiment):
-                    if (bool(run_.get("tuning")) != tuning_pass or (args.seeds and run_["seed"] not in args.seeds)
-                            or (args.variants and run_["variant"] not in args.variants)):
+                    if bool(run_.get("tuning")) != tuning_pass or not trains(run_):
                         continue
                     seconds = execute(run_)
                     state = "skipped (finished)" if seconds is None else f"{seconds:.0f} s"

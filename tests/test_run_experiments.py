@@ -149,7 +149,8 @@ def test_a_run_another_grid_is_starting_is_left_untouched(tmp_path, tiny_files, 
     import subprocess
     import sys
 
-    args = _tiny_spec(tmp_path, tiny_files, {"none": {}, "other": {"regularizer": {"name": "fgm"}}})
+    nowhere = {"init_from": "{runs_dir}/nowhere/lm-seed1"}  # a run --variants leaves out is not checked
+    args = _tiny_spec(tmp_path, tiny_files, {"none": {}, "other": {"model": nowhere}}) + ["--variants", "none"]
     claim = tmp_path / "runs" / "tiny" / "none-seed1.claim"
     claim.parent.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -162,7 +163,7 @@ def test_a_run_another_grid_is_starting_is_left_untouched(tmp_path, tiny_files, 
     finally:
         holder.kill()
         holder.wait()
-    assert run_experiments.main(args + ["--seeds", "1", "--variants", "none"]) == 0  # a stale claim is taken over
+    assert run_experiments.main(args + ["--seeds", "1"]) == 0  # a stale claim is taken over
     assert not claim.exists()
     assert (tmp_path / "runs" / "tiny" / "none-seed1" / "metrics.json").exists()
     assert not (tmp_path / "runs" / "tiny" / "other-seed1").exists()  # --variants: the other variant is not trained
