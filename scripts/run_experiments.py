@@ -318,14 +318,15 @@ def check_configs(experiments: list[dict], data_root: str, runs_dir: str, trains
 
     made = set()
     for experiment in experiments:
-        for run in filter(trains, plan(experiment, data_root, runs_dir)):
+        runs = [run for run in plan(experiment, data_root, runs_dir) if trains(run)]
+        for run in runs:
             source = f"{experiment['name']}/{os.path.basename(run['run_dir'])}"
             config_from_dict(run["config"], source=source)
             start = (run["config"].get("model") or {}).get("init_from")
             if start and os.path.abspath(start) not in made and not os.path.exists(os.path.join(start, "metrics.json")):
                 raise UserError(f"{source}: model.init_from {start}: no experiment trained before it makes that run, "
                                 "and it has not finished (run the experiment that pretrains it first, or fix the path)")
-        made |= {os.path.abspath(run["run_dir"]) for run in filter(trains, plan(experiment, data_root, runs_dir))}
+        made |= {os.path.abspath(run["run_dir"]) for run in runs}
 
 
 def reproduce_command(args) -> str:

@@ -98,8 +98,11 @@ def test_a_language_model_pretrained_by_one_experiment_starts_the_next(tmp_path,
         {"name": "cls", "title": "Classified", "base": classifier, "seeds": [1],
          "variants": {"lm-none": {"model": {"init_from": "{runs_dir}/pre/lm-seed1"}}}}]}))
     runs = tmp_path / "runs"
-    assert run_experiments.main([str(spec), "--data-root", data_root, "--runs-dir", str(runs),
-                                 "--results", str(tmp_path / "RESULTS.md")]) == 0
+    args = [str(spec), "--data-root", data_root, "--runs-dir", str(runs), "--results", str(tmp_path / "RESULTS.md")]
+    assert run_experiments.main(args + ["--variants", "lm-none"]) == 2  # the language model would not be trained
+    assert "pre/lm-seed1: no experiment trained before it makes that run" in capsys.readouterr().err
+    assert not runs.exists()
+    assert run_experiments.main(args) == 0
     saved = yaml.safe_load((runs / "cls" / "lm-none-seed1" / "config.yaml").read_text())
     assert saved["model"]["init_from"] == str(runs / "pre" / "lm-seed1")
     metrics = json.loads((runs / "pre" / "lm-seed1" / "metrics.json").read_text())
